@@ -1,0 +1,171 @@
+//! `index.v1.IndexService`: point reads and scans over the index.
+
+use super::proto::index::v1::{
+    BatchGetRequest, BatchGetResponse, KeyValue, ScanRequest, ScanResponse,
+    index_service_server::IndexService,
+};
+use super::{observe, request_deadline, validate};
+use crate::cache::ReadError;
+use crate::config::Limits;
+use crate::index::{Index, IndexError, KeyRange, PageLimits};
+use crate::objstore::StoreError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::{Request, Response, Status};
+
+pub struct IndexApi {
+    index: Arc<Index>,
+    limits: Limits,
+}
+
+impl IndexApi {
+    pub fn new(index: Arc<Index>, limits: Limits) -> Self {
+        IndexApi { index, limits }
+    }
+
+    /// Read-your-writes: wait for `min_sequence`, bounded by the client's
+    /// deadline (or the default wait when it set none).
+    async fn wait_for(&self, deadline: Option<Duration>, min: Option<u64>) -> Result<(), Status> {
+        let Some(sequence) = min else { return Ok(()) };
+        let wait = deadline.unwrap_or(self.limits.default_read_wait);
+        Ok(self.index.wait_for(sequence, wait).await?)
+    }
+}
+
+impl From<IndexError> for Status {
+    fn from(e: IndexError) -> Status {
+        match &e {
+            IndexError::NotYetApplied { .. } => Status::deadline_exceeded(e.to_string()),
+            IndexError::Read(read) => match read.as_ref() {
+                ReadError::Corrupt { .. } | ReadError::TooShort { .. } => {
+                    Status::data_loss(e.to_string())
+                }
+                ReadError::Store(StoreError::NotFound { .. }) => Status::internal(e.to_string()),
+                ReadError::Store(_) => Status::unavailable(e.to_string()),
+            },
+        }
+    }
+}
+
+/// Page tokens are the hex of the last key returned; the next page starts
+/// strictly after it.
+fn decode_token(token: &str) -> Result<Option<Vec<u8>>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Status::invalid_argument("page_token is not a token returned by Scan");
+    if token.len() % 2 != 0 {
+        return Err(bad());
+    }
+    (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .collect::<Result<Vec<u8>, Status>>()
+        .map(Some)
+}
+
+fn encode_token(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl IndexApi {
+    fn scan_range(&self, req: &ScanRequest) -> Result<(KeyRange, PageLimits), Status> {
+        for (field, value) in [("start_key", &req.start_key), ("end_key", &req.end_key), ("prefix", &req.prefix)] {
+            if value.len() > self.limits.max_key_bytes {
+                return Err(Status::invalid_argument(format!(
+                    "{field} is {} bytes; the limit is {} bytes",
+                    value.len(),
+                    self.limits.max_key_bytes
+                )));
+            }
+        }
+        if req.limit > self.limits.max_scan_limit {
+            return Err(Status::invalid_argument(format!(
+                "limit is {}; the maximum is {}",
+                req.limit, self.limits.max_scan_limit
+            )));
+        }
+        let end = (!req.end_key.is_empty()).then_some(req.end_key.as_bytes());
+        let mut range = KeyRange::new(req.start_key.as_bytes(), end, req.prefix.as_bytes());
+        if let Some(mut after) = decode_token(&req.page_token)? {
+            after.push(0); // the smallest key greater than the last one returned
+            range.start = range.start.max(after);
+        }
+        let max_items = match req.limit {
+            0 => self.limits.default_scan_limit,
+            n => n,
+        } as usize;
+        let limits = PageLimits {
+            max_items,
+            max_bytes: self.limits.max_scan_page_bytes,
+        };
+        Ok((range, limits))
+    }
+}
+
+#[tonic::async_trait]
+impl IndexService for IndexApi {
+    async fn batch_get(
+        &self,
+        request: Request<BatchGetRequest>,
+    ) -> Result<Response<BatchGetResponse>, Status> {
+        let started = Instant::now();
+        let result = async {
+            let deadline = request_deadline(&request);
+            let req = request.into_inner();
+            let keys = validate::batch_get_keys(req.keys, &self.limits)?;
+            self.wait_for(deadline, req.min_sequence).await?;
+            let values = self.index.get_many(&keys).await?;
+            let results = keys
+                .into_iter()
+                .zip(values)
+                .filter_map(|(k, v)| Some((String::from_utf8_lossy(&k).into_owned(), v?)))
+                .collect();
+            Ok(Response::new(BatchGetResponse { results }))
+        }
+        .await;
+        observe("BatchGet", started, &result);
+        result
+    }
+
+    async fn scan(&self, request: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        let started = Instant::now();
+        let result = async {
+            let (range, limits) = self.scan_range(request.get_ref())?;
+            self.wait_for(request_deadline(&request), request.get_ref().min_sequence)
+                .await?;
+            let page = self.index.scan(&range, limits).await?;
+            let items = page
+                .items
+                .into_iter()
+                .map(|(k, v)| KeyValue {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    value: v,
+                })
+                .collect();
+            let next_page_token = page.resume_after.map(|k| encode_token(&k)).unwrap_or_default();
+            Ok(Response::new(ScanResponse {
+                items,
+                next_page_token,
+            }))
+        }
+        .await;
+        observe("Scan", started, &result);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_garbage() {
+        let key = b"k\x00\xffz";
+        assert_eq!(decode_token(&encode_token(key)).unwrap(), Some(key.to_vec()));
+        assert_eq!(decode_token("").unwrap(), None);
+        for bad in ["abc", "zz", "é0"] {
+            assert_eq!(decode_token(bad).unwrap_err().code(), tonic::Code::InvalidArgument);
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The in-memory cache tier: file metadata (footer, index, filter,
+//! properties) and data blocks, weighted by bytes, loaded from the object
+//! store on a miss with concurrent misses for the same item coalesced.
+//!
+//! Metadata and blocks live in separate moka caches so a scan streaming many
+//! blocks cannot evict the metadata every point read needs.
+
+use crate::metrics::metrics;
+use crate::objstore::{DynStore, StoreError};
+use crate::sstable::{BlockHandle, DataBlock, FOOTER_LEN, FormatError, Footer, TableMeta};
+use moka::future::Cache;
+use std::sync::Arc;
+
+/// Opening a file reads this much of its tail at once: small files' metadata
+/// then arrives with the footer in a single GET.
+const SPECULATIVE_TAIL_BYTES: u64 = 64 << 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("object {object:?} is corrupt: {size} bytes is shorter than a footer")]
+    TooShort { object: String, size: u64 },
+    #[error("object {object:?} is corrupt: {source}")]
+    Corrupt {
+        object: String,
+        #[source]
+        source: FormatError,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    pub capacity_bytes: u64,
+    /// Share of the capacity reserved for file metadata (0..=1).
+    pub meta_fraction: f64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            capacity_bytes: 256 << 20,
+            meta_fraction: 0.25,
+        }
+    }
+}
+
+type BlockKey = (Arc<str>, u64);
+
+pub struct BlockCache {
+    store: DynStore,
+    metas: Cache<Arc<str>, Arc<TableMeta>>,
+    blocks: Cache<BlockKey, Arc<DataBlock>>,
+}
+
+fn weight(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX).max(1)
+}
+
+impl BlockCache {
+    pub fn new(store: DynStore, config: &CacheConfig) -> Self {
+        let meta_bytes = (config.capacity_bytes as f64 * config.meta_fraction.clamp(0.0, 1.0)) as u64;
+        let metas = Cache::builder()
+            .max_capacity(meta_bytes.max(1))
+            .weigher(|k: &Arc<str>, v: &Arc<TableMeta>| weight(k.len() + v.mem_size()))
+            .build();
+        let blocks = Cache::builder()
+            .max_capacity(config.capacity_bytes.saturating_sub(meta_bytes).max(1))
+            .weigher(|k: &BlockKey, v: &Arc<DataBlock>| weight(k.0.len() + v.mem_size()))
+            .build();
+        BlockCache {
+            store,
+            metas,
+            blocks,
+        }
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    /// The decoded metadata of `object`, from memory or two ranged GETs at most.
+    pub async fn table(&self, object: &Arc<str>) -> Result<Arc<TableMeta>, Arc<ReadError>> {
+        if let Some(meta) = self.metas.get(object).await {
+            count("meta", "hit");
+            return Ok(meta);
+        }
+        count("meta", "miss");
+        let result = self
+            .metas
+            .try_get_with(object.clone(), self.load_table(object))
+            .await;
+        self.publish_sizes();
+        result
+    }
+
+    /// One decoded (checksum-verified, decompressed) data block.
+    pub async fn block(
+        &self,
+        object: &Arc<str>,
+        handle: BlockHandle,
+    ) -> Result<Arc<DataBlock>, Arc<ReadError>> {
+        let key = (object.clone(), handle.offset);
+        if let Some(block) = self.blocks.get(&key).await {
+            count("block", "hit");
+            return Ok(block);
+        }
+        count("block", "miss");
+        let result = self
+            .blocks
+            .try_get_with(key, self.load_block(object, handle))
+            .await;
+        self.publish_sizes();
+        result
+    }
+
+    async fn load_table(&self, object: &str) -> Result<Arc<TableMeta>, ReadError> {
+        let corrupt = |source| ReadError::Corrupt {
+            object: object.to_string(),
+            source,
+        };
+        let want = SPECULATIVE_TAIL_BYTES.max(FOOTER_LEN as u64);
+        let (tail, size) = self.store.get_suffix(object, want).await?;
+        let tail_start = size - tail.len() as u64;
+        if tail.len() < FOOTER_LEN {
+            return Err(ReadError::TooShort {
+                object: object.to_string(),
+                size,
+            });
+        }
+        let footer = Footer::decode(&tail[tail.len() - FOOTER_LEN..]).map_err(corrupt)?;
+        let range = footer.meta_range();
+        let meta_bytes = if range.start >= tail_start && range.end <= size {
+            tail.slice((range.start - tail_start) as usize..(range.end - tail_start) as usize)
+        } else {
+            self.store.get_range(object, range).await?
+        };
+        let meta = TableMeta::decode(&footer, &meta_bytes).map_err(corrupt)?;
+        Ok(Arc::new(meta))
+    }
+
+    async fn load_block(
+        &self,
+        object: &str,
+        handle: BlockHandle,
+    ) -> Result<Arc<DataBlock>, ReadError> {
+        let raw = self.store.get_range(object, handle.range()).await?;
+        DataBlock::decode(handle, raw)
+            .map(Arc::new)
+            .map_err(|source| ReadError::Corrupt {
+                object: object.to_string(),
+                source,
+            })
+    }
+
+    fn publish_sizes(&self) {
+        let m = metrics();
+        m.cache_bytes
+            .with_label_values(&["meta"])
+            .set(self.metas.weighted_size() as i64);
+        m.cache_bytes
+            .with_label_values(&["block"])
+            .set(self.blocks.weighted_size() as i64);
+    }
+}
+
+fn count(kind: &str, result: &str) {
+    metrics()
+        .cache_requests
+        .with_label_values(&[kind, result])
+        .inc();
+}

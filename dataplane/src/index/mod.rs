@@ -1,0 +1,154 @@
+//! The read path: the index holds the manifest (live files, newest first),
+//! keeps it current from the metadata database, and answers point reads
+//! ([`lookup`]) and range scans ([`scan`]) through the block cache.
+//!
+//! Catch-up asks the database for "changes with version > applied". Versions
+//! are taken in commit order without gaps (see `meta`), so this never skips a
+//! file committed out of order (invariant 4). A read carrying a minimum
+//! sequence waits until that version is applied (invariant 5).
+
+mod lookup;
+mod manifest;
+mod scan;
+
+pub use manifest::{LiveFile, Manifest};
+pub use scan::{KeyRange, Page, PageLimits};
+
+use crate::cache::{BlockCache, ReadError};
+use crate::meta::{DynMeta, MetaError};
+use crate::metrics::metrics;
+use bytes::Bytes;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Clone, Debug)]
+pub struct IndexConfig {
+    /// Catch-up runs at least this often even without a notification.
+    pub poll_interval: Duration,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Read(#[from] Arc<ReadError>),
+    #[error("sequence {wanted} not applied yet (index at {applied}) before the deadline")]
+    NotYetApplied { wanted: u64, applied: u64 },
+}
+
+pub struct Index {
+    meta: DynMeta,
+    cache: Arc<BlockCache>,
+    manifest: RwLock<Arc<Manifest>>,
+    applied: watch::Sender<u64>,
+}
+
+impl Index {
+    /// Loads the manifest once (so a started index serves every committed
+    /// write) and keeps it current in a background task.
+    pub async fn start(
+        meta: DynMeta,
+        cache: Arc<BlockCache>,
+        config: IndexConfig,
+    ) -> Result<(Arc<Index>, tokio::task::JoinHandle<()>), MetaError> {
+        let index = Arc::new(Index {
+            meta,
+            cache,
+            manifest: RwLock::new(Arc::new(Manifest::default())),
+            applied: watch::channel(0).0,
+        });
+        index.catch_up().await?;
+        let task = tokio::spawn(follow(Arc::downgrade(&index), config));
+        Ok((index, task))
+    }
+
+    pub fn manifest(&self) -> Arc<Manifest> {
+        self.manifest.read().expect("manifest lock").clone()
+    }
+
+    pub fn applied_sequence(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    pub fn cache(&self) -> &Arc<BlockCache> {
+        &self.cache
+    }
+
+    /// Applies every manifest change committed since the last catch-up.
+    pub async fn catch_up(&self) -> Result<u64, MetaError> {
+        let current = self.manifest();
+        let delta = self.meta.changes_since(current.version).await?;
+        if delta.version <= current.version {
+            return Ok(current.version);
+        }
+        let next = Arc::new(current.apply(delta));
+        let version = next.version;
+        metrics().index_files.set(next.files.len() as i64);
+        *self.manifest.write().expect("manifest lock") = next;
+        self.applied.send_replace(version);
+        metrics().index_applied_seq.set(version as i64);
+        Ok(version)
+    }
+
+    /// Waits until `sequence` is applied, at most `wait`.
+    pub async fn wait_for(&self, sequence: u64, wait: Duration) -> Result<(), IndexError> {
+        let mut rx = self.applied.subscribe();
+        let reached = tokio::time::timeout(wait, rx.wait_for(|v| *v >= sequence)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(IndexError::NotYetApplied {
+                wanted: sequence,
+                applied: self.applied_sequence(),
+            }),
+        }
+    }
+
+    /// Point reads; absent keys (never written or deleted) are `None`.
+    pub async fn get_many(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>, IndexError> {
+        let manifest = self.manifest();
+        let reads = keys
+            .iter()
+            .map(|key| lookup::get(&self.cache, &manifest, key));
+        let values = futures::future::try_join_all(reads).await?;
+        Ok(values)
+    }
+
+    pub async fn scan(&self, range: &KeyRange, limits: PageLimits) -> Result<Page, IndexError> {
+        let manifest = self.manifest();
+        Ok(scan::scan(&self.cache, &manifest, range, limits).await?)
+    }
+}
+
+/// Background catch-up: on every in-process commit notification, and on a
+/// timer as the fallback for commits made by other processes.
+async fn follow(index: std::sync::Weak<Index>, config: IndexConfig) {
+    let mut notified = match index.upgrade() {
+        Some(index) => index.meta.subscribe(),
+        None => return,
+    };
+    let mut backoff = config.poll_interval;
+    loop {
+        tokio::select! {
+            changed = notified.changed() => if changed.is_err() {
+                tokio::time::sleep(config.poll_interval).await;
+            },
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        let Some(index) = index.upgrade() else { return };
+        match index.catch_up().await {
+            Ok(_) => backoff = config.poll_interval,
+            Err(e) => {
+                tracing::warn!(error = %e, "index catch-up failed; serving the last manifest");
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}

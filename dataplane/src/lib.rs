@@ -1,0 +1,18 @@
+//! SkyVault: a key-value store whose data lives in an object store.
+//!
+//! Start reading at `batcher` (the write path) and `index` (the read path);
+//! `sstable` is the file format, `meta` the manifest in a database,
+//! `objstore` the object store, `cache` the block cache.
+
+pub mod api;
+pub mod batcher;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod index;
+pub mod meta;
+pub mod metrics;
+pub mod objstore;
+pub mod server;
+pub mod sstable;
+pub mod standalone;

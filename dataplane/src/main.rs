@@ -1,0 +1,182 @@
+//! The `skyvault` binary: every data-plane role, the jobs and the client CLI.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use skyvault::batcher::BatcherConfig;
+use skyvault::cache::CacheConfig;
+use skyvault::cli;
+use skyvault::standalone::{self, StandaloneConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "skyvault", version, about = "SkyVault: a key-value store on object storage")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// The SkyVault gRPC endpoint (standalone server, batcher or index).
+    #[arg(long, env = "SKYVAULT_ADDR", default_value = "127.0.0.1:50051", global = true)]
+    addr: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole store in one process on a local directory + SQLite.
+    Standalone(StandaloneArgs),
+    /// Write one key.
+    Put {
+        key: String,
+        value: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Read keys: prints the value (one key) or KEY<TAB>VALUE lines; exit 1 if any is missing.
+    Get {
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// Wait until the index has applied this commit sequence (read your writes).
+        #[arg(long)]
+        min_sequence: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete keys (in one atomic batch).
+    Delete {
+        #[arg(required = true)]
+        keys: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print KEY<TAB>VALUE lines in key order.
+    Scan {
+        /// Only keys starting with this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// First key (inclusive).
+        #[arg(long, default_value = "")]
+        start: String,
+        /// Last key (exclusive).
+        #[arg(long, default_value = "")]
+        end: String,
+        /// Print at most this many pairs (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct StandaloneArgs {
+    /// Directory holding the objects and the SQLite metadata (created if missing).
+    #[arg(long, env = "SKYVAULT_DATA_DIR")]
+    data_dir: PathBuf,
+    /// gRPC listener (BatcherService, IndexService, health, reflection).
+    #[arg(long, env = "SKYVAULT_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    grpc_addr: String,
+    /// HTTP listener: /healthz, /readyz, /metrics.
+    #[arg(long, env = "SKYVAULT_HTTP_ADDR", default_value = "127.0.0.1:9090")]
+    http_addr: String,
+    #[command(flatten)]
+    tuning: Tuning,
+}
+
+#[derive(clap::Args)]
+struct Tuning {
+    /// Flush a batch once it holds this many key+value bytes.
+    #[arg(long, env = "SKYVAULT_BATCH_MAX_BYTES", default_value_t = 4 << 20)]
+    batch_max_bytes: usize,
+    /// Longest a write waits for company while other flushes run (ms).
+    #[arg(long, env = "SKYVAULT_BATCH_MAX_AGE_MS", default_value_t = 5)]
+    batch_max_age_ms: u64,
+    /// Flushes in flight at once.
+    #[arg(long, env = "SKYVAULT_BATCH_MAX_CONCURRENT_FLUSHES", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    batch_max_concurrent_flushes: u64,
+    /// Queued BatchWrite requests before RESOURCE_EXHAUSTED.
+    #[arg(long, env = "SKYVAULT_BATCH_QUEUE_CAPACITY", default_value_t = 4096)]
+    batch_queue_capacity: usize,
+    /// Bytes of decoded file metadata and blocks kept in memory.
+    #[arg(long, env = "SKYVAULT_CACHE_CAPACITY_BYTES", default_value_t = 256 << 20)]
+    cache_capacity_bytes: u64,
+}
+
+impl Tuning {
+    fn batcher(&self) -> BatcherConfig {
+        BatcherConfig {
+            max_batch_bytes: self.batch_max_bytes,
+            max_batch_age: Duration::from_millis(self.batch_max_age_ms),
+            max_concurrent_flushes: self.batch_max_concurrent_flushes as usize,
+            queue_capacity: self.batch_queue_capacity,
+            ..BatcherConfig::default()
+        }
+    }
+
+    fn cache(&self) -> CacheConfig {
+        CacheConfig {
+            capacity_bytes: self.cache_capacity_bytes,
+            ..CacheConfig::default()
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("SKYVAULT_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
+    let mut config = StandaloneConfig::new(args.data_dir);
+    config.grpc_addr = args.grpc_addr;
+    config.http_addr = args.http_addr;
+    config.batcher = args.tuning.batcher();
+    config.cache = args.tuning.cache();
+    let running = standalone::start(config, None).await?;
+    let stop = running.stopper();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    running.wait().await
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Standalone(args) => {
+            init_logging();
+            run_standalone(args).await
+        }
+        Command::Put { key, value, client } => cli::put(&client.addr, key, value).await,
+        Command::Get { keys, min_sequence, client } => cli::get(&client.addr, keys, min_sequence).await,
+        Command::Delete { keys, client } => cli::delete(&client.addr, keys).await,
+        Command::Scan { prefix, start, end, limit, client } => {
+            cli::scan(&client.addr, cli::ScanArgs { prefix, start, end, limit }).await
+        }
+    };
+    if let Err(e) = result.context("skyvault") {
+        eprintln!("error: {:#}", e);
+        std::process::exit(1);
+    }
+}

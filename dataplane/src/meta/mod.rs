@@ -1,0 +1,136 @@
+//! Metadata: the manifest of immutable files, in a relational database.
+//!
+//! One schema, two backends through sqlx (SQLite for the embedded default,
+//! PostgreSQL for production). Migrations are embedded and run on open.
+//!
+//! Ordering model (see docs/decisions/0001-commit-sequence.md): every manifest
+//! change takes the next `version` inside its transaction, so versions are
+//! gapless and in commit order. A WAL file's `seq` is the version that
+//! committed it and is what `BatchWrite` returns; readers catch up with
+//! "changes with version > applied", which can never skip a commit.
+
+mod sqlite;
+
+pub use sqlite::SqliteMeta;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// A batcher's group-committed file.
+    Wal,
+    /// A compaction output: non-overlapping within its level.
+    Run,
+}
+
+impl FileKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Wal => "wal",
+            FileKind::Run => "run",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, MetaError> {
+        match s {
+            "wal" => Ok(FileKind::Wal),
+            "run" => Ok(FileKind::Run),
+            other => Err(MetaError::Corrupt(format!("unknown file kind {other:?}"))),
+        }
+    }
+}
+
+/// A file about to enter the manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewFile {
+    pub object: String,
+    pub kind: FileKind,
+    pub level: u32,
+    pub min_key: Vec<u8>,
+    pub max_key: Vec<u8>,
+    pub entry_count: u64,
+    pub size_bytes: u64,
+}
+
+/// A file in the manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRecord {
+    pub id: i64,
+    pub object: String,
+    pub kind: FileKind,
+    pub level: u32,
+    pub seq: u64,
+    pub min_key: Vec<u8>,
+    pub max_key: Vec<u8>,
+    pub entry_count: u64,
+    pub size_bytes: u64,
+    pub added_version: u64,
+    pub removed_version: Option<u64>,
+    pub created_at_ms: i64,
+}
+
+/// What changed in the manifest after a version.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ManifestDelta {
+    /// The version the delta brings a reader to.
+    pub version: u64,
+    pub added: Vec<FileRecord>,
+    pub removed_ids: Vec<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("metadata database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("metadata migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("metadata is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("invalid metadata URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+}
+
+impl From<sqlx::Error> for MetaError {
+    fn from(e: sqlx::Error) -> Self {
+        MetaError::Unavailable(e)
+    }
+}
+
+pub type MetaResult<T> = Result<T, MetaError>;
+
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Adds one WAL file in its own transaction; returns its commit sequence.
+    async fn commit_wal(&self, file: NewFile) -> MetaResult<u64>;
+    /// The manifest changes after `version` (removals of files added later are folded away).
+    async fn changes_since(&self, version: u64) -> MetaResult<ManifestDelta>;
+    /// Live files, for tools and jobs.
+    async fn live_files(&self) -> MetaResult<Vec<FileRecord>>;
+    /// The newest committed version.
+    async fn current_version(&self) -> MetaResult<u64>;
+    /// Wakes in-process readers right after a commit; remote readers poll or LISTEN.
+    fn subscribe(&self) -> watch::Receiver<u64>;
+    fn describe(&self) -> String;
+}
+
+pub type DynMeta = Arc<dyn MetaStore>;
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Opens the database named by a URL (`sqlite://path`), creating and migrating it.
+pub async fn open_url(url: &str) -> MetaResult<DynMeta> {
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(SqliteMeta::open(url).await?));
+    }
+    Err(MetaError::BadUrl {
+        url: url.into(),
+        reason: "expected sqlite://PATH (PostgreSQL support is tracked in issue 3)".into(),
+    })
+}

@@ -1,0 +1,114 @@
+//! Prometheus metrics for every role, in one process-wide registry.
+//!
+//! One registry per process is what `/metrics` exposes; roles running in the
+//! same process (standalone) share it, which is exactly what an operator wants
+//! to scrape.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::sync::LazyLock;
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub rpc_requests: IntCounterVec,
+    pub rpc_latency: HistogramVec,
+    pub batch_writes: Histogram,
+    pub batch_bytes: Histogram,
+    pub batch_age: Histogram,
+    pub flush_duration: Histogram,
+    pub flushes: IntCounterVec,
+    pub batcher_queue: IntGauge,
+    pub objstore_requests: IntCounterVec,
+    pub objstore_bytes: IntCounterVec,
+    pub objstore_latency: HistogramVec,
+    pub cache_requests: IntCounterVec,
+    pub cache_bytes: IntGaugeVec,
+    pub index_applied_seq: IntGauge,
+    pub index_files: IntGauge,
+    pub index_files_probed: Histogram,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid");
+    registry.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(latency_buckets());
+    let h = HistogramVec::new(opts, labels).expect("valid metric");
+    registry.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+/// 50 µs .. ~13 s, doubling: covers in-memory hits up to slow object-store calls.
+fn latency_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.000_05, 2.0, 19).expect("valid buckets")
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new_custom(Some("skyvault".into()), None).expect("valid registry");
+        let count_buckets = prometheus::exponential_buckets(1.0, 2.0, 17).expect("valid");
+        let byte_buckets = prometheus::exponential_buckets(256.0, 4.0, 10).expect("valid");
+        let cache_bytes = IntGaugeVec::new(
+            Opts::new("cache_bytes", "Bytes held by the in-memory cache, by kind"),
+            &["kind"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(cache_bytes.clone())).expect("unique");
+        Metrics {
+            rpc_requests: counter_vec(&r, "rpc_requests_total", "gRPC requests by RPC and status code", &["rpc", "code"]),
+            rpc_latency: histogram_vec(&r, "rpc_duration_seconds", "gRPC request latency by RPC", &["rpc"]),
+            batch_writes: histogram(&r, "batch_writes", "Writes per flushed batch (after de-duplication)", count_buckets),
+            batch_bytes: histogram(&r, "batch_bytes", "Bytes per flushed file", byte_buckets),
+            batch_age: histogram(&r, "batch_age_seconds", "Time from the first queued write of a batch to its flush start", latency_buckets()),
+            flush_duration: histogram(&r, "flush_duration_seconds", "Time to build, upload and commit one batch", latency_buckets()),
+            flushes: counter_vec(&r, "flushes_total", "Batch flushes by result", &["result"]),
+            batcher_queue: gauge(&r, "batcher_queued_requests", "BatchWrite requests waiting to be flushed"),
+            objstore_requests: counter_vec(&r, "objstore_requests_total", "Object store requests by operation and result", &["op", "result"]),
+            objstore_bytes: counter_vec(&r, "objstore_bytes_total", "Object store payload bytes by direction", &["direction"]),
+            objstore_latency: histogram_vec(&r, "objstore_duration_seconds", "Object store request latency by operation", &["op"]),
+            cache_requests: counter_vec(&r, "cache_requests_total", "Cache lookups by kind (meta, block) and result (hit, miss)", &["kind", "result"]),
+            cache_bytes,
+            index_applied_seq: gauge(&r, "index_applied_sequence", "Highest commit sequence applied to the index's manifest"),
+            index_files: gauge(&r, "index_live_files", "Files in the index's manifest"),
+            index_files_probed: histogram(&r, "index_files_probed", "Files whose blocks were read per point lookup", prometheus::exponential_buckets(1.0, 2.0, 10).expect("valid")),
+            registry: r,
+        }
+    }
+
+    /// The text exposition format served on `/metrics`.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// Convenience for counters that tests read back.
+pub fn counter_value(c: &IntCounterVec, labels: &[&str]) -> u64 {
+    c.with_label_values(labels).get()
+}

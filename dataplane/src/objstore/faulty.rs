@@ -1,0 +1,102 @@
+//! Fault injection for tests: a layer that fails or corrupts chosen requests,
+//! so the write and read paths can be proven against a misbehaving store.
+
+use super::{ObjectMeta, ObjectStore, StoreError, StoreResult};
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use std::ops::Range;
+use std::sync::Mutex;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Every request fails as unavailable.
+    Down,
+    /// Puts fail; reads work.
+    FailPuts,
+    /// Reads return the data with one byte flipped at this offset of the
+    /// returned buffer (modulo its length).
+    FlipReadByte(usize),
+}
+
+#[derive(Debug)]
+pub struct FaultyStore<S> {
+    inner: S,
+    fault: Mutex<Option<Fault>>,
+}
+
+impl<S> FaultyStore<S> {
+    pub fn new(inner: S) -> Self {
+        FaultyStore {
+            inner,
+            fault: Mutex::new(None),
+        }
+    }
+
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        *self.fault.lock().expect("fault lock") = fault;
+    }
+
+    fn fault(&self) -> Option<Fault> {
+        *self.fault.lock().expect("fault lock")
+    }
+
+    fn check(&self, is_put: bool) -> StoreResult<()> {
+        match self.fault() {
+            Some(Fault::Down) => Err(StoreError::Unavailable("injected: store down".into())),
+            Some(Fault::FailPuts) if is_put => {
+                Err(StoreError::Unavailable("injected: put failed".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn maybe_corrupt(&self, data: Bytes) -> Bytes {
+        match self.fault() {
+            Some(Fault::FlipReadByte(at)) if !data.is_empty() => {
+                let mut buf = BytesMut::from(&data[..]);
+                let i = at % buf.len();
+                buf[i] ^= 0x01;
+                buf.freeze()
+            }
+            _ => data,
+        }
+    }
+}
+
+#[async_trait]
+impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
+    async fn put(&self, path: &str, data: Bytes) -> StoreResult<()> {
+        self.check(true)?;
+        self.inner.put(path, data).await
+    }
+
+    async fn get(&self, path: &str) -> StoreResult<Bytes> {
+        self.check(false)?;
+        Ok(self.maybe_corrupt(self.inner.get(path).await?))
+    }
+
+    async fn get_range(&self, path: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        self.check(false)?;
+        Ok(self.maybe_corrupt(self.inner.get_range(path, range).await?))
+    }
+
+    async fn get_suffix(&self, path: &str, len: u64) -> StoreResult<(Bytes, u64)> {
+        self.check(false)?;
+        let (data, size) = self.inner.get_suffix(path, len).await?;
+        Ok((self.maybe_corrupt(data), size))
+    }
+
+    async fn delete(&self, path: &str) -> StoreResult<()> {
+        self.check(true)?;
+        self.inner.delete(path).await
+    }
+
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.check(false)?;
+        self.inner.list(prefix).await
+    }
+
+    fn describe(&self) -> String {
+        format!("faulty({})", self.inner.describe())
+    }
+}

@@ -1,0 +1,108 @@
+//! The object store: one small trait, with backends and cross-cutting layers
+//! (metrics, fault injection) as thin wrappers over it.
+//!
+//! Objects are immutable once written: every path is written at most once, so
+//! readers may cache anything they have read from it.
+
+mod faulty;
+mod local;
+mod metered;
+
+pub use faulty::{Fault, FaultyStore};
+pub use local::LocalStore;
+pub use metered::MeteredStore;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// One listed object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub path: String,
+    pub size: u64,
+    pub last_modified: SystemTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {path:?} not found")]
+    NotFound { path: String },
+    #[error("range {start}..{end} is outside object {path:?} of {size} bytes")]
+    BadRange {
+        path: String,
+        start: u64,
+        end: u64,
+        size: u64,
+    },
+    #[error("invalid object path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("object store I/O on {path:?}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("object store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same request may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Io { .. })
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Writes the whole object atomically: readers see all of it or nothing.
+    async fn put(&self, path: &str, data: Bytes) -> StoreResult<()>;
+    async fn get(&self, path: &str) -> StoreResult<Bytes>;
+    /// Reads bytes `range` of the object; the range must lie inside it.
+    async fn get_range(&self, path: &str, range: Range<u64>) -> StoreResult<Bytes>;
+    /// Reads the last `len` bytes (all of it if shorter), with the object's size.
+    async fn get_suffix(&self, path: &str, len: u64) -> StoreResult<(Bytes, u64)>;
+    /// Deleting a missing object succeeds, as on S3.
+    async fn delete(&self, path: &str) -> StoreResult<()>;
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>>;
+    /// A short description for logs, e.g. `file:///var/lib/skyvault`.
+    fn describe(&self) -> String;
+}
+
+pub type DynStore = Arc<dyn ObjectStore>;
+
+/// Rejects paths that could escape the store's root or that S3 would treat oddly.
+pub(crate) fn check_path(path: &str) -> StoreResult<()> {
+    let bad = |reason| {
+        Err(StoreError::InvalidPath {
+            path: path.to_string(),
+            reason,
+        })
+    };
+    if path.is_empty() {
+        return bad("empty");
+    }
+    if path.starts_with('/') {
+        return bad("must be relative");
+    }
+    if path.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        return bad("empty, '.' or '..' segment");
+    }
+    Ok(())
+}
+
+/// Opens the store named by a URL: `file:///abs/dir` (S3 comes with its own backend).
+pub fn open_url(url: &str) -> anyhow::Result<DynStore> {
+    if let Some(dir) = url.strip_prefix("file://") {
+        let store = LocalStore::open(dir)?;
+        return Ok(Arc::new(MeteredStore::new(store)));
+    }
+    anyhow::bail!(
+        "unsupported object store URL {url:?}: expected file:///absolute/dir (S3 support is tracked in issue 3)"
+    )
+}

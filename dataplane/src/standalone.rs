@@ -1,0 +1,165 @@
+//! `skyvault standalone`: every role in one process on a local directory
+//! (objects under `DIR/objects`, metadata in `DIR/meta.db`), one gRPC port and
+//! one HTTP port. The index reads through the in-process cache, no network hop.
+
+use crate::api::proto::batcher::v1::batcher_service_server::BatcherServiceServer;
+use crate::api::proto::index::v1::index_service_server::IndexServiceServer;
+use crate::api::{BatcherApi, IndexApi};
+use crate::batcher::{Batcher, BatcherConfig};
+use crate::cache::{BlockCache, CacheConfig};
+use crate::config::{Limits, MAX_GRPC_MESSAGE_BYTES};
+use crate::index::{Index, IndexConfig};
+use crate::meta::DynMeta;
+use crate::objstore::{DynStore, LocalStore, MeteredStore};
+use crate::server::{self, Readiness};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tonic::service::RoutesBuilder;
+
+#[derive(Clone, Debug)]
+pub struct StandaloneConfig {
+    pub data_dir: PathBuf,
+    pub grpc_addr: String,
+    pub http_addr: String,
+    pub batcher: BatcherConfig,
+    pub cache: CacheConfig,
+    pub index: IndexConfig,
+    pub limits: Limits,
+}
+
+impl StandaloneConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StandaloneConfig {
+            data_dir: data_dir.into(),
+            grpc_addr: "127.0.0.1:50051".into(),
+            http_addr: "127.0.0.1:9090".into(),
+            batcher: BatcherConfig::default(),
+            cache: CacheConfig::default(),
+            index: IndexConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The store's parts, wired together but not yet listening.
+pub struct Parts {
+    pub store: DynStore,
+    pub meta: DynMeta,
+    pub batcher: Batcher,
+    pub index: Arc<Index>,
+}
+
+/// Opens (creating if needed) the store in `data_dir`.
+pub async fn open(config: &StandaloneConfig, store: Option<DynStore>) -> anyhow::Result<Parts> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let store = match store {
+        Some(store) => store,
+        None => default_store(dir)?,
+    };
+    let meta_url = format!("sqlite://{}", dir.join("meta.db").display());
+    let meta = crate::meta::open_url(&meta_url)
+        .await
+        .with_context(|| format!("opening metadata {meta_url}"))?;
+    let cache = Arc::new(BlockCache::new(store.clone(), &config.cache));
+    let (index, _follow) = Index::start(meta.clone(), cache, config.index.clone())
+        .await
+        .context("loading the manifest")?;
+    let (batcher, _collector) =
+        Batcher::start(config.batcher.clone(), store.clone(), meta.clone());
+    Ok(Parts {
+        store,
+        meta,
+        batcher,
+        index,
+    })
+}
+
+fn default_store(dir: &Path) -> anyhow::Result<DynStore> {
+    let objects = dir.join("objects");
+    let local = LocalStore::open(&objects)
+        .with_context(|| format!("opening object directory {}", objects.display()))?;
+    Ok(Arc::new(MeteredStore::new(local)))
+}
+
+/// A running standalone server; dropping it does not stop it, `shutdown` does.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("server task panicked")?
+    }
+
+    /// Waits until the server stops by itself (a listener failed).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task panicked")?
+    }
+
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow::Result<Running> {
+    let parts = open(&config, store).await?;
+    let grpc = server::bind(&config.grpc_addr, "gRPC").await?;
+    let http = server::bind(&config.http_addr, "HTTP").await?;
+    let (grpc_addr, http_addr) = (server::local_addr(&grpc), server::local_addr(&http));
+    let readiness = Readiness::default();
+    let mut routes = RoutesBuilder::default();
+    routes
+        .add_service(
+            BatcherServiceServer::new(BatcherApi::new(parts.batcher, config.limits.clone()))
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        )
+        .add_service(
+            IndexServiceServer::new(IndexApi::new(parts.index, config.limits.clone()))
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+        );
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = move || {
+        let mut rx = stopped.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let services = ["batcher.v1.BatcherService", "index.v1.IndexService"];
+    let grpc_task = {
+        let shutdown = until_stopped();
+        tokio::spawn(async move { server::serve_grpc(grpc, routes, &services, shutdown).await })
+    };
+    let http_task = tokio::spawn(server::serve_http(http, readiness.clone(), until_stopped()));
+    readiness.set(true);
+    tracing::info!(%grpc_addr, %http_addr, data_dir = %config.data_dir.display(), "skyvault standalone serving");
+    let stop_on_failure = stop.clone();
+    let task = tokio::spawn(async move {
+        let (g, h) = tokio::join!(
+            async {
+                let r = grpc_task.await;
+                let _ = stop_on_failure.send(true);
+                r
+            },
+            http_task
+        );
+        g.context("gRPC task panicked")??;
+        h.context("HTTP task panicked")??;
+        Ok(())
+    });
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        stop,
+        task,
+    })
+}
