@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Server reflection serves this descriptor set, so grpcurl works without .proto files.
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("skyvault_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // `bytes` fields as `Bytes`: values pass from request to file without copies.
+    tonic_prost_build::configure().bytes(".").compile_fds(fds)?;
     Ok(())
 }

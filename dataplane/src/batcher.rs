@@ -60,12 +60,14 @@ pub enum WriteError {
     ShuttingDown,
 }
 
+type Reply = oneshot::Sender<Result<u64, WriteError>>;
+
 /// One client request waiting for its batch.
 struct Pending {
     entries: Vec<Entry>,
     bytes: usize,
     queued_at: Instant,
-    reply: oneshot::Sender<Result<u64, WriteError>>,
+    reply: Reply,
 }
 
 #[derive(Clone)]
@@ -235,12 +237,7 @@ async fn flush(
 
 /// Merges the batch's requests in arrival order into one sorted map: a later
 /// write to a key (in a later request, or later in the same request) wins.
-fn last_write_wins(
-    requests: Vec<Pending>,
-) -> (
-    Vec<oneshot::Sender<Result<u64, WriteError>>>,
-    BTreeMap<Bytes, Value>,
-) {
+fn last_write_wins(requests: Vec<Pending>) -> (Vec<Reply>, BTreeMap<Bytes, Value>) {
     let mut merged = BTreeMap::new();
     let mut replies = Vec::with_capacity(requests.len());
     for p in requests {
@@ -257,9 +254,8 @@ async fn write_and_commit(
     entries: BTreeMap<Bytes, Value>,
     previous_commit: Option<oneshot::Receiver<()>>,
 ) -> Result<u64, WriteError> {
-    let unavailable = |what: &str, e: &dyn std::fmt::Display| {
-        WriteError::Unavailable(format!("{what}: {e}"))
-    };
+    let unavailable =
+        |what: &str, e: &dyn std::fmt::Display| WriteError::Unavailable(format!("{what}: {e}"));
     let new_file = {
         let first = entries.keys().next().cloned().unwrap_or_default();
         let last = entries.keys().next_back().cloned().unwrap_or_default();

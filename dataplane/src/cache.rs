@@ -7,7 +7,7 @@
 
 use crate::metrics::metrics;
 use crate::objstore::{DynStore, StoreError};
-use crate::sstable::{BlockHandle, DataBlock, FOOTER_LEN, FormatError, Footer, TableMeta};
+use crate::sstable::{BlockHandle, DataBlock, FOOTER_LEN, Footer, FormatError, TableMeta};
 use moka::future::Cache;
 use std::sync::Arc;
 
@@ -59,7 +59,8 @@ fn weight(bytes: usize) -> u32 {
 
 impl BlockCache {
     pub fn new(store: DynStore, config: &CacheConfig) -> Self {
-        let meta_bytes = (config.capacity_bytes as f64 * config.meta_fraction.clamp(0.0, 1.0)) as u64;
+        let meta_bytes =
+            (config.capacity_bytes as f64 * config.meta_fraction.clamp(0.0, 1.0)) as u64;
         let metas = Cache::builder()
             .max_capacity(meta_bytes.max(1))
             .weigher(|k: &Arc<str>, v: &Arc<TableMeta>| weight(k.len() + v.mem_size()))

@@ -20,7 +20,9 @@ pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
         format!("http://{addr}")
     };
     let endpoint = Endpoint::from_shared(url.clone())
-        .with_context(|| format!("invalid --addr {addr:?}: expected HOST:PORT or http://HOST:PORT"))?
+        .with_context(|| {
+            format!("invalid --addr {addr:?}: expected HOST:PORT or http://HOST:PORT")
+        })?
         .connect_timeout(std::time::Duration::from_secs(5))
         .tcp_nodelay(true);
     endpoint.connect().await.with_context(|| {
@@ -46,11 +48,11 @@ pub async fn write(addr: &str, writes: Vec<WriteRequest>) -> anyhow::Result<u64>
 }
 
 pub async fn put(addr: &str, key: String, value: String) -> anyhow::Result<()> {
-    let write = WriteRequest {
+    let request = WriteRequest {
         key,
         operation: Some(Operation::Put(value.into_bytes().into())),
     };
-    let sequence = write(addr, vec![write]).await?;
+    let sequence = write(addr, vec![request]).await?;
     println!("OK sequence={sequence}");
     Ok(())
 }
@@ -120,7 +122,11 @@ pub async fn scan(addr: &str, args: ScanArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let (mut printed, mut page_token) = (0u64, String::new());
     loop {
-        let remaining = if args.limit == 0 { 1000 } else { (args.limit - printed).min(1000) };
+        let remaining = if args.limit == 0 {
+            1000
+        } else {
+            (args.limit - printed).min(1000)
+        };
         let page = client
             .scan(ScanRequest {
                 start_key: args.start.clone(),

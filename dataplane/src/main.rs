@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "skyvault", version, about = "SkyVault: a key-value store on object storage")]
+#[command(
+    name = "skyvault",
+    version,
+    about = "SkyVault: a key-value store on object storage"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,7 +23,12 @@ struct Cli {
 #[derive(clap::Args)]
 struct ClientArgs {
     /// The SkyVault gRPC endpoint (standalone server, batcher or index).
-    #[arg(long, env = "SKYVAULT_ADDR", default_value = "127.0.0.1:50051", global = true)]
+    #[arg(
+        long,
+        env = "SKYVAULT_ADDR",
+        default_value = "127.0.0.1:50051",
+        global = true
+    )]
     addr: String,
 }
 
@@ -51,6 +60,31 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Merge WAL files into sorted runs once (what the Kubernetes Job runs); prints a JSON summary.
+    Compact {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Cut output files at about this size.
+        #[arg(long, env = "SKYVAULT_COMPACT_TARGET_FILE_BYTES", default_value_t = 64 << 20)]
+        target_file_bytes: u64,
+        /// WAL bytes taken by one run (at least one file).
+        #[arg(long, env = "SKYVAULT_COMPACT_MAX_INPUT_BYTES", default_value_t = 1 << 30)]
+        max_input_bytes: u64,
+        /// Only report what would be compacted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete unreferenced objects older than the grace period once; prints a JSON summary.
+    Purge {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Only objects unreferenced for longer than this are deleted (seconds).
+        #[arg(long, env = "SKYVAULT_PURGE_GRACE_SECS", default_value_t = 3600)]
+        grace_secs: u64,
+        /// Only report what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print KEY<TAB>VALUE lines in key order.
     Scan {
         /// Only keys starting with this prefix.
@@ -70,6 +104,50 @@ enum Command {
     },
 }
 
+/// Where the data lives: a standalone data directory, or explicit URLs.
+#[derive(clap::Args)]
+struct StorageArgs {
+    /// A standalone data directory (implies both URLs below).
+    #[arg(long, env = "SKYVAULT_DATA_DIR", conflicts_with_all = ["metadata_url", "object_store_url"])]
+    data_dir: Option<PathBuf>,
+    /// Metadata database, e.g. sqlite:///var/lib/skyvault/meta.db.
+    #[arg(long, env = "SKYVAULT_METADATA_URL", requires = "object_store_url")]
+    metadata_url: Option<String>,
+    /// Object store, e.g. file:///var/lib/skyvault/objects.
+    #[arg(long, env = "SKYVAULT_OBJECT_STORE_URL", requires = "metadata_url")]
+    object_store_url: Option<String>,
+}
+
+impl StorageArgs {
+    async fn open(
+        &self,
+    ) -> anyhow::Result<(skyvault::objstore::DynStore, skyvault::meta::DynMeta)> {
+        let (meta_url, store_url) = match (
+            &self.data_dir,
+            &self.metadata_url,
+            &self.object_store_url,
+        ) {
+            (Some(dir), _, _) => {
+                let dir = std::path::absolute(dir).context("resolving --data-dir")?;
+                (
+                    format!("sqlite://{}", dir.join("meta.db").display()),
+                    format!("file://{}", dir.join("objects").display()),
+                )
+            }
+            (None, Some(m), Some(o)) => (m.clone(), o.clone()),
+            _ => anyhow::bail!(
+                "say where the data is: --data-dir DIR, or --metadata-url and --object-store-url \
+                 (or SKYVAULT_METADATA_URL and SKYVAULT_OBJECT_STORE_URL)"
+            ),
+        };
+        let store = skyvault::objstore::open_url(&store_url)?;
+        let meta = skyvault::meta::open_url(&meta_url)
+            .await
+            .with_context(|| format!("opening metadata {meta_url}"))?;
+        Ok((store, meta))
+    }
+}
+
 #[derive(clap::Args)]
 struct StandaloneArgs {
     /// Directory holding the objects and the SQLite metadata (created if missing).
@@ -83,6 +161,12 @@ struct StandaloneArgs {
     http_addr: String,
     #[command(flatten)]
     tuning: Tuning,
+    /// Seconds between background compaction + purge runs (0 disables them).
+    #[arg(long, env = "SKYVAULT_MAINTENANCE_INTERVAL_SECS", default_value_t = 60)]
+    maintenance_interval_secs: u64,
+    /// Purge grace period of the background runs (seconds).
+    #[arg(long, env = "SKYVAULT_PURGE_GRACE_SECS", default_value_t = 600)]
+    purge_grace_secs: u64,
 }
 
 #[derive(clap::Args)]
@@ -127,7 +211,9 @@ impl Tuning {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("SKYVAULT_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {
@@ -151,6 +237,14 @@ async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     config.http_addr = args.http_addr;
     config.batcher = args.tuning.batcher();
     config.cache = args.tuning.cache();
+    config.maintenance = (args.maintenance_interval_secs > 0).then(|| {
+        let mut m = standalone::Maintenance {
+            interval: Duration::from_secs(args.maintenance_interval_secs),
+            ..Default::default()
+        };
+        m.purge.grace = Duration::from_secs(args.purge_grace_secs);
+        m
+    });
     let running = standalone::start(config, None).await?;
     let stop = running.stopper();
     tokio::spawn(async move {
@@ -158,6 +252,30 @@ async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         let _ = stop.send(true);
     });
     running.wait().await
+}
+
+async fn run_compact(
+    storage: &StorageArgs,
+    config: skyvault::compaction::CompactionConfig,
+) -> anyhow::Result<()> {
+    let (store, meta) = storage.open().await?;
+    let summary = skyvault::compaction::compact(&store, &meta, &config)
+        .await
+        .context("compaction failed; nothing was swapped")?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
+async fn run_purge(
+    storage: &StorageArgs,
+    config: skyvault::purge::PurgeConfig,
+) -> anyhow::Result<()> {
+    let (store, meta) = storage.open().await?;
+    let summary = skyvault::purge::purge(&store, &meta, &config)
+        .await
+        .context("purge failed")?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
 }
 
 #[tokio::main]
@@ -169,10 +287,56 @@ async fn main() {
             run_standalone(args).await
         }
         Command::Put { key, value, client } => cli::put(&client.addr, key, value).await,
-        Command::Get { keys, min_sequence, client } => cli::get(&client.addr, keys, min_sequence).await,
+        Command::Get {
+            keys,
+            min_sequence,
+            client,
+        } => cli::get(&client.addr, keys, min_sequence).await,
         Command::Delete { keys, client } => cli::delete(&client.addr, keys).await,
-        Command::Scan { prefix, start, end, limit, client } => {
-            cli::scan(&client.addr, cli::ScanArgs { prefix, start, end, limit }).await
+        Command::Compact {
+            storage,
+            target_file_bytes,
+            max_input_bytes,
+            dry_run,
+        } => {
+            init_logging();
+            let config = skyvault::compaction::CompactionConfig {
+                target_file_bytes,
+                max_input_bytes,
+                dry_run,
+                ..Default::default()
+            };
+            run_compact(&storage, config).await
+        }
+        Command::Purge {
+            storage,
+            grace_secs,
+            dry_run,
+        } => {
+            init_logging();
+            let config = skyvault::purge::PurgeConfig {
+                grace: Duration::from_secs(grace_secs),
+                dry_run,
+            };
+            run_purge(&storage, config).await
+        }
+        Command::Scan {
+            prefix,
+            start,
+            end,
+            limit,
+            client,
+        } => {
+            cli::scan(
+                &client.addr,
+                cli::ScanArgs {
+                    prefix,
+                    start,
+                    end,
+                    limit,
+                },
+            )
+            .await
         }
     };
     if let Err(e) = result.context("skyvault") {

@@ -5,8 +5,8 @@
 //! to scrape.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::LazyLock;
 
@@ -28,30 +28,42 @@ pub struct Metrics {
     pub index_applied_seq: IntGauge,
     pub index_files: IntGauge,
     pub index_files_probed: Histogram,
+    pub jobs: IntCounterVec,
+    pub job_bytes: IntCounterVec,
+    pub job_objects_deleted: IntCounterVec,
+    pub job_duration: HistogramVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("unique metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
     c
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid");
-    registry.register(Box::new(h.clone())).expect("unique metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("unique metric");
     h
 }
 
 fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     let opts = HistogramOpts::new(name, help).buckets(latency_buckets());
     let h = HistogramVec::new(opts, labels).expect("valid metric");
-    registry.register(Box::new(h.clone())).expect("unique metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("unique metric");
     h
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric");
-    registry.register(Box::new(g.clone())).expect("unique metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
     g
 }
 
@@ -72,22 +84,104 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(cache_bytes.clone())).expect("unique");
         Metrics {
-            rpc_requests: counter_vec(&r, "rpc_requests_total", "gRPC requests by RPC and status code", &["rpc", "code"]),
-            rpc_latency: histogram_vec(&r, "rpc_duration_seconds", "gRPC request latency by RPC", &["rpc"]),
-            batch_writes: histogram(&r, "batch_writes", "Writes per flushed batch (after de-duplication)", count_buckets),
+            rpc_requests: counter_vec(
+                &r,
+                "rpc_requests_total",
+                "gRPC requests by RPC and status code",
+                &["rpc", "code"],
+            ),
+            rpc_latency: histogram_vec(
+                &r,
+                "rpc_duration_seconds",
+                "gRPC request latency by RPC",
+                &["rpc"],
+            ),
+            batch_writes: histogram(
+                &r,
+                "batch_writes",
+                "Writes per flushed batch (after de-duplication)",
+                count_buckets,
+            ),
             batch_bytes: histogram(&r, "batch_bytes", "Bytes per flushed file", byte_buckets),
-            batch_age: histogram(&r, "batch_age_seconds", "Time from the first queued write of a batch to its flush start", latency_buckets()),
-            flush_duration: histogram(&r, "flush_duration_seconds", "Time to build, upload and commit one batch", latency_buckets()),
+            batch_age: histogram(
+                &r,
+                "batch_age_seconds",
+                "Time from the first queued write of a batch to its flush start",
+                latency_buckets(),
+            ),
+            flush_duration: histogram(
+                &r,
+                "flush_duration_seconds",
+                "Time to build, upload and commit one batch",
+                latency_buckets(),
+            ),
             flushes: counter_vec(&r, "flushes_total", "Batch flushes by result", &["result"]),
-            batcher_queue: gauge(&r, "batcher_queued_requests", "BatchWrite requests waiting to be flushed"),
-            objstore_requests: counter_vec(&r, "objstore_requests_total", "Object store requests by operation and result", &["op", "result"]),
-            objstore_bytes: counter_vec(&r, "objstore_bytes_total", "Object store payload bytes by direction", &["direction"]),
-            objstore_latency: histogram_vec(&r, "objstore_duration_seconds", "Object store request latency by operation", &["op"]),
-            cache_requests: counter_vec(&r, "cache_requests_total", "Cache lookups by kind (meta, block) and result (hit, miss)", &["kind", "result"]),
+            batcher_queue: gauge(
+                &r,
+                "batcher_queued_requests",
+                "BatchWrite requests waiting to be flushed",
+            ),
+            objstore_requests: counter_vec(
+                &r,
+                "objstore_requests_total",
+                "Object store requests by operation and result",
+                &["op", "result"],
+            ),
+            objstore_bytes: counter_vec(
+                &r,
+                "objstore_bytes_total",
+                "Object store payload bytes by direction",
+                &["direction"],
+            ),
+            objstore_latency: histogram_vec(
+                &r,
+                "objstore_duration_seconds",
+                "Object store request latency by operation",
+                &["op"],
+            ),
+            cache_requests: counter_vec(
+                &r,
+                "cache_requests_total",
+                "Cache lookups by kind (meta, block) and result (hit, miss)",
+                &["kind", "result"],
+            ),
             cache_bytes,
-            index_applied_seq: gauge(&r, "index_applied_sequence", "Highest commit sequence applied to the index's manifest"),
+            index_applied_seq: gauge(
+                &r,
+                "index_applied_sequence",
+                "Highest commit sequence applied to the index's manifest",
+            ),
             index_files: gauge(&r, "index_live_files", "Files in the index's manifest"),
-            index_files_probed: histogram(&r, "index_files_probed", "Files whose blocks were read per point lookup", prometheus::exponential_buckets(1.0, 2.0, 10).expect("valid")),
+            index_files_probed: histogram(
+                &r,
+                "index_files_probed",
+                "Files whose blocks were read per point lookup",
+                prometheus::exponential_buckets(1.0, 2.0, 10).expect("valid"),
+            ),
+            jobs: counter_vec(
+                &r,
+                "jobs_total",
+                "Compaction and purge runs by job and result",
+                &["job", "result"],
+            ),
+            job_bytes: counter_vec(
+                &r,
+                "job_bytes_total",
+                "Bytes read and written by jobs",
+                &["job", "direction"],
+            ),
+            job_objects_deleted: counter_vec(
+                &r,
+                "job_objects_deleted_total",
+                "Objects deleted by purge, by reason",
+                &["job", "reason"],
+            ),
+            job_duration: histogram_vec(
+                &r,
+                "job_duration_seconds",
+                "Duration of job runs",
+                &["job"],
+            ),
             registry: r,
         }
     }

@@ -94,5 +94,7 @@ pub async fn serve_http(
 }
 
 pub fn local_addr(listener: &TcpListener) -> SocketAddr {
-    listener.local_addr().expect("bound listener has an address")
+    listener
+        .local_addr()
+        .expect("bound listener has an address")
 }

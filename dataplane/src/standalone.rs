@@ -7,15 +7,18 @@ use crate::api::proto::index::v1::index_service_server::IndexServiceServer;
 use crate::api::{BatcherApi, IndexApi};
 use crate::batcher::{Batcher, BatcherConfig};
 use crate::cache::{BlockCache, CacheConfig};
+use crate::compaction::{self, CompactionConfig};
 use crate::config::{Limits, MAX_GRPC_MESSAGE_BYTES};
 use crate::index::{Index, IndexConfig};
 use crate::meta::DynMeta;
 use crate::objstore::{DynStore, LocalStore, MeteredStore};
+use crate::purge::{self, PurgeConfig};
 use crate::server::{self, Readiness};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tonic::service::RoutesBuilder;
 
@@ -28,6 +31,31 @@ pub struct StandaloneConfig {
     pub cache: CacheConfig,
     pub index: IndexConfig,
     pub limits: Limits,
+    /// Background compaction + purge; `None` disables it.
+    pub maintenance: Option<Maintenance>,
+}
+
+/// The embedded default compacts and purges by itself, so a standalone
+/// store never grows without bound.
+#[derive(Clone, Debug)]
+pub struct Maintenance {
+    pub interval: Duration,
+    pub compaction: CompactionConfig,
+    pub purge: PurgeConfig,
+}
+
+impl Default for Maintenance {
+    fn default() -> Self {
+        Maintenance {
+            interval: Duration::from_secs(60),
+            compaction: CompactionConfig::default(),
+            // One process: no reader holds a manifest longer than a request.
+            purge: PurgeConfig {
+                grace: Duration::from_secs(600),
+                dry_run: false,
+            },
+        }
+    }
 }
 
 impl StandaloneConfig {
@@ -40,6 +68,7 @@ impl StandaloneConfig {
             cache: CacheConfig::default(),
             index: IndexConfig::default(),
             limits: Limits::default(),
+            maintenance: Some(Maintenance::default()),
         }
     }
 }
@@ -69,8 +98,7 @@ pub async fn open(config: &StandaloneConfig, store: Option<DynStore>) -> anyhow:
     let (index, _follow) = Index::start(meta.clone(), cache, config.index.clone())
         .await
         .context("loading the manifest")?;
-    let (batcher, _collector) =
-        Batcher::start(config.batcher.clone(), store.clone(), meta.clone());
+    let (batcher, _collector) = Batcher::start(config.batcher.clone(), store.clone(), meta.clone());
     Ok(Parts {
         store,
         meta,
@@ -112,6 +140,13 @@ impl Running {
 
 pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow::Result<Running> {
     let parts = open(&config, store).await?;
+    if let Some(maintenance) = config.maintenance.clone() {
+        tokio::spawn(maintain(
+            parts.store.clone(),
+            parts.meta.clone(),
+            maintenance,
+        ));
+    }
     let grpc = server::bind(&config.grpc_addr, "gRPC").await?;
     let http = server::bind(&config.http_addr, "HTTP").await?;
     let (grpc_addr, http_addr) = (server::local_addr(&grpc), server::local_addr(&http));
@@ -162,4 +197,37 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
         stop,
         task,
     })
+}
+
+/// Compacts then purges every `interval`, logging (not failing on) errors.
+async fn maintain(store: DynStore, meta: DynMeta, config: Maintenance) {
+    let mut ticks = tokio::time::interval(config.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match compaction::compact(&store, &meta, &config.compaction).await {
+            Ok(s) if s.outcome == compaction::Outcome::Compacted => tracing::info!(
+                inputs = s.inputs.len(),
+                outputs = s.outputs.len(),
+                bytes_in = s.bytes_in,
+                bytes_out = s.bytes_out,
+                dropped = s.entries_dropped,
+                "compacted"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "compaction failed; will retry"),
+        }
+        match purge::purge(&store, &meta, &config.purge).await {
+            Ok(s) if !s.replaced_deleted.is_empty() || !s.orphans_deleted.is_empty() => {
+                tracing::info!(
+                    replaced = s.replaced_deleted.len(),
+                    orphans = s.orphans_deleted.len(),
+                    "purged"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
+        }
+    }
 }

@@ -54,7 +54,7 @@ fn decode_token(token: &str) -> Result<Option<Vec<u8>>, Status> {
         return Ok(None);
     }
     let bad = || Status::invalid_argument("page_token is not a token returned by Scan");
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(bad());
     }
     (0..token.len())
@@ -70,7 +70,11 @@ fn encode_token(key: &[u8]) -> String {
 
 impl IndexApi {
     fn scan_range(&self, req: &ScanRequest) -> Result<(KeyRange, PageLimits), Status> {
-        for (field, value) in [("start_key", &req.start_key), ("end_key", &req.end_key), ("prefix", &req.prefix)] {
+        for (field, value) in [
+            ("start_key", &req.start_key),
+            ("end_key", &req.end_key),
+            ("prefix", &req.prefix),
+        ] {
             if value.len() > self.limits.max_key_bytes {
                 return Err(Status::invalid_argument(format!(
                     "{field} is {} bytes; the limit is {} bytes",
@@ -143,7 +147,10 @@ impl IndexService for IndexApi {
                     value: v,
                 })
                 .collect();
-            let next_page_token = page.resume_after.map(|k| encode_token(&k)).unwrap_or_default();
+            let next_page_token = page
+                .resume_after
+                .map(|k| encode_token(&k))
+                .unwrap_or_default();
             Ok(Response::new(ScanResponse {
                 items,
                 next_page_token,
@@ -162,10 +169,16 @@ mod tests {
     #[test]
     fn page_tokens_round_trip_and_reject_garbage() {
         let key = b"k\x00\xffz";
-        assert_eq!(decode_token(&encode_token(key)).unwrap(), Some(key.to_vec()));
+        assert_eq!(
+            decode_token(&encode_token(key)).unwrap(),
+            Some(key.to_vec())
+        );
         assert_eq!(decode_token("").unwrap(), None);
         for bad in ["abc", "zz", "é0"] {
-            assert_eq!(decode_token(bad).unwrap_err().code(), tonic::Code::InvalidArgument);
+            assert_eq!(
+                decode_token(bad).unwrap_err().code(),
+                tonic::Code::InvalidArgument
+            );
         }
     }
 }

@@ -49,9 +49,7 @@ pub fn batch_write(req: BatchWriteRequest, limits: &Limits) -> Result<Vec<Entry>
                 )));
             }
             Some(Operation::Delete(false)) => {
-                return Err(invalid(format!(
-                    "writes[{i}].delete must be true when set"
-                )));
+                return Err(invalid(format!("writes[{i}].delete must be true when set")));
             }
             Some(Operation::Delete(true)) => Value::Delete,
             Some(Operation::Put(value)) => {
@@ -116,7 +114,11 @@ mod tests {
     fn rejects(writes: Vec<WriteRequest>, limits: &Limits, field: &str) {
         let err = batch_write(BatchWriteRequest { writes }, limits).unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
-        assert!(err.message().contains(field), "{:?} lacks {field}", err.message());
+        assert!(
+            err.message().contains(field),
+            "{:?} lacks {field}",
+            err.message()
+        );
     }
 
     #[test]
@@ -126,19 +128,39 @@ mod tests {
         rejects(vec![put("a", b"1"), put("", b"1")], &l, "writes[1].key");
         rejects(vec![put(&"k".repeat(1025), b"1")], &l, "writes[0].key");
         rejects(vec![put("a", &vec![0; (1 << 20) + 1])], &l, "writes[0].put");
-        let unset = WriteRequest { key: "a".into(), operation: None };
+        let unset = WriteRequest {
+            key: "a".into(),
+            operation: None,
+        };
         rejects(vec![unset], &l, "writes[0].operation");
-        let false_delete = WriteRequest { key: "a".into(), operation: Some(Operation::Delete(false)) };
+        let false_delete = WriteRequest {
+            key: "a".into(),
+            operation: Some(Operation::Delete(false)),
+        };
         rejects(vec![false_delete], &l, "writes[0].delete");
-        let small = Limits { max_writes_per_batch: 2, max_batch_bytes: 10, ..Limits::default() };
-        rejects(vec![put("a", b""), put("b", b""), put("c", b"")], &small, "writes has 3");
-        rejects(vec![put("a", b"123456"), put("b", b"123456")], &small, "batch limit");
+        let small = Limits {
+            max_writes_per_batch: 2,
+            max_batch_bytes: 10,
+            ..Limits::default()
+        };
+        rejects(
+            vec![put("a", b""), put("b", b""), put("c", b"")],
+            &small,
+            "writes has 3",
+        );
+        rejects(
+            vec![put("a", b"123456"), put("b", b"123456")],
+            &small,
+            "batch limit",
+        );
     }
 
     #[test]
     fn keeps_request_order_and_values() {
         let entries = batch_write(
-            BatchWriteRequest { writes: vec![put("b", b"2"), put("a", b"")] },
+            BatchWriteRequest {
+                writes: vec![put("b", b"2"), put("a", b"")],
+            },
             &Limits::default(),
         )
         .unwrap();

@@ -52,9 +52,7 @@ impl Manifest {
             let object = Arc::from(record.object.as_str());
             files.push(Arc::new(LiveFile { record, object }));
         }
-        files.sort_by(|a, b| {
-            (b.record.seq, b.record.id).cmp(&(a.record.seq, a.record.id))
-        });
+        files.sort_by_key(|f| std::cmp::Reverse((f.record.seq, f.record.id)));
         Manifest {
             version: delta.version.max(self.version),
             files,
@@ -81,6 +79,7 @@ mod tests {
             added_version: seq,
             removed_version: None,
             created_at_ms: 0,
+            removed_at_ms: None,
         }
     }
 

@@ -33,7 +33,9 @@ impl KeyRange {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.end.as_deref().is_some_and(|end| end <= self.start.as_slice())
+        self.end
+            .as_deref()
+            .is_some_and(|end| end <= self.start.as_slice())
     }
 }
 
@@ -113,7 +115,10 @@ pub async fn scan(
         else {
             break;
         };
-        let entry = winner.head().cloned().expect("retained cursors have a head");
+        let entry = winner
+            .head()
+            .cloned()
+            .expect("retained cursors have a head");
         if !range.contains(&entry.key) {
             break;
         }
@@ -123,7 +128,9 @@ pub async fn scan(
             }
         }
         if let Value::Put(value) = entry.value {
-            if page.items.len() == limits.max_items || (bytes >= limits.max_bytes && !page.items.is_empty()) {
+            if page.items.len() == limits.max_items
+                || (bytes >= limits.max_bytes && !page.items.is_empty())
+            {
                 page.resume_after = page.items.last().map(|(k, _)| k.clone());
                 break;
             }
@@ -164,7 +171,13 @@ mod tests {
     #[test]
     fn ranges_intersect_prefixes() {
         let r = KeyRange::new(b"", None, b"ab");
-        assert_eq!(r, KeyRange { start: b"ab".to_vec(), end: Some(b"ac".to_vec()) });
+        assert_eq!(
+            r,
+            KeyRange {
+                start: b"ab".to_vec(),
+                end: Some(b"ac".to_vec())
+            }
+        );
         assert!(r.contains(b"ab") && r.contains(b"ab\xff") && !r.contains(b"ac"));
         let r = KeyRange::new(b"b", Some(b"c"), b"");
         assert!(r.contains(b"b") && !r.contains(b"c") && !r.contains(b"a"));

@@ -69,6 +69,7 @@ pub struct FileRecord {
     pub added_version: u64,
     pub removed_version: Option<u64>,
     pub created_at_ms: i64,
+    pub removed_at_ms: Option<i64>,
 }
 
 /// What changed in the manifest after a version.
@@ -88,6 +89,8 @@ pub enum MetaError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("metadata is inconsistent: {0}")]
     Corrupt(String),
+    #[error("manifest changed concurrently: {0}")]
+    Conflict(String),
     #[error("invalid metadata URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
 }
@@ -108,6 +111,21 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn changes_since(&self, version: u64) -> MetaResult<ManifestDelta>;
     /// Live files, for tools and jobs.
     async fn live_files(&self) -> MetaResult<Vec<FileRecord>>;
+    /// Replaces `inputs` (which must all still be live) by `outputs`, all with
+    /// data sequence `seq`, in one transaction; returns the new version.
+    async fn swap(&self, inputs: &[i64], outputs: Vec<NewFile>, seq: u64) -> MetaResult<u64>;
+    /// Every row, live or replaced, for purge.
+    async fn all_files(&self) -> MetaResult<Vec<FileRecord>>;
+    /// Deletes rows of replaced files whose objects are gone.
+    async fn forget_files(&self, ids: &[i64]) -> MetaResult<()>;
+    /// Takes or renews the named lease for `ttl` unless another live holder has it.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> MetaResult<bool>;
+    async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()>;
     /// The newest committed version.
     async fn current_version(&self) -> MetaResult<u64>;
     /// Wakes in-process readers right after a commit; remote readers poll or LISTEN.

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const FILE_COLUMNS: &str = "id, object, kind, level, seq, min_key, max_key, entry_count, \
-     size_bytes, added_version, removed_version, created_at_ms";
+     size_bytes, added_version, removed_version, created_at_ms, removed_at_ms";
 
 pub struct SqliteMeta {
     url: String,
@@ -64,10 +64,11 @@ impl SqliteMeta {
 
     /// Takes the next manifest version inside `tx` (see the module docs of `meta`).
     pub(crate) async fn next_version(tx: &mut Transaction<'_, Sqlite>) -> MetaResult<u64> {
-        let version: i64 =
-            sqlx::query_scalar("UPDATE manifest_version SET version = version + 1 WHERE id = 1 RETURNING version")
-                .fetch_one(&mut **tx)
-                .await?;
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE manifest_version SET version = version + 1 WHERE id = 1 RETURNING version",
+        )
+        .fetch_one(&mut **tx)
+        .await?;
         Ok(version as u64)
     }
 
@@ -123,6 +124,7 @@ fn file_from_row(row: &SqliteRow) -> MetaResult<FileRecord> {
         added_version: row.try_get::<i64, _>("added_version")? as u64,
         removed_version: removed.map(|v| v as u64),
         created_at_ms: row.try_get("created_at_ms")?,
+        removed_at_ms: row.try_get("removed_at_ms")?,
     })
 }
 
@@ -174,6 +176,77 @@ impl MetaStore for SqliteMeta {
         );
         let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
         rows.iter().map(file_from_row).collect()
+    }
+
+    async fn swap(&self, inputs: &[i64], outputs: Vec<NewFile>, seq: u64) -> MetaResult<u64> {
+        let mut tx = self.writer.begin().await?;
+        let version = Self::next_version(&mut tx).await?;
+        for id in inputs {
+            let done = sqlx::query(
+                "UPDATE files SET removed_version = ?, removed_at_ms = ? \
+                 WHERE id = ? AND removed_version IS NULL",
+            )
+            .bind(version as i64)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                // Dropping `tx` rolls everything back, the version bump included.
+                return Err(MetaError::Conflict(format!(
+                    "input file {id} is no longer live"
+                )));
+            }
+        }
+        for file in &outputs {
+            Self::insert_file(&mut tx, file, seq, version).await?;
+        }
+        tx.commit().await?;
+        self.published(version);
+        Ok(version)
+    }
+
+    async fn all_files(&self) -> MetaResult<Vec<FileRecord>> {
+        let sql = format!("SELECT {FILE_COLUMNS} FROM files ORDER BY id");
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
+        rows.iter().map(file_from_row).collect()
+    }
+
+    async fn forget_files(&self, ids: &[i64]) -> MetaResult<()> {
+        let mut tx = self.writer.begin().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM files WHERE id = ? AND removed_version IS NOT NULL")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> MetaResult<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms \
+             WHERE leases.holder = excluded.holder OR leases.expires_at_ms < ?4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl.as_millis() as i64)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()> {
+        sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn current_version(&self) -> MetaResult<u64> {
@@ -230,6 +303,64 @@ mod tests {
         assert_eq!(meta.current_version().await.unwrap(), 2);
         assert_eq!(meta.commit_wal(wal("c", "x", "y")).await.unwrap(), 3);
         assert_eq!(meta.live_files().await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn swap_replaces_live_inputs_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/meta.db", dir.path().display());
+        let meta = SqliteMeta::open(&url).await.unwrap();
+        meta.commit_wal(wal("a", "a", "c")).await.unwrap();
+        meta.commit_wal(wal("b", "b", "d")).await.unwrap();
+        let ids: Vec<i64> = meta
+            .live_files()
+            .await
+            .unwrap()
+            .iter()
+            .map(|f| f.id)
+            .collect();
+        let mut run = wal("run1", "a", "d");
+        run.kind = FileKind::Run;
+        run.level = 1;
+        let v = meta.swap(&ids, vec![run.clone()], 2).await.unwrap();
+        assert_eq!(v, 3);
+        let live = meta.live_files().await.unwrap();
+        assert_eq!(
+            (live.len(), live[0].seq, live[0].kind),
+            (1, 2, FileKind::Run)
+        );
+        let delta = meta.changes_since(2).await.unwrap();
+        assert_eq!((delta.added.len(), delta.removed_ids.len()), (1, 2));
+        // A second swap of the same inputs (a racing compaction) changes nothing.
+        run.object = "run/run2.sst".into();
+        assert!(matches!(
+            meta.swap(&ids, vec![run], 2).await,
+            Err(MetaError::Conflict(_))
+        ));
+        assert_eq!(meta.current_version().await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn leases_exclude_until_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/meta.db", dir.path().display());
+        let meta = SqliteMeta::open(&url).await.unwrap();
+        let long = Duration::from_secs(60);
+        assert!(meta.try_lease("compaction", "a", long).await.unwrap());
+        assert!(!meta.try_lease("compaction", "b", long).await.unwrap());
+        assert!(
+            meta.try_lease("compaction", "a", long).await.unwrap(),
+            "renewal"
+        );
+        meta.release_lease("compaction", "a").await.unwrap();
+        assert!(
+            meta.try_lease("compaction", "b", Duration::ZERO)
+                .await
+                .unwrap()
+        );
+        // b's lease expired at once: a dead holder does not block others.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(meta.try_lease("compaction", "a", long).await.unwrap());
     }
 
     #[tokio::test]

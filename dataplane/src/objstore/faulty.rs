@@ -13,6 +13,9 @@ pub enum Fault {
     Down,
     /// Puts fail; reads work.
     FailPuts,
+    /// Puts wait until the fault is changed, then behave per the new fault:
+    /// holds a flush in flight so tests can fill the queue behind it.
+    HangPuts,
     /// Reads return the data with one byte flipped at this offset of the
     /// returned buffer (modulo its length).
     FlipReadByte(usize),
@@ -22,6 +25,7 @@ pub enum Fault {
 pub struct FaultyStore<S> {
     inner: S,
     fault: Mutex<Option<Fault>>,
+    changed: tokio::sync::Notify,
 }
 
 impl<S> FaultyStore<S> {
@@ -29,11 +33,23 @@ impl<S> FaultyStore<S> {
         FaultyStore {
             inner,
             fault: Mutex::new(None),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
     pub fn set_fault(&self, fault: Option<Fault>) {
         *self.fault.lock().expect("fault lock") = fault;
+        self.changed.notify_waiters();
+    }
+
+    async fn wait_while_hung(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.fault() != Some(Fault::HangPuts) {
+                return;
+            }
+            changed.await;
+        }
     }
 
     fn fault(&self) -> Option<Fault> {
@@ -66,6 +82,7 @@ impl<S> FaultyStore<S> {
 #[async_trait]
 impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     async fn put(&self, path: &str, data: Bytes) -> StoreResult<()> {
+        self.wait_while_hung().await;
         self.check(true)?;
         self.inner.put(path, data).await
     }

@@ -68,7 +68,9 @@ async fn blocking<T: Send + 'static>(
 fn put_durably(root: &Path, target: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = target.parent().expect("object paths have a parent");
     fs::create_dir_all(dir)?;
-    let tmp = root.join(TMP_DIR).join(format!("{:016x}", rand::random::<u64>()));
+    let tmp = root
+        .join(TMP_DIR)
+        .join(format!("{:016x}", rand::random::<u64>()));
     let result = (|| {
         let mut file = File::create(&tmp)?;
         file.write_all(data)?;
@@ -132,7 +134,9 @@ impl ObjectStore for LocalStore {
 
     async fn get(&self, path: &str) -> StoreResult<Bytes> {
         let file = self.object_path(path)?;
-        blocking(path, move || fs::read(file)).await.map(Bytes::from)
+        blocking(path, move || fs::read(file))
+            .await
+            .map(Bytes::from)
     }
 
     async fn get_range(&self, path: &str, range: Range<u64>) -> StoreResult<Bytes> {
@@ -195,7 +199,10 @@ mod tests {
     async fn put_get_range_list_delete() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
-        store.put("wal/a.sst", Bytes::from_static(b"hello world")).await.unwrap();
+        store
+            .put("wal/a.sst", Bytes::from_static(b"hello world"))
+            .await
+            .unwrap();
         assert_eq!(store.get("wal/a.sst").await.unwrap(), "hello world");
         assert_eq!(store.get_range("wal/a.sst", 6..11).await.unwrap(), "world");
         let (tail, size) = store.get_suffix("wal/a.sst", 5).await.unwrap();
@@ -222,7 +229,10 @@ mod tests {
         let store = LocalStore::open(dir.path()).unwrap();
         for path in ["", "/etc/passwd", "../x", "a//b", ".tmp/x", "a/./b"] {
             let err = store.put(path, Bytes::new()).await.unwrap_err();
-            assert!(matches!(err, StoreError::InvalidPath { .. }), "{path}: {err}");
+            assert!(
+                matches!(err, StoreError::InvalidPath { .. }),
+                "{path}: {err}"
+            );
         }
     }
 }

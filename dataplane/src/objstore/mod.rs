@@ -90,7 +90,10 @@ pub(crate) fn check_path(path: &str) -> StoreResult<()> {
     if path.starts_with('/') {
         return bad("must be relative");
     }
-    if path.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+    if path
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
         return bad("empty, '.' or '..' segment");
     }
     Ok(())

@@ -1,0 +1,131 @@
+//! Purge: deletes objects nothing references any more — files replaced by
+//! compaction, and orphans of writes that crashed between PUT and commit —
+//! once they are older than a grace period (invariant 7).
+//!
+//! The grace period must exceed the longest time a reader can hold an old
+//! manifest (an in-flight request, or an index that lost its database) plus
+//! the longest flush (PUT → commit), so no object a reader may still open and
+//! no object about to be committed is deleted.
+
+use crate::meta::{DynMeta, MetaError, now_ms};
+use crate::metrics::metrics;
+use crate::objstore::{DynStore, StoreError};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Prefixes under which the store writes objects; nothing else is touched.
+pub const OBJECT_PREFIXES: &[&str] = &["wal/", "run/"];
+
+#[derive(Clone, Debug)]
+pub struct PurgeConfig {
+    pub grace: Duration,
+    pub dry_run: bool,
+}
+
+impl Default for PurgeConfig {
+    fn default() -> Self {
+        PurgeConfig {
+            grace: Duration::from_secs(3600),
+            dry_run: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one run did; printed as JSON by `skyvault purge`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PurgeSummary {
+    pub dry_run: bool,
+    /// Replaced by compaction and past the grace period.
+    pub replaced_deleted: Vec<String>,
+    /// Never committed (or their row is gone) and past the grace period.
+    pub orphans_deleted: Vec<String>,
+    /// Unreferenced but still within the grace period.
+    pub kept_young: u64,
+    pub live_objects: u64,
+    pub duration_ms: u64,
+}
+
+pub async fn purge(
+    store: &DynStore,
+    meta: &DynMeta,
+    config: &PurgeConfig,
+) -> Result<PurgeSummary, PurgeError> {
+    let started = Instant::now();
+    let result = run(store, meta, config).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    let m = metrics();
+    m.jobs.with_label_values(&["purge", outcome]).inc();
+    m.job_duration
+        .with_label_values(&["purge"])
+        .observe(started.elapsed().as_secs_f64());
+    let mut summary = result?;
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}
+
+async fn run(
+    store: &DynStore,
+    meta: &DynMeta,
+    config: &PurgeConfig,
+) -> Result<PurgeSummary, PurgeError> {
+    let mut summary = PurgeSummary {
+        dry_run: config.dry_run,
+        ..Default::default()
+    };
+    // List the objects before reading the rows: an object committed between
+    // the two reads is then seen as referenced, never as an orphan.
+    let mut objects = Vec::new();
+    for prefix in OBJECT_PREFIXES {
+        objects.extend(store.list(prefix).await?);
+    }
+    let rows = meta.all_files().await?;
+    let known: HashSet<&str> = rows.iter().map(|f| f.object.as_str()).collect();
+    summary.live_objects = rows.iter().filter(|f| f.removed_version.is_none()).count() as u64;
+    let cutoff_ms = now_ms() - config.grace.as_millis() as i64;
+
+    let mut forget = Vec::new();
+    for row in rows.iter().filter(|f| f.removed_version.is_some()) {
+        if row.removed_at_ms.unwrap_or(i64::MAX) > cutoff_ms {
+            summary.kept_young += 1;
+            continue;
+        }
+        if !config.dry_run {
+            store.delete(&row.object).await?;
+            count_deleted("replaced");
+        }
+        summary.replaced_deleted.push(row.object.clone());
+        forget.push(row.id);
+    }
+    let cutoff = SystemTime::now() - config.grace;
+    for object in objects.iter().filter(|o| !known.contains(o.path.as_str())) {
+        if object.last_modified > cutoff {
+            summary.kept_young += 1;
+            continue;
+        }
+        if !config.dry_run {
+            store.delete(&object.path).await?;
+            count_deleted("orphan");
+        }
+        summary.orphans_deleted.push(object.path.clone());
+    }
+    if !config.dry_run && !forget.is_empty() {
+        meta.forget_files(&forget).await?;
+    }
+    Ok(summary)
+}
+
+fn count_deleted(reason: &str) {
+    metrics()
+        .job_objects_deleted
+        .with_label_values(&["purge", reason])
+        .inc();
+}

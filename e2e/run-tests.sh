@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a fresh machine: installs the
+# test runner if missing, builds the workspace once and runs every test
+# (unit, data-plane integration, operator, and the end-to-end tests, whose
+# harness builds and caches the Kubernetes control plane it needs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NEXTEST_VERSION=0.9.151
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if ! cargo nextest --version 2>/dev/null | grep -q "$NEXTEST_VERSION"; then
+    echo "==> installing cargo-nextest $NEXTEST_VERSION (once; cached in ~/.cargo/bin)"
+    cargo install cargo-nextest --version "$NEXTEST_VERSION" --locked \
+        --no-default-features --features default-no-update
+fi
+
+echo "==> formatting and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> tests"
+cargo nextest run --workspace --locked --no-fail-fast "$@"
