@@ -1,4 +1,6 @@
+use kube::CustomResourceExt;
+use skyvault_operator::crd::SkyVault;
+
 fn main() {
-    eprintln!("skyvault-operator: not built yet (see issue 5)");
-    std::process::exit(2);
+    print!("{}", serde_yaml::to_string(&SkyVault::crd()).unwrap());
 }
