@@ -7,7 +7,7 @@
 
 use crate::metrics::metrics;
 use crate::objstore::{DynStore, StoreError};
-use crate::sstable::{BlockHandle, DataBlock, FOOTER_LEN, Footer, FormatError, TableMeta};
+use crate::sstable::{DataBlock, FOOTER_LEN, Footer, FormatError, TableMeta};
 use moka::future::Cache;
 use std::sync::Arc;
 
@@ -95,12 +95,16 @@ impl BlockCache {
         result
     }
 
-    /// One decoded (checksum-verified, decompressed) data block.
+    /// Data block `i` of `object`, decoded: checksum verified, decompressed,
+    /// and its keys checked against the index (a crc cannot catch a block
+    /// from another file).
     pub async fn block(
         &self,
         object: &Arc<str>,
-        handle: BlockHandle,
+        table: &TableMeta,
+        i: usize,
     ) -> Result<Arc<DataBlock>, Arc<ReadError>> {
+        let handle = table.index.handle(i);
         let key = (object.clone(), handle.offset);
         if let Some(block) = self.blocks.get(&key).await {
             count("block", "hit");
@@ -109,7 +113,7 @@ impl BlockCache {
         count("block", "miss");
         let result = self
             .blocks
-            .try_get_with(key, self.load_block(object, handle))
+            .try_get_with(key, self.load_block(object, table, i))
             .await;
         self.publish_sizes();
         result
@@ -143,10 +147,15 @@ impl BlockCache {
     async fn load_block(
         &self,
         object: &str,
-        handle: BlockHandle,
+        table: &TableMeta,
+        i: usize,
     ) -> Result<Arc<DataBlock>, ReadError> {
-        let raw = self.store.get_range(object, handle.range()).await?;
-        DataBlock::decode(handle, raw)
+        let raw = self
+            .store
+            .get_range(object, table.index.handle(i).range())
+            .await?;
+        table
+            .decode_block(i, raw)
             .map(Arc::new)
             .map_err(|source| ReadError::Corrupt {
                 object: object.to_string(),

@@ -21,16 +21,16 @@ pub async fn get(
             continue;
         }
         let table = cache.table(&file.object).await?;
-        if !table.filter.may_contain(key) {
+        // Key range and bloom filter; `find` alone would answer block 0 for a
+        // key below the file's first key.
+        if !table.may_contain(key) {
             continue;
         }
         let Some(block_index) = table.index.find(key) else {
             continue;
         };
         probed += 1;
-        let block = cache
-            .block(&file.object, table.index.handle(block_index))
-            .await?;
+        let block = cache.block(&file.object, &table, block_index).await?;
         if let Some(value) = block.get(key) {
             found = Some(value);
             break;

@@ -78,9 +78,10 @@ impl Cursor {
     /// Makes sure the cursor has a head entry unless the file is exhausted.
     async fn fill(&mut self, cache: &BlockCache, from: &[u8]) -> Result<(), Arc<ReadError>> {
         while self.buffered.is_empty() && self.next_block < self.table.index.len() {
-            let handle = self.table.index.handle(self.next_block);
+            let block = cache
+                .block(&self.file.object, &self.table, self.next_block)
+                .await?;
             self.next_block += 1;
-            let block = cache.block(&self.file.object, handle).await?;
             self.buffered.extend(block.entries_from(from));
         }
         Ok(())
