@@ -19,26 +19,51 @@ pub fn config_data(sv: &SkyVault) -> BTreeMap<String, String> {
     };
     put("SKYVAULT_GRPC_ADDR", format!("0.0.0.0:{GRPC_PORT}"));
     put("SKYVAULT_HTTP_ADDR", format!("0.0.0.0:{HTTP_PORT}"));
-    put("SKYVAULT_OBJECT_STORE_URL", object_store_url(&store.bucket, &store.prefix));
+    put(
+        "SKYVAULT_OBJECT_STORE_URL",
+        object_store_url(&store.bucket, &store.prefix),
+    );
     put("SKYVAULT_S3_REGION", store.region.clone());
     put("SKYVAULT_S3_PATH_STYLE", store.path_style.to_string());
     if let Some(endpoint) = &store.endpoint {
         put("SKYVAULT_S3_ENDPOINT", endpoint.clone());
     }
-    put("SKYVAULT_BATCH_MAX_BYTES", spec.batcher.batch_max_bytes.to_string());
-    put("SKYVAULT_BATCH_MAX_AGE_MS", spec.batcher.batch_max_age_ms.to_string());
-    put("SKYVAULT_BATCH_MAX_CONCURRENT_FLUSHES", spec.batcher.max_concurrent_flushes.to_string());
-    put("SKYVAULT_COMPACT_TARGET_FILE_BYTES", spec.compaction.target_file_bytes.to_string());
-    put("SKYVAULT_PURGE_GRACE_SECS", spec.purge.grace_period_seconds.to_string());
+    put(
+        "SKYVAULT_BATCH_MAX_BYTES",
+        spec.batcher.batch_max_bytes.to_string(),
+    );
+    put(
+        "SKYVAULT_BATCH_MAX_AGE_MS",
+        spec.batcher.batch_max_age_ms.to_string(),
+    );
+    put(
+        "SKYVAULT_BATCH_MAX_CONCURRENT_FLUSHES",
+        spec.batcher.max_concurrent_flushes.to_string(),
+    );
+    put(
+        "SKYVAULT_COMPACT_TARGET_FILE_BYTES",
+        spec.compaction.target_file_bytes.to_string(),
+    );
+    put(
+        "SKYVAULT_PURGE_GRACE_SECS",
+        spec.purge.grace_period_seconds.to_string(),
+    );
     put("RUST_LOG", spec.logging.level.clone());
-    put("SKYVAULT_LOG_FORMAT", spec.logging.format.as_str().to_string());
+    put(
+        "SKYVAULT_LOG_FORMAT",
+        spec.logging.format.as_str().to_string(),
+    );
     data
 }
 
 /// `s3://BUCKET/PREFIX`, without a doubled or trailing-only slash.
 pub fn object_store_url(bucket: &str, prefix: &str) -> String {
     let prefix = prefix.trim_start_matches('/');
-    if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") }
+    if prefix.is_empty() {
+        format!("s3://{bucket}")
+    } else {
+        format!("s3://{bucket}/{prefix}")
+    }
 }
 
 /// The ConfigMap `NAME-config`.
@@ -59,7 +84,11 @@ pub fn checksum(data: &BTreeMap<String, String>) -> String {
         hasher.update(v.as_bytes());
         hasher.update([0]);
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -98,7 +127,10 @@ mod tests {
             assert_ne!(key, "SKYVAULT_CACHE_PEERS");
             assert_ne!(key, "SKYVAULT_CACHE_CAPACITY_BYTES");
         }
-        assert!(!d.contains_key("SKYVAULT_S3_ENDPOINT"), "no endpoint set, none written");
+        assert!(
+            !d.contains_key("SKYVAULT_S3_ENDPOINT"),
+            "no endpoint set, none written"
+        );
     }
 
     #[test]

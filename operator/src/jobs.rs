@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 use crate::crd::{
@@ -70,14 +70,23 @@ impl JobKind {
 
     /// Label selector for this kind's Jobs of one SkyVault.
     pub fn selector(self, sv: &SkyVault) -> String {
-        format!("{},{JOB_KIND_LABEL}={}", naming::instance_selector(sv), self.as_str())
+        format!(
+            "{},{JOB_KIND_LABEL}={}",
+            naming::instance_selector(sv),
+            self.as_str()
+        )
     }
 }
 
 /// Deterministic name: `NAME-compact-<unix minute>` for a schedule time, plus a short hash
 /// of the trigger value for manual runs. Creating the same Job twice is then harmless.
 pub fn job_name(sv: &SkyVault, kind: JobKind, time: Timestamp, trigger: Option<&str>) -> String {
-    let base = format!("{}-{}-{}", sv.metadata.name.as_deref().unwrap_or(""), kind.as_str(), unix_minute(time));
+    let base = format!(
+        "{}-{}-{}",
+        sv.metadata.name.as_deref().unwrap_or(""),
+        kind.as_str(),
+        unix_minute(time)
+    );
     match trigger {
         None => base,
         Some(value) => format!("{base}-{}", short_hash(value)),
@@ -85,7 +94,11 @@ pub fn job_name(sv: &SkyVault, kind: JobKind, time: Timestamp, trigger: Option<&
 }
 
 fn short_hash(value: &str) -> String {
-    Sha256::digest(value.as_bytes()).iter().take(2).map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(value.as_bytes())
+        .iter()
+        .take(2)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The Job for one run. `time` is the schedule time (or the trigger time for manual runs).
@@ -98,8 +111,11 @@ pub fn build_job(
 ) -> Job {
     let spec = kind.spec(sv);
     let mut meta = naming::child_meta(sv, job_name(sv, kind, time, trigger), kind.as_str());
-    meta.labels.get_or_insert_with(BTreeMap::new).insert(JOB_KIND_LABEL.into(), kind.as_str().into());
-    let mut annotations = BTreeMap::from([(SCHEDULED_TIME_ANNOTATION.to_string(), time.to_string())]);
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(JOB_KIND_LABEL.into(), kind.as_str().into());
+    let mut annotations =
+        BTreeMap::from([(SCHEDULED_TIME_ANNOTATION.to_string(), time.to_string())]);
     if let Some(value) = trigger {
         annotations.insert(TRIGGER_VALUE_ANNOTATION.into(), value.into());
     }
@@ -123,7 +139,13 @@ pub fn build_job(
         spec: Some(JobSpec {
             backoff_limit: Some(spec.backoff_limit),
             active_deadline_seconds: Some(spec.active_deadline_seconds),
-            template: pod::pod_template(sv, kind.as_str(), config_checksum, container, Some("Never")),
+            template: pod::pod_template(
+                sv,
+                kind.as_str(),
+                config_checksum,
+                container,
+                Some("Never"),
+            ),
             ..JobSpec::default()
         }),
         status: None,
@@ -147,7 +169,9 @@ pub fn job_result(job: &Job) -> JobResult {
 
 fn failure_message(job: &Job) -> Option<String> {
     let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    let failed = conditions.iter().find(|c| c.type_ == "Failed" && c.status == "True")?;
+    let failed = conditions
+        .iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")?;
     let reason = failed.reason.clone().unwrap_or_default();
     Some(match &failed.message {
         Some(m) if !m.is_empty() => format!("{reason}: {m}"),
@@ -168,7 +192,11 @@ pub fn scheduled_time(job: &Job) -> Option<Timestamp> {
 
 /// The trigger value a manual Job was started for.
 pub fn trigger_value(job: &Job) -> Option<&str> {
-    job.metadata.annotations.as_ref()?.get(TRIGGER_VALUE_ANNOTATION).map(String::as_str)
+    job.metadata
+        .annotations
+        .as_ref()?
+        .get(TRIGGER_VALUE_ANNOTATION)
+        .map(String::as_str)
 }
 
 /// The status entry for one Job.
@@ -181,7 +209,9 @@ pub fn job_run(job: &Job) -> JobRun {
         start_time: status.and_then(|s| s.start_time.clone()),
         completion_time: finish_time(job),
         result,
-        message: (result == JobResult::Failed).then(|| failure_message(job)).flatten(),
+        message: (result == JobResult::Failed)
+            .then(|| failure_message(job))
+            .flatten(),
         manual: trigger_value(job).is_some(),
     }
 }
@@ -190,7 +220,10 @@ pub fn job_run(job: &Job) -> JobRun {
 fn finish_time(job: &Job) -> Option<Time> {
     let status = job.status.as_ref()?;
     match job_result(job) {
-        JobResult::Succeeded => status.completion_time.clone().or_else(|| condition_time(job, "Complete")),
+        JobResult::Succeeded => status
+            .completion_time
+            .clone()
+            .or_else(|| condition_time(job, "Complete")),
         JobResult::Failed => condition_time(job, "Failed"),
         JobResult::Running => None,
     }
@@ -198,8 +231,12 @@ fn finish_time(job: &Job) -> Option<Time> {
 
 fn condition_time(job: &Job, type_: &str) -> Option<Time> {
     let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    let c = conditions.iter().find(|c| c.type_ == type_ && c.status == "True")?;
-    c.last_transition_time.clone().or_else(|| c.last_probe_time.clone())
+    let c = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")?;
+    c.last_transition_time
+        .clone()
+        .or_else(|| c.last_probe_time.clone())
 }
 
 /// What a kind's existing Jobs say.
@@ -221,10 +258,14 @@ pub struct JobHistory {
 
 /// Summarize the Jobs of one kind (already filtered to one SkyVault and kind).
 pub fn summarize(jobs: &[Job], spec: &JobScheduleSpec) -> JobHistory {
-    let mut sorted: Vec<&Job> = jobs.iter().filter(|j| j.metadata.deletion_timestamp.is_none()).collect();
+    let mut sorted: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| j.metadata.deletion_timestamp.is_none())
+        .collect();
     // Newest first: by schedule time, then name for a stable order.
     sorted.sort_by(|a, b| {
-        (scheduled_time(b), b.metadata.name.as_deref()).cmp(&(scheduled_time(a), a.metadata.name.as_deref()))
+        (scheduled_time(b), b.metadata.name.as_deref())
+            .cmp(&(scheduled_time(a), a.metadata.name.as_deref()))
     });
     let name = |j: &Job| j.metadata.name.clone().unwrap_or_default();
     let by_result = |r: JobResult| sorted.iter().filter(move |j| job_result(j) == r);
@@ -238,8 +279,14 @@ pub fn summarize(jobs: &[Job], spec: &JobScheduleSpec) -> JobHistory {
         active: by_result(JobResult::Running).map(|j| name(j)).collect(),
         latest: sorted.first().map(|j| job_run(j)),
         last_successful: by_result(JobResult::Succeeded).find_map(|j| finish_time(j)),
-        last_scheduled: sorted.iter().filter(|j| trigger_value(j).is_none()).find_map(|j| scheduled_time(j)),
-        triggers: sorted.iter().filter_map(|j| trigger_value(j).map(str::to_string)).collect(),
+        last_scheduled: sorted
+            .iter()
+            .filter(|j| trigger_value(j).is_none())
+            .find_map(|j| scheduled_time(j)),
+        triggers: sorted
+            .iter()
+            .filter_map(|j| trigger_value(j).map(str::to_string))
+            .collect(),
         to_delete,
     }
 }

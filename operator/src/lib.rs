@@ -1,17 +1,23 @@
 //! SkyVault Kubernetes operator: the `SkyVault` CRD, pure builders from spec to child
 //! objects, schedule and status computation, and the controller that applies them.
 
+pub mod children;
 pub mod configmap;
+pub mod controller;
 pub mod crd;
 pub mod crd_status;
 pub mod jobs;
+pub mod leader;
 pub mod maintenance;
+pub mod metrics;
 pub mod naming;
 pub mod pdb;
 pub mod pod;
 pub mod schedule;
 pub mod service;
 pub mod statefulset;
+pub mod status;
+pub mod validate;
 
 #[cfg(test)]
 mod testutil;

@@ -17,7 +17,11 @@ use crate::schedule::{self, Schedule, ScheduleError, ScheduleInput};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobEvent {
     /// A Job was created (scheduled or manual).
-    Created { job: String, manual: bool, missed: u32 },
+    Created {
+        job: String,
+        manual: bool,
+        missed: u32,
+    },
     /// A schedule time was skipped for being older than the starting deadline.
     MissedDeadline { at: Timestamp },
     /// A Job this operator had seen running has failed.
@@ -50,7 +54,10 @@ pub fn plan(
     let schedule = Schedule::parse(kind.schedule(sv))?;
     let previous = previous_status(sv, kind);
     let history = jobs::summarize(jobs, spec);
-    let last_scheduled = max_opt(previous.last_schedule_time.as_ref().map(|t| t.0), history.last_scheduled);
+    let last_scheduled = max_opt(
+        previous.last_schedule_time.as_ref().map(|t| t.0),
+        history.last_scheduled,
+    );
     let decision = schedule::decide(
         &schedule,
         ScheduleInput {
@@ -76,15 +83,24 @@ pub fn plan(
         status.last_schedule_time = Some(Time(at));
     }
 
-    let wanted = trigger.as_deref().map(|t| (now, Some(t))).or(decision.due.map(|d| (d, None)));
+    let wanted = trigger
+        .as_deref()
+        .map(|t| (now, Some(t)))
+        .or(decision.due.map(|d| (d, None)));
     let mut create = None;
     match (wanted, history.active.first()) {
-        (Some(_), Some(running)) => events.push(JobEvent::Blocked { running: running.clone() }),
+        (Some(_), Some(running)) => events.push(JobEvent::Blocked {
+            running: running.clone(),
+        }),
         (Some((time, trig)), None) => {
             let job = jobs::build_job(sv, kind, time, trig, config_checksum);
             let name = job.name_any();
             let missed = if trig.is_some() { 0 } else { decision.missed };
-            events.push(JobEvent::Created { job: name.clone(), manual: trig.is_some(), missed });
+            events.push(JobEvent::Created {
+                job: name.clone(),
+                manual: trig.is_some(),
+                missed,
+            });
             status.last_run = Some(JobRun {
                 job_name: name,
                 scheduled_time: Some(Time(time)),
@@ -103,7 +119,14 @@ pub fn plan(
         (None, _) => {}
     }
     let requeue_after = decision.next.map(|n| duration_until(now, n));
-    Ok(JobPlan { kind, create, delete: history.to_delete, status, events, requeue_after })
+    Ok(JobPlan {
+        kind,
+        create,
+        delete: history.to_delete,
+        status,
+        events,
+        requeue_after,
+    })
 }
 
 fn previous_status(sv: &SkyVault, kind: JobKind) -> JobKindStatus {
@@ -116,9 +139,19 @@ fn previous_status(sv: &SkyVault, kind: JobKind) -> JobKindStatus {
 }
 
 /// The trigger annotation's value when no Job has been started for it yet.
-fn pending_trigger(sv: &SkyVault, kind: JobKind, previous: &JobKindStatus, started: &[String]) -> Option<String> {
-    let value = sv.annotations().get(kind.trigger_annotation())?.trim().to_string();
-    let handled = previous.handled_trigger.as_deref() == Some(value.as_str()) || started.contains(&value);
+fn pending_trigger(
+    sv: &SkyVault,
+    kind: JobKind,
+    previous: &JobKindStatus,
+    started: &[String],
+) -> Option<String> {
+    let value = sv
+        .annotations()
+        .get(kind.trigger_annotation())?
+        .trim()
+        .to_string();
+    let handled =
+        previous.handled_trigger.as_deref() == Some(value.as_str()) || started.contains(&value);
     (!value.is_empty() && !handled).then_some(value)
 }
 
@@ -127,13 +160,17 @@ fn failed_since(previous: &JobKindStatus, latest: Option<&JobRun>) -> Vec<JobEve
     let (Some(before), Some(now)) = (previous.last_run.as_ref(), latest) else {
         return vec![];
     };
-    let newly_failed =
-        before.job_name == now.job_name && before.result == JobResult::Running && now.result == JobResult::Failed;
+    let newly_failed = before.job_name == now.job_name
+        && before.result == JobResult::Running
+        && now.result == JobResult::Failed;
     if !newly_failed {
         return vec![];
     }
     let message = now.message.clone().unwrap_or_else(|| "Job failed".into());
-    vec![JobEvent::Failed { job: now.job_name.clone(), message }]
+    vec![JobEvent::Failed {
+        job: now.job_name.clone(),
+        message,
+    }]
 }
 
 fn max_opt(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {

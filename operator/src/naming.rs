@@ -80,7 +80,10 @@ pub fn selector_labels(sv: &SkyVault, component: &str) -> BTreeMap<String, Strin
     BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), "skyvault".to_string()),
         ("app.kubernetes.io/instance".to_string(), sv.name_any()),
-        ("app.kubernetes.io/component".to_string(), component.to_string()),
+        (
+            "app.kubernetes.io/component".to_string(),
+            component.to_string(),
+        ),
     ])
 }
 
@@ -94,7 +97,10 @@ pub fn common_labels(sv: &SkyVault, component: &str) -> BTreeMap<String, String>
 
 /// Label selector for every child of one SkyVault (used when pruning).
 pub fn instance_selector(sv: &SkyVault) -> String {
-    format!("{MANAGED_SELECTOR},app.kubernetes.io/instance={}", sv.name_any())
+    format!(
+        "{MANAGED_SELECTOR},app.kubernetes.io/instance={}",
+        sv.name_any()
+    )
 }
 
 /// The owner reference that makes the SkyVault the controller of a child (and lets the
@@ -102,14 +108,15 @@ pub fn instance_selector(sv: &SkyVault) -> String {
 pub fn owner_ref(sv: &SkyVault) -> OwnerReference {
     // controller_owner_ref is None only for an object without a uid, which never comes
     // from the API server; builders are also called in tests with a uid set.
-    sv.controller_owner_ref(&()).unwrap_or_else(|| OwnerReference {
-        api_version: "skyvault.io/v1alpha1".into(),
-        kind: "SkyVault".into(),
-        name: sv.name_any(),
-        uid: sv.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    })
+    sv.controller_owner_ref(&())
+        .unwrap_or_else(|| OwnerReference {
+            api_version: "skyvault.io/v1alpha1".into(),
+            kind: "SkyVault".into(),
+            name: sv.name_any(),
+            uid: sv.uid().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        })
 }
 
 /// Metadata of a child: name, namespace, labels, owner.

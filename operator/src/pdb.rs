@@ -39,7 +39,10 @@ pub fn pod_disruption_budget(sv: &SkyVault, role: Role) -> Option<PodDisruptionB
 
 /// The PDBs the spec asks for.
 pub fn pod_disruption_budgets(sv: &SkyVault) -> Vec<PodDisruptionBudget> {
-    Role::ALL.iter().filter_map(|r| pod_disruption_budget(sv, *r)).collect()
+    Role::ALL
+        .iter()
+        .filter_map(|r| pod_disruption_budget(sv, *r))
+        .collect()
 }
 
 #[cfg(test)]
@@ -50,12 +53,21 @@ mod tests {
     #[test]
     fn one_budget_per_role_by_default() {
         let pdbs = pod_disruption_budgets(&sample());
-        let names: Vec<_> = pdbs.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+        let names: Vec<_> = pdbs
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
         assert_eq!(names, vec!["vault-batcher", "vault-index", "vault-cache"]);
         let spec = pdbs[2].spec.as_ref().unwrap();
         assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
         assert!(spec.min_available.is_none(), "never both");
-        let sel = spec.selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+        let sel = spec
+            .selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap();
         assert_eq!(sel["app.kubernetes.io/component"], "cache");
     }
 
@@ -66,7 +78,10 @@ mod tests {
         sv.spec.cache.disruption_budget.max_unavailable = 2;
         assert!(pod_disruption_budget(&sv, Role::Index).is_none());
         let cache = pod_disruption_budget(&sv, Role::Cache).unwrap();
-        assert_eq!(cache.spec.unwrap().max_unavailable, Some(IntOrString::Int(2)));
+        assert_eq!(
+            cache.spec.unwrap().max_unavailable,
+            Some(IntOrString::Int(2))
+        );
         assert_eq!(pod_disruption_budgets(&sv).len(), 2);
     }
 

@@ -67,8 +67,16 @@ pub fn secret_env(sv: &SkyVault) -> Vec<EnvVar> {
     let db = &sv.spec.database.url_secret;
     let mut env = vec![secret_var("SKYVAULT_METADATA_URL", &db.name, &db.key)];
     if let Some(creds) = &sv.spec.object_store.credentials_secret {
-        env.push(secret_var("AWS_ACCESS_KEY_ID", &creds.name, &creds.access_key_id_key));
-        env.push(secret_var("AWS_SECRET_ACCESS_KEY", &creds.name, &creds.secret_access_key_key));
+        env.push(secret_var(
+            "AWS_ACCESS_KEY_ID",
+            &creds.name,
+            &creds.access_key_id_key,
+        ));
+        env.push(secret_var(
+            "AWS_SECRET_ACCESS_KEY",
+            &creds.name,
+            &creds.secret_access_key_key,
+        ));
     }
     env
 }
@@ -90,7 +98,11 @@ fn secret_var(var: &str, secret: &str, key: &str) -> EnvVar {
 
 /// A plain `NAME=value` variable.
 pub fn env_var(name: &str, value: impl ToString) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.to_string()), ..EnvVar::default() }
+    EnvVar {
+        name: name.into(),
+        value: Some(value.to_string()),
+        ..EnvVar::default()
+    }
 }
 
 fn server_ports() -> Vec<ContainerPort> {
@@ -135,14 +147,20 @@ pub fn container_security_context() -> SecurityContext {
         read_only_root_filesystem: Some(true),
         allow_privilege_escalation: Some(false),
         privileged: Some(false),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
         seccomp_profile: Some(runtime_default_seccomp()),
         ..SecurityContext::default()
     }
 }
 
 fn runtime_default_seccomp() -> SeccompProfile {
-    SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        localhost_profile: None,
+    }
 }
 
 /// The operator's Pod security defaults with the user's fields laid over them.
@@ -202,7 +220,11 @@ pub fn pod_template(
             security_context: Some(pod_security_context(sv)),
             node_selector: non_empty_map(&pod.node_selector),
             tolerations: (!pod.tolerations.is_empty()).then(|| pod.tolerations.clone()),
-            affinity: Some(pod.affinity.clone().unwrap_or_else(|| spread(sv, component))),
+            affinity: Some(
+                pod.affinity
+                    .clone()
+                    .unwrap_or_else(|| spread(sv, component)),
+            ),
             priority_class_name: pod.priority_class_name.clone(),
             image_pull_secrets: image_pull_secrets(sv),
             termination_grace_period_seconds: Some(30),
@@ -225,8 +247,12 @@ fn non_empty_map(m: &BTreeMap<String, String>) -> Option<BTreeMap<String, String
 
 fn image_pull_secrets(sv: &SkyVault) -> Option<Vec<LocalObjectReference>> {
     let names = &sv.spec.image_pull_secrets;
-    (!names.is_empty())
-        .then(|| names.iter().map(|n| LocalObjectReference { name: n.clone() }).collect())
+    (!names.is_empty()).then(|| {
+        names
+            .iter()
+            .map(|n| LocalObjectReference { name: n.clone() })
+            .collect()
+    })
 }
 
 /// Default affinity: prefer one Pod of a role per node, so a node loss takes out one replica.
@@ -269,11 +295,15 @@ pub fn fill_resources(
     let mut res = user.cloned().unwrap_or_default();
     let user_sets_memory = has_key(&res.requests, "memory") || has_key(&res.limits, "memory");
     let requests = res.requests.get_or_insert_with(BTreeMap::new);
-    requests.entry("cpu".into()).or_insert_with(|| Quantity("100m".into()));
+    requests
+        .entry("cpu".into())
+        .or_insert_with(|| Quantity("100m".into()));
     if !user_sets_memory {
         requests.insert("memory".into(), mib_quantity(memory_request));
         if let Some(limit) = memory_limit {
-            res.limits.get_or_insert_with(BTreeMap::new).insert("memory".into(), mib_quantity(limit));
+            res.limits
+                .get_or_insert_with(BTreeMap::new)
+                .insert("memory".into(), mib_quantity(limit));
         }
     }
     res

@@ -43,7 +43,10 @@ impl Schedule {
         let schedule = Schedule { cron };
         // A pattern like "0 0 30 2 *" parses but never fires: treat it as invalid.
         if schedule.next_after(Timestamp::UNIX_EPOCH).is_none() {
-            return Err(ScheduleError { expr: expr.into(), reason: "never fires".into() });
+            return Err(ScheduleError {
+                expr: expr.into(),
+                reason: "never fires".into(),
+            });
         }
         Ok(schedule)
     }
@@ -51,13 +54,19 @@ impl Schedule {
     /// First schedule time strictly after `t`.
     pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
         let z = utc(t);
-        self.cron.find_next_occurrence(&z, false).ok().map(|n| n.timestamp())
+        self.cron
+            .find_next_occurrence(&z, false)
+            .ok()
+            .map(|n| n.timestamp())
     }
 
     /// Latest schedule time at or before `t`.
     pub fn latest_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
         let z = utc(t);
-        self.cron.find_previous_occurrence(&z, true).ok().map(|p| p.timestamp())
+        self.cron
+            .find_previous_occurrence(&z, true)
+            .ok()
+            .map(|p| p.timestamp())
     }
 }
 
@@ -94,20 +103,46 @@ pub struct ScheduleDecision {
 
 /// Decide whether a Job is due. Pure: the caller supplies the clock.
 pub fn decide(schedule: &Schedule, input: ScheduleInput) -> ScheduleDecision {
-    let since = input.last_scheduled.map_or(input.created, |l| l.max(input.created));
-    let latest = schedule.latest_at_or_before(input.now).filter(|t| *t > since);
+    let since = input
+        .last_scheduled
+        .map_or(input.created, |l| l.max(input.created));
+    let latest = schedule
+        .latest_at_or_before(input.now)
+        .filter(|t| *t > since);
     let passed = latest.map_or(0, |_| count_between(schedule, since, input.now));
-    let next = (!input.suspend).then(|| schedule.next_after(input.now)).flatten();
+    let next = (!input.suspend)
+        .then(|| schedule.next_after(input.now))
+        .flatten();
     let Some(latest) = latest else {
-        return ScheduleDecision { due: None, missed: 0, too_late: None, next };
+        return ScheduleDecision {
+            due: None,
+            missed: 0,
+            too_late: None,
+            next,
+        };
     };
     if input.suspend {
-        return ScheduleDecision { due: None, missed: passed, too_late: None, next };
+        return ScheduleDecision {
+            due: None,
+            missed: passed,
+            too_late: None,
+            next,
+        };
     }
     if input.now.duration_since(latest) > input.starting_deadline {
-        return ScheduleDecision { due: None, missed: passed, too_late: Some(latest), next };
+        return ScheduleDecision {
+            due: None,
+            missed: passed,
+            too_late: Some(latest),
+            next,
+        };
     }
-    ScheduleDecision { due: Some(latest), missed: passed.saturating_sub(1), too_late: None, next }
+    ScheduleDecision {
+        due: Some(latest),
+        missed: passed.saturating_sub(1),
+        too_late: None,
+        next,
+    }
 }
 
 /// Schedule times in `(after, until]`, counted up to [`MAX_MISSED_COUNTED`].
@@ -169,10 +204,19 @@ mod tests {
     #[test]
     fn next_run_is_strictly_after_now_in_utc() {
         let s = every_10m();
-        assert_eq!(s.next_after(ts("2030-01-01T00:00:00Z")), Some(ts("2030-01-01T00:10:00Z")));
-        assert_eq!(s.next_after(ts("2030-01-01T00:09:59Z")), Some(ts("2030-01-01T00:10:00Z")));
+        assert_eq!(
+            s.next_after(ts("2030-01-01T00:00:00Z")),
+            Some(ts("2030-01-01T00:10:00Z"))
+        );
+        assert_eq!(
+            s.next_after(ts("2030-01-01T00:09:59Z")),
+            Some(ts("2030-01-01T00:10:00Z"))
+        );
         let daily = Schedule::parse("30 2 * * *").unwrap();
-        assert_eq!(daily.next_after(ts("2030-06-01T03:00:00Z")), Some(ts("2030-06-02T02:30:00Z")));
+        assert_eq!(
+            daily.next_after(ts("2030-06-01T03:00:00Z")),
+            Some(ts("2030-06-02T02:30:00Z"))
+        );
     }
 
     #[test]
@@ -192,7 +236,10 @@ mod tests {
 
     #[test]
     fn not_due_again_once_created() {
-        let d = decide(&every_10m(), input("2030-01-01T00:12:00Z", Some("2030-01-01T00:10:00Z")));
+        let d = decide(
+            &every_10m(),
+            input("2030-01-01T00:12:00Z", Some("2030-01-01T00:10:00Z")),
+        );
         assert_eq!(d.due, None);
         assert_eq!(d.missed, 0);
     }
@@ -200,7 +247,10 @@ mod tests {
     #[test]
     fn missed_runs_coalesce_into_the_latest() {
         // Operator was down from 00:05 to 00:47: 00:10..00:40 passed, only 00:40 runs.
-        let d = decide(&every_10m(), input("2030-01-01T00:47:00Z", Some("2030-01-01T00:00:00Z")));
+        let d = decide(
+            &every_10m(),
+            input("2030-01-01T00:47:00Z", Some("2030-01-01T00:00:00Z")),
+        );
         assert_eq!(d.due, Some(ts("2030-01-01T00:40:00Z")));
         assert_eq!(d.missed, 3);
         assert_eq!(d.next, Some(ts("2030-01-01T00:50:00Z")));
@@ -216,7 +266,10 @@ mod tests {
         assert_eq!(d.missed, 12);
         // Within the deadline it would have run.
         i.now = ts("2030-01-01T02:01:00Z");
-        assert_eq!(decide(&every_10m(), i).due, Some(ts("2030-01-01T02:00:00Z")));
+        assert_eq!(
+            decide(&every_10m(), i).due,
+            Some(ts("2030-01-01T02:00:00Z"))
+        );
     }
 
     #[test]
@@ -229,7 +282,10 @@ mod tests {
         assert_eq!(d.missed, 3);
         // Unsuspending within the deadline runs the latest missed time.
         i.suspend = false;
-        assert_eq!(decide(&every_10m(), i).due, Some(ts("2030-01-01T00:30:00Z")));
+        assert_eq!(
+            decide(&every_10m(), i).due,
+            Some(ts("2030-01-01T00:30:00Z"))
+        );
     }
 
     #[test]

@@ -52,7 +52,12 @@ pub fn client_service(sv: &SkyVault, role: Role) -> Service {
 /// Every Service of a SkyVault.
 pub fn services(sv: &SkyVault) -> Vec<Service> {
     let mut out: Vec<Service> = Role::ALL.iter().map(|r| headless_service(sv, *r)).collect();
-    out.extend(Role::ALL.iter().filter(|r| r.has_client_service()).map(|r| client_service(sv, *r)));
+    out.extend(
+        Role::ALL
+            .iter()
+            .filter(|r| r.has_client_service())
+            .map(|r| client_service(sv, *r)),
+    );
     out
 }
 
@@ -62,7 +67,9 @@ mod tests {
     use crate::testutil::sample;
 
     fn names(svcs: &[Service]) -> Vec<String> {
-        svcs.iter().map(|s| s.metadata.name.clone().unwrap()).collect()
+        svcs.iter()
+            .map(|s| s.metadata.name.clone().unwrap())
+            .collect()
     }
 
     #[test]
@@ -86,8 +93,16 @@ mod tests {
         let spec = svc.spec.unwrap();
         assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
         assert_eq!(spec.publish_not_ready_addresses, Some(true));
-        assert_eq!(spec.selector.unwrap()["app.kubernetes.io/component"], "cache");
-        let ports: Vec<_> = spec.ports.unwrap().iter().map(|p| (p.name.clone().unwrap(), p.port)).collect();
+        assert_eq!(
+            spec.selector.unwrap()["app.kubernetes.io/component"],
+            "cache"
+        );
+        let ports: Vec<_> = spec
+            .ports
+            .unwrap()
+            .iter()
+            .map(|p| (p.name.clone().unwrap(), p.port))
+            .collect();
         assert_eq!(ports, vec![("grpc".into(), 50051), ("http".into(), 9090)]);
     }
 
@@ -101,7 +116,13 @@ mod tests {
         let ports = spec.ports.unwrap();
         assert_eq!(ports.len(), 1);
         assert_eq!(ports[0].port, 50051);
-        assert_eq!(ports[0].target_port, Some(IntOrString::String("grpc".into())));
-        assert_eq!(spec.selector.unwrap()["app.kubernetes.io/component"], "index");
+        assert_eq!(
+            ports[0].target_port,
+            Some(IntOrString::String("grpc".into()))
+        );
+        assert_eq!(
+            spec.selector.unwrap()["app.kubernetes.io/component"],
+            "index"
+        );
     }
 }

@@ -30,7 +30,10 @@ pub fn role_env(sv: &SkyVault, role: Role) -> Vec<EnvVar> {
         Role::Batcher => vec![],
         Role::Index => vec![
             pod::env_var("SKYVAULT_CACHE_PEERS", naming::cache_peers(sv)),
-            pod::env_var("SKYVAULT_CACHE_CAPACITY_BYTES", sv.spec.index.cache_capacity_bytes),
+            pod::env_var(
+                "SKYVAULT_CACHE_CAPACITY_BYTES",
+                sv.spec.index.cache_capacity_bytes,
+            ),
         ],
         Role::Cache => vec![pod::env_var(
             "SKYVAULT_CACHE_CAPACITY_BYTES",
@@ -111,7 +114,12 @@ mod tests {
     }
 
     fn env_map(c: &Container) -> BTreeMap<String, Option<String>> {
-        c.env.as_ref().unwrap().iter().map(|e| (e.name.clone(), e.value.clone())).collect()
+        c.env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect()
     }
 
     #[test]
@@ -127,11 +135,21 @@ mod tests {
         assert_eq!(sel["app.kubernetes.io/component"], "batcher");
         assert_eq!(sel["app.kubernetes.io/instance"], "vault");
         // Every selector label is on the Pod template, or the API server rejects it.
-        let pod_labels = spec.template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        let pod_labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
         for (k, v) in sel {
             assert_eq!(pod_labels.get(k), Some(v), "{k}");
         }
-        assert_eq!(container_of(&sts).args.as_ref().unwrap(), &vec!["batcher".to_string()]);
+        assert_eq!(
+            container_of(&sts).args.as_ref().unwrap(),
+            &vec!["batcher".to_string()]
+        );
     }
 
     #[test]
@@ -155,7 +173,10 @@ mod tests {
                  vault-cache-2.vault-cache-headless.prod.svc:50051"
             )
         );
-        assert_eq!(env["SKYVAULT_CACHE_CAPACITY_BYTES"].as_deref(), Some("67108864"));
+        assert_eq!(
+            env["SKYVAULT_CACHE_CAPACITY_BYTES"].as_deref(),
+            Some("67108864")
+        );
     }
 
     #[test]
@@ -164,7 +185,10 @@ mod tests {
         sv.spec.cache.cache_capacity_bytes = 1024 * 1024 * 1024;
         let sts = stateful_set(&sv, Role::Cache, "x");
         let c = container_of(&sts);
-        assert_eq!(env_map(c)["SKYVAULT_CACHE_CAPACITY_BYTES"].as_deref(), Some("1073741824"));
+        assert_eq!(
+            env_map(c)["SKYVAULT_CACHE_CAPACITY_BYTES"].as_deref(),
+            Some("1073741824")
+        );
         let res = c.resources.as_ref().unwrap();
         // 1 GiB cache + 25% headroom.
         assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "1280Mi");
@@ -175,9 +199,12 @@ mod tests {
     #[test]
     fn user_memory_is_kept_as_given() {
         let mut sv = sample();
-        sv.spec.cache.resources = Some(serde_json::from_value(serde_json::json!({
-            "limits": {"memory": "2Gi", "cpu": "2"}
-        })).unwrap());
+        sv.spec.cache.resources = Some(
+            serde_json::from_value(serde_json::json!({
+                "limits": {"memory": "2Gi", "cpu": "2"}
+            }))
+            .unwrap(),
+        );
         let res = role_resources(&sv, Role::Cache);
         assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "2Gi");
         assert_eq!(res.limits.as_ref().unwrap()["cpu"].0, "2");
@@ -200,13 +227,34 @@ mod tests {
         assert_eq!(sc.run_as_non_root, Some(true));
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(sc.allow_privilege_escalation, Some(false));
-        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_ref().unwrap(), &vec!["ALL".to_string()]);
-        let live = c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_ref().unwrap(),
+            &vec!["ALL".to_string()]
+        );
+        let live = c
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
         assert_eq!(live.path.as_deref(), Some("/healthz"));
-        let ready = c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        let ready = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
         assert_eq!(ready.path.as_deref(), Some("/readyz"));
         assert_eq!(ready.port, IntOrString::String("http".into()));
-        let ports: Vec<_> = c.ports.as_ref().unwrap().iter().map(|p| p.container_port).collect();
+        let ports: Vec<_> = c
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| p.container_port)
+            .collect();
         assert_eq!(ports, vec![50051, 9090]);
         let mounts = c.volume_mounts.as_ref().unwrap();
         assert_eq!(mounts[0].mount_path, "/tmp");
@@ -220,12 +268,33 @@ mod tests {
         let sts = stateful_set(&sample(), Role::Batcher, "x");
         let c = container_of(&sts);
         let env = c.env.as_ref().unwrap();
-        let url = env.iter().find(|e| e.name == "SKYVAULT_METADATA_URL").unwrap();
-        let sel = url.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        let url = env
+            .iter()
+            .find(|e| e.name == "SKYVAULT_METADATA_URL")
+            .unwrap();
+        let sel = url
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
         assert_eq!((sel.name.as_str(), sel.key.as_str()), ("pg", "url"));
-        let key = env.iter().find(|e| e.name == "AWS_SECRET_ACCESS_KEY").unwrap();
-        let sel = key.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-        assert_eq!((sel.name.as_str(), sel.key.as_str()), ("s3-creds", "AWS_SECRET_ACCESS_KEY"));
+        let key = env
+            .iter()
+            .find(|e| e.name == "AWS_SECRET_ACCESS_KEY")
+            .unwrap();
+        let sel = key
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (sel.name.as_str(), sel.key.as_str()),
+            ("s3-creds", "AWS_SECRET_ACCESS_KEY")
+        );
         let from = &c.env_from.as_ref().unwrap()[0];
         assert_eq!(from.config_map_ref.as_ref().unwrap().name, "vault-config");
     }
@@ -235,19 +304,32 @@ mod tests {
         let mut sv = sample();
         sv.spec.object_store.credentials_secret = None;
         let sts = stateful_set(&sv, Role::Index, "x");
-        assert!(!env_map(container_of(&sts)).keys().any(|k| k.starts_with("AWS_")));
+        assert!(
+            !env_map(container_of(&sts))
+                .keys()
+                .any(|k| k.starts_with("AWS_"))
+        );
     }
 
     #[test]
     fn pod_overrides_are_applied() {
         let mut sv = sample();
         sv.spec.pod.labels.insert("team".into(), "storage".into());
-        sv.spec.pod.annotations.insert("prometheus.io/scrape".into(), "true".into());
-        sv.spec.pod.node_selector.insert("disk".into(), "ssd".into());
+        sv.spec
+            .pod
+            .annotations
+            .insert("prometheus.io/scrape".into(), "true".into());
+        sv.spec
+            .pod
+            .node_selector
+            .insert("disk".into(), "ssd".into());
         sv.spec.pod.priority_class_name = Some("high".into());
-        sv.spec.pod.security_context =
-            Some(serde_json::from_value(serde_json::json!({"runAsUser": 1000, "fsGroup": 2000})).unwrap());
-        sv.spec.pod.tolerations = vec![serde_json::from_value(serde_json::json!({
+        sv.spec.pod.security_context = Some(
+            serde_json::from_value(serde_json::json!({"runAsUser": 1000, "fsGroup": 2000}))
+                .unwrap(),
+        );
+        sv.spec.pod.tolerations =
+            vec![serde_json::from_value(serde_json::json!({
             "key": "dedicated", "operator": "Equal", "value": "skyvault", "effect": "NoSchedule"
         })).unwrap()];
         let sts = stateful_set(&sv, Role::Index, "x");
@@ -258,7 +340,10 @@ mod tests {
         let pod = tpl.spec.unwrap();
         assert_eq!(pod.node_selector.unwrap()["disk"], "ssd");
         assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
-        assert_eq!(pod.tolerations.unwrap()[0].key.as_deref(), Some("dedicated"));
+        assert_eq!(
+            pod.tolerations.unwrap()[0].key.as_deref(),
+            Some("dedicated")
+        );
         let psc = pod.security_context.unwrap();
         assert_eq!(psc.run_as_user, Some(1000), "user value wins");
         assert_eq!(psc.fs_group, Some(2000));
@@ -270,9 +355,23 @@ mod tests {
     fn default_affinity_spreads_a_role_over_nodes() {
         let sts = stateful_set(&sample(), Role::Cache, "x");
         let aff = sts.spec.template.spec.unwrap().affinity.unwrap();
-        let terms = aff.pod_anti_affinity.unwrap().preferred_during_scheduling_ignored_during_execution.unwrap();
-        assert_eq!(terms[0].pod_affinity_term.topology_key, "kubernetes.io/hostname");
-        let sel = terms[0].pod_affinity_term.label_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+        let terms = aff
+            .pod_anti_affinity
+            .unwrap()
+            .preferred_during_scheduling_ignored_during_execution
+            .unwrap();
+        assert_eq!(
+            terms[0].pod_affinity_term.topology_key,
+            "kubernetes.io/hostname"
+        );
+        let sel = terms[0]
+            .pod_affinity_term
+            .label_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap();
         assert_eq!(sel["app.kubernetes.io/component"], "cache");
     }
 

@@ -42,22 +42,37 @@ spec:
 }
 
 /// A Job as the API server would hold it after the Job controller wrote `result`.
-pub fn job_with(name: &str, scheduled: &str, result: Option<JobResult>, trigger: Option<&str>) -> Job {
-    let mut annotations = BTreeMap::from([(SCHEDULED_TIME_ANNOTATION.to_string(), scheduled.to_string())]);
+pub fn job_with(
+    name: &str,
+    scheduled: &str,
+    result: Option<JobResult>,
+    trigger: Option<&str>,
+) -> Job {
+    let mut annotations =
+        BTreeMap::from([(SCHEDULED_TIME_ANNOTATION.to_string(), scheduled.to_string())]);
     if let Some(t) = trigger {
         annotations.insert(TRIGGER_VALUE_ANNOTATION.into(), t.into());
     }
     let condition = |type_: &str| JobCondition {
         type_: type_.into(),
         status: "True".into(),
-        reason: Some(if type_ == "Failed" { "BackoffLimitExceeded".into() } else { "Completed".into() }),
-        message: Some(if type_ == "Failed" { "Job has reached the specified backoff limit".into() } else { String::new() }),
+        reason: Some(if type_ == "Failed" {
+            "BackoffLimitExceeded".into()
+        } else {
+            "Completed".into()
+        }),
+        message: Some(if type_ == "Failed" {
+            "Job has reached the specified backoff limit".into()
+        } else {
+            String::new()
+        }),
         last_transition_time: Some(Time(ts("2030-01-01T01:00:00Z"))),
         ..JobCondition::default()
     };
     let status = JobStatus {
         start_time: Some(Time(ts(scheduled))),
-        completion_time: (result == Some(JobResult::Succeeded)).then(|| Time(ts("2030-01-01T01:00:00Z"))),
+        completion_time: (result == Some(JobResult::Succeeded))
+            .then(|| Time(ts("2030-01-01T01:00:00Z"))),
         conditions: match result {
             Some(JobResult::Succeeded) => Some(vec![condition("Complete")]),
             Some(JobResult::Failed) => Some(vec![condition("Failed")]),
@@ -75,4 +90,3 @@ pub fn job_with(name: &str, scheduled: &str, result: Option<JobResult>, trigger:
         status: Some(status),
     }
 }
-

@@ -1,0 +1,213 @@
+//! Deriving the status (role replica counts and the Ready / Progressing / Degraded
+//! conditions) from what the children report. Pure: a real cluster, envtest and unit tests
+//! all feed it StatefulSet statuses the same way.
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::crd::{JobResult, JobRun, RoleStatus};
+use crate::naming::Role;
+
+pub const READY: &str = "Ready";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+
+/// Condition reasons (documented in docs/operations.md).
+pub mod reason {
+    pub const ALL_REPLICAS_READY: &str = "AllReplicasReady";
+    pub const REPLICAS_NOT_READY: &str = "ReplicasNotReady";
+    pub const ROLLING_OUT: &str = "RollingOut";
+    pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
+    pub const AS_EXPECTED: &str = "AsExpected";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    pub const COMPACTION_FAILED: &str = "CompactionFailed";
+    pub const PURGE_FAILED: &str = "PurgeFailed";
+}
+
+/// Why the operator could not bring the children to the spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// One of the `reason` constants: InvalidSpec, SecretNotFound or ApplyFailed.
+    pub reason: &'static str,
+    /// Human-readable, naming the offending field.
+    pub message: String,
+}
+
+/// One role as its StatefulSet reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleState {
+    pub role: Role,
+    pub desired: i32,
+    pub ready: i32,
+    pub updated: i32,
+    /// The StatefulSet controller has acted on the latest spec and every Pod runs it.
+    pub rolled_out: bool,
+}
+
+/// Read a role's state. A missing StatefulSet or status counts as nothing ready.
+pub fn role_state(role: Role, desired: i32, sts: Option<&StatefulSet>) -> RoleState {
+    let status = sts.and_then(|s| s.status.as_ref());
+    let generation = sts.and_then(|s| s.metadata.generation);
+    let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
+    let rolled_out = status.is_some_and(|s| {
+        let observed = match (s.observed_generation, generation) {
+            (Some(o), Some(g)) => o >= g,
+            (_, None) => true,
+            (None, Some(_)) => false,
+        };
+        let same_revision = match (&s.current_revision, &s.update_revision) {
+            (Some(c), Some(u)) => c == u,
+            _ => true,
+        };
+        observed && same_revision && s.replicas == desired && updated >= desired && ready >= desired
+    });
+    RoleState {
+        role,
+        desired,
+        ready,
+        updated,
+        rolled_out,
+    }
+}
+
+/// The status block of one role.
+pub fn role_status(state: &RoleState) -> RoleStatus {
+    RoleStatus {
+        desired: state.desired,
+        ready: state.ready,
+        updated: state.updated,
+        summary: format!("{}/{}", state.ready, state.desired),
+    }
+}
+
+/// Everything the conditions depend on.
+pub struct ConditionInput<'a> {
+    pub generation: Option<i64>,
+    pub problem: Option<&'a Problem>,
+    pub roles: &'a [RoleState],
+    pub last_compaction: Option<&'a JobRun>,
+    pub last_purge: Option<&'a JobRun>,
+    /// Conditions currently in the status, for lastTransitionTime.
+    pub previous: &'a [Condition],
+    pub now: Timestamp,
+}
+
+/// Ready, Progressing and Degraded, in that order.
+pub fn conditions(input: &ConditionInput) -> Vec<Condition> {
+    let (ready, progressing, degraded) = match input.problem {
+        Some(p) => (
+            (false, p.reason, p.message.clone()),
+            (
+                false,
+                p.reason,
+                "not progressing until the problem is fixed".to_string(),
+            ),
+            (true, p.reason, p.message.clone()),
+        ),
+        None => (
+            readiness(input.roles),
+            rollout(input.roles),
+            job_health(input),
+        ),
+    };
+    [
+        (READY, ready),
+        (PROGRESSING, progressing),
+        (DEGRADED, degraded),
+    ]
+    .into_iter()
+    .map(|(type_, (status, reason, message))| condition(input, type_, status, reason, message))
+    .collect()
+}
+
+fn summary(roles: &[RoleState], pick: impl Fn(&RoleState) -> bool) -> String {
+    roles
+        .iter()
+        .filter(|r| pick(r))
+        .map(|r| {
+            format!(
+                "{} {}/{} ready, {} updated",
+                r.role.as_str(),
+                r.ready,
+                r.desired,
+                r.updated
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn readiness(roles: &[RoleState]) -> (bool, &'static str, String) {
+    if roles.iter().all(|r| r.ready >= r.desired) {
+        (true, reason::ALL_REPLICAS_READY, summary(roles, |_| true))
+    } else {
+        (
+            false,
+            reason::REPLICAS_NOT_READY,
+            summary(roles, |r| r.ready < r.desired),
+        )
+    }
+}
+
+fn rollout(roles: &[RoleState]) -> (bool, &'static str, String) {
+    if roles.iter().all(|r| r.rolled_out) {
+        (
+            false,
+            reason::ROLLOUT_COMPLETE,
+            "every role runs the current spec".into(),
+        )
+    } else {
+        (true, reason::ROLLING_OUT, summary(roles, |r| !r.rolled_out))
+    }
+}
+
+/// Degraded when the latest compaction or purge failed (until a later one succeeds).
+fn job_health(input: &ConditionInput) -> (bool, &'static str, String) {
+    let failed = |run: Option<&JobRun>| run.filter(|r| r.result == JobResult::Failed).cloned();
+    let describe = |r: &JobRun| {
+        format!(
+            "Job {} failed: {}",
+            r.job_name,
+            r.message.as_deref().unwrap_or("no reason given")
+        )
+    };
+    if let Some(run) = failed(input.last_compaction) {
+        return (true, reason::COMPACTION_FAILED, describe(&run));
+    }
+    if let Some(run) = failed(input.last_purge) {
+        return (true, reason::PURGE_FAILED, describe(&run));
+    }
+    (false, reason::AS_EXPECTED, "no failures".into())
+}
+
+fn condition(
+    input: &ConditionInput,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    // lastTransitionTime moves only when the status flips.
+    let since = input
+        .previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(Time(input.now), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.into(),
+        status,
+        reason: reason.into(),
+        message,
+        observed_generation: input.generation,
+        last_transition_time: since,
+    }
+}
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

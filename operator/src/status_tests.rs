@@ -1,0 +1,202 @@
+use super::*;
+use crate::testutil::ts;
+use k8s_openapi::api::apps::v1::StatefulSetStatus;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// A StatefulSet at `generation` whose controller reported the given counts.
+fn sts(generation: i64, observed: i64, replicas: i32, ready: i32, updated: i32) -> StatefulSet {
+    StatefulSet {
+        metadata: ObjectMeta {
+            generation: Some(generation),
+            ..ObjectMeta::default()
+        },
+        status: Some(StatefulSetStatus {
+            observed_generation: Some(observed),
+            replicas,
+            ready_replicas: Some(ready),
+            updated_replicas: Some(updated),
+            current_revision: Some("r1".into()),
+            update_revision: Some("r1".into()),
+            ..StatefulSetStatus::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+fn healthy(role: Role, n: i32) -> RoleState {
+    role_state(role, n, Some(&sts(1, 1, n, n, n)))
+}
+
+fn input<'a>(
+    roles: &'a [RoleState],
+    problem: Option<&'a Problem>,
+    previous: &'a [Condition],
+) -> ConditionInput<'a> {
+    ConditionInput {
+        generation: Some(7),
+        problem,
+        roles,
+        last_compaction: None,
+        last_purge: None,
+        previous,
+        now: ts("2030-01-01T00:00:00Z"),
+    }
+}
+
+fn find<'a>(cs: &'a [Condition], t: &str) -> &'a Condition {
+    cs.iter().find(|c| c.type_ == t).unwrap()
+}
+
+#[test]
+fn role_state_from_statefulset_status() {
+    let s = role_state(Role::Cache, 3, Some(&sts(2, 2, 3, 2, 3)));
+    assert_eq!((s.ready, s.updated, s.rolled_out), (2, 3, false));
+    assert_eq!(role_status(&s).summary, "2/3");
+    assert!(role_state(Role::Cache, 3, Some(&sts(2, 2, 3, 3, 3))).rolled_out);
+}
+
+#[test]
+fn missing_statefulset_or_status_is_not_ready() {
+    let s = role_state(Role::Index, 2, None);
+    assert_eq!((s.ready, s.rolled_out), (0, false));
+    let created = StatefulSet {
+        metadata: ObjectMeta {
+            generation: Some(1),
+            ..ObjectMeta::default()
+        },
+        ..StatefulSet::default()
+    };
+    assert!(!role_state(Role::Index, 2, Some(&created)).rolled_out);
+}
+
+#[test]
+fn unobserved_generation_or_revision_change_is_still_rolling() {
+    assert!(
+        !role_state(Role::Batcher, 1, Some(&sts(3, 2, 1, 1, 1))).rolled_out,
+        "old generation"
+    );
+    let mut rolling = sts(3, 3, 1, 1, 1);
+    rolling.status.as_mut().unwrap().update_revision = Some("r2".into());
+    assert!(
+        !role_state(Role::Batcher, 1, Some(&rolling)).rolled_out,
+        "revision differs"
+    );
+    // Scale-down not finished: 3 Pods still exist for 2 desired.
+    assert!(!role_state(Role::Batcher, 2, Some(&sts(3, 3, 3, 3, 3))).rolled_out);
+}
+
+#[test]
+fn all_ready_and_rolled_out() {
+    let roles = [
+        healthy(Role::Batcher, 1),
+        healthy(Role::Index, 2),
+        healthy(Role::Cache, 3),
+    ];
+    let cs = conditions(&input(&roles, None, &[]));
+    let types: Vec<_> = cs.iter().map(|c| c.type_.as_str()).collect();
+    assert_eq!(types, vec!["Ready", "Progressing", "Degraded"]);
+    let ready = find(&cs, READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", reason::ALL_REPLICAS_READY)
+    );
+    assert_eq!(ready.observed_generation, Some(7));
+    assert!(
+        ready.message.contains("cache 3/3 ready"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(find(&cs, PROGRESSING).status, "False");
+    assert_eq!(find(&cs, DEGRADED).reason, reason::AS_EXPECTED);
+}
+
+#[test]
+fn replicas_coming_up_are_progressing_and_not_ready() {
+    let roles = [
+        healthy(Role::Batcher, 1),
+        role_state(Role::Index, 2, Some(&sts(1, 1, 2, 1, 2))),
+        role_state(Role::Cache, 1, None),
+    ];
+    let cs = conditions(&input(&roles, None, &[]));
+    let ready = find(&cs, READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", reason::REPLICAS_NOT_READY)
+    );
+    assert_eq!(
+        ready.message,
+        "index 1/2 ready, 2 updated; cache 0/1 ready, 0 updated"
+    );
+    let prog = find(&cs, PROGRESSING);
+    assert_eq!(
+        (prog.status.as_str(), prog.reason.as_str()),
+        ("True", reason::ROLLING_OUT)
+    );
+    assert_eq!(find(&cs, DEGRADED).status, "False");
+}
+
+#[test]
+fn problem_makes_degraded_and_not_ready() {
+    let roles = [healthy(Role::Batcher, 1)];
+    let problem = Problem {
+        reason: reason::SECRET_NOT_FOUND,
+        message: "spec.database.urlSecret: Secret pg not found".into(),
+    };
+    let cs = conditions(&input(&roles, Some(&problem), &[]));
+    let degraded = find(&cs, DEGRADED);
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", reason::SECRET_NOT_FOUND)
+    );
+    assert!(degraded.message.contains("spec.database.urlSecret"));
+    assert_eq!(find(&cs, READY).status, "False");
+    assert_eq!(find(&cs, READY).reason, reason::SECRET_NOT_FOUND);
+    assert_eq!(find(&cs, PROGRESSING).status, "False");
+}
+
+#[test]
+fn failed_maintenance_job_degrades_but_keeps_ready() {
+    let roles = [healthy(Role::Batcher, 1)];
+    let failed = JobRun {
+        job_name: "vault-purge-1".into(),
+        scheduled_time: None,
+        start_time: None,
+        completion_time: None,
+        result: JobResult::Failed,
+        message: Some("BackoffLimitExceeded".into()),
+        manual: false,
+    };
+    let mut i = input(&roles, None, &[]);
+    i.last_purge = Some(&failed);
+    let cs = conditions(&i);
+    let degraded = find(&cs, DEGRADED);
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", reason::PURGE_FAILED)
+    );
+    assert_eq!(
+        degraded.message,
+        "Job vault-purge-1 failed: BackoffLimitExceeded"
+    );
+    assert_eq!(find(&cs, READY).status, "True");
+}
+
+#[test]
+fn transition_time_moves_only_when_status_flips() {
+    let roles = [healthy(Role::Batcher, 1)];
+    let earlier = conditions(&ConditionInput {
+        now: ts("2029-01-01T00:00:00Z"),
+        ..input(&roles, None, &[])
+    });
+    let later = conditions(&input(&roles, None, &earlier));
+    assert_eq!(
+        find(&later, READY).last_transition_time,
+        Time(ts("2029-01-01T00:00:00Z"))
+    );
+    let down = [role_state(Role::Batcher, 1, None)];
+    let flipped = conditions(&input(&down, None, &earlier));
+    assert_eq!(
+        find(&flipped, READY).last_transition_time,
+        Time(ts("2030-01-01T00:00:00Z"))
+    );
+}
