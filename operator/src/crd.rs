@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, PodSecurityContext, ResourceRequirements, Toleration};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -257,16 +258,15 @@ impl Default for BatcherSpec {
 }
 
 /// The index (read) tier.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new(MEMORY_LIMIT_RULE).message("index.resources.limits.memory must be larger than index.cacheCapacityBytes"))]
 pub struct IndexSpec {
     /// Number of index Pods.
     #[serde(default = "default_one")]
     #[schemars(range(min = 1, max = 100))]
     pub replicas: i32,
     /// CPU/memory requests and limits of the index container. When no memory is given
-    /// the operator sizes it from `cacheCapacityBytes`.
+    /// the operator sizes it from `cacheCapacityBytes`; a memory limit must exceed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Bytes of the index's own local cache (manifest-adjacent footers and hot blocks).
@@ -290,9 +290,8 @@ impl Default for IndexSpec {
 }
 
 /// The cache tier.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new(MEMORY_LIMIT_RULE).message("cache.resources.limits.memory must be larger than cache.cacheCapacityBytes"))]
 pub struct CacheSpec {
     /// Number of cache Pods. Changing it re-spreads objects over the ring (and rolls the index Pods,
     /// which hold the peer list).
@@ -300,7 +299,9 @@ pub struct CacheSpec {
     #[schemars(range(min = 1, max = 100))]
     pub replicas: i32,
     /// CPU/memory requests and limits of the cache container. When no memory is given
-    /// the operator sizes it from `cacheCapacityBytes`.
+    /// the operator sizes it from `cacheCapacityBytes`; a memory limit must exceed it.
+    // Not a CEL rule: the API server prices `quantity()` on an int-or-string map value as
+    // unbounded and rejects the CRD, so validate.rs checks it (Degraded/InvalidSpec).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Bytes each cache Pod keeps in memory.
@@ -322,10 +323,6 @@ impl Default for CacheSpec {
         }
     }
 }
-
-/// CEL shared by index and cache: an explicit memory limit must leave room above the cache.
-/// `string()` accepts both forms of an int-or-string quantity.
-pub const MEMORY_LIMIT_RULE: &str = "!has(self.resources) || !has(self.resources.limits) || !('memory' in self.resources.limits) || quantity(string(self.resources.limits.memory)).isGreaterThan(quantity(string(self.cacheCapacityBytes)))";
 
 /// CEL for `pod.labels`: constant-cost `in` checks (a loop over the map would blow the
 /// API server's CEL cost budget for an unbounded map).
@@ -567,11 +564,40 @@ pub const DEFAULT_COMPACTION_SCHEDULE: &str = "*/10 * * * *";
 /// Default purge schedule: hourly, off the top of the hour.
 pub const DEFAULT_PURGE_SCHEDULE: &str = "17 * * * *";
 
+/// The CRD as installed: kube-derive's output with doc-comment line breaks joined, so
+/// `kubectl explain` reflows descriptions instead of breaking mid-sentence.
+pub fn crd() -> CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut value = serde_json::to_value(SkyVault::crd()).expect("a CRD always serializes");
+    join_description_lines(&mut value);
+    serde_json::from_value(value).expect("only descriptions changed")
+}
+
+/// Single newlines inside `description`s become spaces; paragraph breaks stay.
+fn join_description_lines(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                match child {
+                    serde_json::Value::String(text) if k == "description" => {
+                        *text = text
+                            .split("\n\n")
+                            .map(|p| p.replace('\n', " "))
+                            .collect::<Vec<_>>()
+                            .join("\n\n");
+                    }
+                    _ => join_description_lines(child),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(join_description_lines),
+        _ => {}
+    }
+}
+
 /// The CRD as YAML: what `skyvault-operator crd` prints and `crds/` holds.
 pub fn crd_yaml() -> String {
-    use kube::CustomResourceExt;
-    let crd = SkyVault::crd();
-    let body = serde_yaml::to_string(&crd).expect("a CRD always serializes");
+    let body = serde_yaml::to_string(&crd()).expect("a CRD always serializes");
     format!("# Generated by `skyvault-operator crd` (just crds). Do not edit.\n{body}")
 }
 

@@ -3,11 +3,10 @@
 //! the committed copies match.
 
 use super::*;
-use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
 fn schema() -> Value {
-    let crd = serde_json::to_value(SkyVault::crd()).unwrap();
+    let crd = serde_json::to_value(crd()).unwrap();
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
 
@@ -50,7 +49,7 @@ fn committed_crd_files_match_the_operator_output() {
 
 #[test]
 fn names_scope_and_subresources() {
-    let crd = SkyVault::crd();
+    let crd = crd();
     assert_eq!(crd.metadata.name.as_deref(), Some("skyvaults.skyvault.io"));
     assert_eq!(crd.spec.scope, "Namespaced");
     assert_eq!(crd.spec.names.short_names, Some(vec!["sv".to_string()]));
@@ -93,6 +92,19 @@ fn walk<'a>(node: &'a Value, path: String, visit: &mut dyn FnMut(&str, &'a Value
     if let Some(extra) = node.get("additionalProperties").filter(|v| v.is_object()) {
         walk(extra, format!("{path}{{}}"), visit);
     }
+}
+
+#[test]
+fn descriptions_are_reflowed_but_keep_paragraphs() {
+    let s = schema();
+    let schedule = s["properties"]["spec"]["properties"]["compaction"]["properties"]["schedule"]["description"].as_str().unwrap();
+    assert!(schedule.starts_with("Cron schedule in UTC, five fields (`minute hour day-of-month month day-of-week`) or a macro"), "{schedule}");
+    let mut v = json!({"description": "a\nb\n\nc", "x": [{"description": "d\ne"}]});
+    join_description_lines(&mut v);
+    assert_eq!(
+        v,
+        json!({"description": "a b\n\nc", "x": [{"description": "d e"}]})
+    );
 }
 
 #[test]
@@ -154,23 +166,11 @@ fn minimal_and_full_specs_pass_cel() {
     );
     let mut full = minimal_spec();
     full["cache"] = json!({"replicas": 3, "cacheCapacityBytes": 1_073_741_824_i64, "resources": {"limits": {"memory": "2Gi"}}});
+    // Memory below the cache passes CEL: the operator rejects it (validate.rs), not the schema.
     full["index"] = json!({"resources": {"limits": {"memory": 1_073_741_824_i64}}});
     full["objectStore"]["credentialsSecret"] = json!({"name": "s3"});
     full["pod"] = json!({"labels": {"team": "storage"}, "securityContext": {"runAsUser": 1000}});
     assert_eq!(cel_errors(&object(full), None), Vec::<String>::new());
-}
-
-#[test]
-fn cel_rejects_cache_larger_than_memory_limit() {
-    let mut spec = minimal_spec();
-    spec["cache"] = json!({"cacheCapacityBytes": 1_073_741_824_i64, "resources": {"limits": {"memory": "1Gi"}}});
-    let errors = cel_errors(&object(spec), None);
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("cache.resources.limits.memory must be larger")),
-        "{errors:?}"
-    );
 }
 
 #[test]
@@ -242,26 +242,6 @@ fn bucket_and_prefix_are_immutable() {
         cel_errors(&object(scaled), Some(&old)),
         Vec::<String>::new()
     );
-}
-
-#[test]
-fn cel_rules_fit_the_cost_budget() {
-    let mut warnings = vec![];
-    let compiled = kube_cel::compile_schema(&schema());
-    walk(&schema(), String::new(), &mut |path, node| {
-        for rule in node
-            .get("x-kubernetes-validations")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let text = rule["rule"].as_str().unwrap();
-            for w in kube_cel::estimate_rule_cost(text, &compiled) {
-                warnings.push(format!("{path}: {text}: {w:?}"));
-            }
-        }
-    });
-    assert!(warnings.is_empty(), "{warnings:#?}");
 }
 
 #[test]
