@@ -116,7 +116,7 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
         }
     };
     prune_all(sv, ctx, &ns, &desired).await?;
-    if sv.status.as_ref().and_then(|s| s.observed_generation) != sv.metadata.generation {
+    if newly_applied(sv) {
         let note = format!("applied generation {}", sv.metadata.generation.unwrap_or(0));
         publish(ctx, sv, EventType::Normal, "Applied", "Apply", note).await;
     }
@@ -136,6 +136,25 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
     fill_status(sv, &mut status, &states, None, now);
     write_status(&ctx.client, sv, &ns, &status).await?;
     Ok(Action::requeue(requeue))
+}
+
+/// A new generation, or the first apply after a problem blocked this one: worth an Event.
+fn newly_applied(sv: &SkyVault) -> bool {
+    let status = sv.status.as_ref();
+    let new_generation = status.and_then(|s| s.observed_generation) != sv.metadata.generation;
+    let blocking = [
+        reason::INVALID_SPEC,
+        reason::SECRET_NOT_FOUND,
+        reason::APPLY_FAILED,
+    ];
+    let was_blocked = status.is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == status::DEGRADED
+                && c.status == "True"
+                && blocking.contains(&c.reason.as_str())
+        })
+    });
+    new_generation || was_blocked
 }
 
 /// Retry soon after an error; the error is counted and logged, never fatal.
