@@ -20,3 +20,20 @@ dev:
 # Format micro-benchmark (criterion).
 bench:
     cargo bench -p skyvault --bench sstable
+
+# Regenerate the CRD YAML (crds/ and the operator chart's copy) from the operator's types.
+crds:
+    cargo run -q -p skyvault-operator -- crd > crds/skyvault.io_skyvaults.yaml
+    cp crds/skyvault.io_skyvaults.yaml charts/skyvault-operator/crds/skyvault.io_skyvaults.yaml
+
+# Build the image, load it into kind/minikube, install the operator and a dev store, wait for Ready.
+k8s-dev:
+    bash charts/scripts/k8s.sh dev
+
+# Port-forward the dev store and run the load generator (BENCH_ARGS="--duration 1m ...").
+k8s-stress:
+    bash charts/scripts/k8s.sh stress
+
+# Uninstall the dev store and the operator (keeps the CRD).
+k8s-reset:
+    bash charts/scripts/k8s.sh reset
