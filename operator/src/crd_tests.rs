@@ -3,6 +3,7 @@
 //! the committed copies match.
 
 use super::*;
+use crate::crd::*;
 use serde_json::{Value, json};
 
 fn schema() -> Value {

@@ -5,6 +5,7 @@ pub mod children;
 pub mod configmap;
 pub mod controller;
 pub mod crd;
+pub mod crd_output;
 pub mod crd_status;
 pub mod jobs;
 pub mod leader;

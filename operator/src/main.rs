@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crd) => {
-            print!("{}", skyvault_operator::crd::crd_yaml());
+            print!("{}", skyvault_operator::crd_output::crd_yaml());
             Ok(())
         }
         Some(Command::Run(args)) => run(args).await,
@@ -119,7 +119,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
     });
     let shutdown = shutdown_signal();
-    info!(namespace = ?args.namespace, leader_election = args.leader_election, %identity, "starting skyvault-operator");
+    info!(namespace = args.namespace.as_deref().unwrap_or("<all>"), leader_election = args.leader_election, %identity, "starting skyvault-operator");
     let namespace = args.namespace.clone();
     let result = if args.leader_election {
         let cfg = LeaseConfig {
