@@ -57,6 +57,8 @@ pub enum Error {
     },
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
 }
 
 impl Error {
@@ -66,6 +68,7 @@ impl Error {
             Error::NoNamespace => "no_namespace",
             Error::Apply { .. } => "apply",
             Error::Kube(_) => "kube",
+            Error::Schedule(_) => "schedule",
         }
     }
 }
@@ -300,8 +303,9 @@ async fn run_jobs(
         .into_iter()
         .filter(|j| children::owned_by(j, sv))
         .collect();
-    let plan = maintenance::plan(sv, kind, &jobs, now, checksum)
-        .expect("schedules are validated before reconcile gets here");
+    // Schedules were validated before anything was applied; an error here is still
+    // reported, not a panic.
+    let plan = maintenance::plan(sv, kind, &jobs, now, checksum)?;
     if let Some(job) = &plan.create {
         let params = kube::api::PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
