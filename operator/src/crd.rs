@@ -40,7 +40,7 @@ pub const MAX_NAME_LEN: usize = 40;
     printcolumn(name = "Batcher", type_ = "string", json_path = ".status.batcher.summary", description = "Ready/desired batcher replicas"),
     printcolumn(name = "Index", type_ = "string", json_path = ".status.index.summary", description = "Ready/desired index replicas"),
     printcolumn(name = "Cache", type_ = "string", json_path = ".status.cache.summary", description = "Ready/desired cache replicas"),
-    printcolumn(name = "Last Compaction", type_ = "date", json_path = ".status.compaction.lastRun.completionTime", description = "When the last compaction Job finished"),
+    printcolumn(name = "Last Compaction", type_ = "date", json_path = ".status.compaction.lastSuccessfulTime", description = "When the last successful compaction Job finished"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1, description = "Reason of the Ready condition"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
