@@ -22,7 +22,7 @@ pinned() { # DIR MODULE
 
 kube_version="$(pinned kubernetes k8s.io/kubernetes)"
 etcd_version="$(pinned etcd go.etcd.io/etcd/server/v3)"
-helm_version="$(pinned helm helm.sh/helm/v4)"
+helm_version="$(pinned helm helm.sh/helm/v3)"
 for v in "$kube_version" "$etcd_version" "$helm_version"; do
   [[ -n "$v" ]] || { echo "build.sh: cannot read a pinned version from go.mod" >&2; exit 1; }
 done
@@ -54,8 +54,8 @@ build() { # TOOL OUT
       dir=etcd pkg=. ldflags="-s -w"
       ;;
     helm)
-      dir=helm pkg=helm.sh/helm/v4/cmd/helm
-      ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$helm_version"
+      dir=helm pkg=helm.sh/helm/v3/cmd/helm
+      ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
       ;;
   esac
   echo "build.sh: building $tool (this takes a while the first time)" >&2

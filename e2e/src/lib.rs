@@ -7,7 +7,9 @@
 
 pub mod cluster;
 pub mod controlplane;
+pub mod helm;
 pub mod kubeconfig;
+pub mod manifests;
 pub mod process;
 pub mod tools;
 pub mod wait;
