@@ -45,6 +45,8 @@ pub struct RoleState {
     pub updated: i32,
     /// The StatefulSet controller has acted on the latest spec and every Pod runs it.
     pub rolled_out: bool,
+    /// What the rollout still waits for (empty once rolled out).
+    pub waiting_for: String,
 }
 
 /// Read a role's state. A missing StatefulSet or status counts as nothing ready.
@@ -53,24 +55,39 @@ pub fn role_state(role: Role, desired: i32, sts: Option<&StatefulSet>) -> RoleSt
     let generation = sts.and_then(|s| s.metadata.generation);
     let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
     let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
-    let rolled_out = status.is_some_and(|s| {
-        let observed = match (s.observed_generation, generation) {
-            (Some(o), Some(g)) => o >= g,
-            (_, None) => true,
-            (None, Some(_)) => false,
-        };
-        let same_revision = match (&s.current_revision, &s.update_revision) {
-            (Some(c), Some(u)) => c == u,
-            _ => true,
-        };
-        observed && same_revision && s.replicas == desired && updated >= desired && ready >= desired
-    });
+    let waiting_for = match status {
+        None => "no status from the StatefulSet controller yet".to_string(),
+        Some(s) => {
+            let observed = match (s.observed_generation, generation) {
+                (Some(o), Some(g)) => o >= g,
+                (_, None) => true,
+                (None, Some(_)) => false,
+            };
+            let revisions = (&s.current_revision, &s.update_revision);
+            if !observed {
+                "the StatefulSet controller to observe the new spec".to_string()
+            } else if s.replicas != desired {
+                format!("{} Pods to become {desired}", s.replicas)
+            } else if updated < desired {
+                format!("{updated}/{desired} Pods updated")
+            } else if ready < desired {
+                format!("{ready}/{desired} Pods ready")
+            } else if let (Some(c), Some(u)) = revisions
+                && c != u
+            {
+                format!("revision {c} to become {u}")
+            } else {
+                String::new()
+            }
+        }
+    };
     RoleState {
         role,
         desired,
         ready,
         updated,
-        rolled_out,
+        rolled_out: waiting_for.is_empty(),
+        waiting_for,
     }
 }
 
@@ -155,14 +172,18 @@ fn readiness(roles: &[RoleState]) -> (bool, &'static str, String) {
 
 fn rollout(roles: &[RoleState]) -> (bool, &'static str, String) {
     if roles.iter().all(|r| r.rolled_out) {
-        (
+        return (
             false,
             reason::ROLLOUT_COMPLETE,
             "every role runs the current spec".into(),
-        )
-    } else {
-        (true, reason::ROLLING_OUT, summary(roles, |r| !r.rolled_out))
+        );
     }
+    let waiting: Vec<String> = roles
+        .iter()
+        .filter(|r| !r.rolled_out)
+        .map(|r| format!("{}: waiting for {}", r.role.as_str(), r.waiting_for))
+        .collect();
+    (true, reason::ROLLING_OUT, waiting.join("; "))
 }
 
 /// Degraded when the latest compaction or purge failed (until a later one succeeds).

@@ -71,18 +71,31 @@ fn missing_statefulset_or_status_is_not_ready() {
 
 #[test]
 fn unobserved_generation_or_revision_change_is_still_rolling() {
-    assert!(
-        !role_state(Role::Batcher, 1, Some(&sts(3, 2, 1, 1, 1))).rolled_out,
-        "old generation"
+    let old = role_state(Role::Batcher, 1, Some(&sts(3, 2, 1, 1, 1)));
+    assert!(!old.rolled_out, "old generation");
+    assert_eq!(
+        old.waiting_for,
+        "the StatefulSet controller to observe the new spec"
     );
     let mut rolling = sts(3, 3, 1, 1, 1);
     rolling.status.as_mut().unwrap().update_revision = Some("r2".into());
-    assert!(
-        !role_state(Role::Batcher, 1, Some(&rolling)).rolled_out,
-        "revision differs"
+    let r = role_state(Role::Batcher, 1, Some(&rolling));
+    assert_eq!(
+        (r.rolled_out, r.waiting_for.as_str()),
+        (false, "revision r1 to become r2")
     );
     // Scale-down not finished: 3 Pods still exist for 2 desired.
-    assert!(!role_state(Role::Batcher, 2, Some(&sts(3, 3, 3, 3, 3))).rolled_out);
+    let scaling = role_state(Role::Batcher, 2, Some(&sts(3, 3, 3, 3, 3)));
+    assert_eq!(
+        (scaling.rolled_out, scaling.waiting_for.as_str()),
+        (false, "3 Pods to become 2")
+    );
+    let updating = role_state(Role::Batcher, 3, Some(&sts(3, 3, 3, 3, 1)));
+    assert_eq!(updating.waiting_for, "1/3 Pods updated");
+    assert_eq!(
+        role_state(Role::Batcher, 3, Some(&sts(3, 3, 3, 3, 3))).waiting_for,
+        ""
+    );
 }
 
 #[test]
@@ -131,6 +144,10 @@ fn replicas_coming_up_are_progressing_and_not_ready() {
     assert_eq!(
         (prog.status.as_str(), prog.reason.as_str()),
         ("True", reason::ROLLING_OUT)
+    );
+    assert_eq!(
+        prog.message,
+        "index: waiting for 1/2 Pods ready; cache: waiting for no status from the StatefulSet controller yet"
     );
     assert_eq!(find(&cs, DEGRADED).status, "False");
 }
