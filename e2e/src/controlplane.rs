@@ -12,10 +12,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::kubeconfig;
-use crate::process::{ManagedProcess, free_port, random_hex};
+use crate::process::{ManagedProcess, free_port, http_get, random_hex};
 use crate::tools::{Tool, tool_paths};
 
 /// The user in `system:masters` that the admin kubeconfig authenticates as.
@@ -257,7 +256,7 @@ async fn wait_etcd_healthy(proc: &ManagedProcess, port: u16) -> Result<()> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {
         proc.ensure_running()?;
-        if let Ok(body) = http_get_loopback(port, "/health").await
+        if let Ok((200, body)) = http_get(port, "/health").await
             && body.contains("\"health\":\"true\"")
         {
             return Ok(());
@@ -270,16 +269,6 @@ async fn wait_etcd_healthy(proc: &ManagedProcess, port: u16) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Minimal plain-HTTP GET to 127.0.0.1 (etcd's health endpoint).
-async fn http_get_loopback(port: u16, path: &str) -> Result<String> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .await?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await??;
-    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 async fn start_apiserver(

@@ -10,6 +10,8 @@ pub mod controlplane;
 pub mod helm;
 pub mod kubeconfig;
 pub mod manifests;
+pub mod operator;
+pub mod operator_env;
 pub mod process;
 pub mod tools;
 pub mod wait;

@@ -220,3 +220,30 @@ pub fn random_hex(bytes: usize) -> String {
         .expect("read /dev/urandom");
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Minimal plain-HTTP/1.0 GET to `127.0.0.1:port` (health and metrics
+/// endpoints); returns the status code and the body.
+pub async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        anyhow::Ok(buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(10), io)
+        .await
+        .context("HTTP GET timed out")??;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no HTTP status code")?;
+    Ok((code, body.to_owned()))
+}
