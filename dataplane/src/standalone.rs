@@ -10,7 +10,7 @@ use crate::cache::{BlockCache, CacheConfig};
 use crate::compaction::{self, CompactionConfig};
 use crate::config::{Limits, MAX_GRPC_MESSAGE_BYTES};
 use crate::index::{Index, IndexConfig};
-use crate::meta::DynMeta;
+use crate::meta::{DynMeta, FileKind};
 use crate::objstore::{DynStore, LocalStore, MeteredStore};
 use crate::purge::{self, PurgeConfig};
 use crate::server::{self, Readiness};
@@ -39,7 +39,11 @@ pub struct StandaloneConfig {
 /// store never grows without bound.
 #[derive(Clone, Debug)]
 pub struct Maintenance {
+    /// Purge (and compaction, if not triggered earlier) run this often.
     pub interval: Duration,
+    /// Compaction also starts as soon as this many WAL files are live: every
+    /// point read may probe each WAL file, so their count bounds read cost.
+    pub compaction_trigger_files: usize,
     pub compaction: CompactionConfig,
     pub purge: PurgeConfig,
 }
@@ -48,6 +52,7 @@ impl Default for Maintenance {
     fn default() -> Self {
         Maintenance {
             interval: Duration::from_secs(60),
+            compaction_trigger_files: 8,
             compaction: CompactionConfig::default(),
             // One process: no reader holds a manifest longer than a request.
             purge: PurgeConfig {
@@ -199,35 +204,49 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
     })
 }
 
-/// Compacts then purges every `interval`, logging (not failing on) errors.
+/// Compacts when WAL files pile up (checked every second) or every
+/// `interval`; purges every `interval`. Errors are logged and retried.
 async fn maintain(store: DynStore, meta: DynMeta, config: Maintenance) {
-    let mut ticks = tokio::time::interval(config.interval);
+    let mut ticks = tokio::time::interval(Duration::from_secs(1).min(config.interval));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
+    let mut last_full = tokio::time::Instant::now();
     loop {
         ticks.tick().await;
-        match compaction::compact(&store, &meta, &config.compaction).await {
-            Ok(s) if s.outcome == compaction::Outcome::Compacted => tracing::info!(
-                inputs = s.inputs.len(),
-                outputs = s.outputs.len(),
-                bytes_in = s.bytes_in,
-                bytes_out = s.bytes_out,
-                dropped = s.entries_dropped,
-                "compacted"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "compaction failed; will retry"),
-        }
-        match purge::purge(&store, &meta, &config.purge).await {
-            Ok(s) if !s.replaced_deleted.is_empty() || !s.orphans_deleted.is_empty() => {
-                tracing::info!(
-                    replaced = s.replaced_deleted.len(),
-                    orphans = s.orphans_deleted.len(),
-                    "purged"
-                )
+        let periodic = last_full.elapsed() >= config.interval;
+        let wal_files = match meta.live_files().await {
+            Ok(files) => files.iter().filter(|f| f.kind == FileKind::Wal).count(),
+            Err(e) => {
+                tracing::warn!(error = %e, "maintenance cannot read the manifest");
+                continue;
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
+        };
+        if periodic || wal_files >= config.compaction_trigger_files {
+            compact_once(&store, &meta, &config.compaction).await;
         }
+        if periodic {
+            purge_once(&store, &meta, &config.purge).await;
+            last_full = tokio::time::Instant::now();
+        }
+    }
+}
+
+async fn compact_once(store: &DynStore, meta: &DynMeta, config: &CompactionConfig) {
+    match compaction::compact(store, meta, config).await {
+        Ok(s) if s.outcome == compaction::Outcome::Compacted => tracing::info!(
+            inputs = s.inputs.len(), outputs = s.outputs.len(), bytes_in = s.bytes_in,
+            bytes_out = s.bytes_out, dropped = s.entries_dropped, "compacted"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "compaction failed; will retry"),
+    }
+}
+
+async fn purge_once(store: &DynStore, meta: &DynMeta, config: &PurgeConfig) {
+    match purge::purge(store, meta, config).await {
+        Ok(s) if !s.replaced_deleted.is_empty() || !s.orphans_deleted.is_empty() => tracing::info!(
+            replaced = s.replaced_deleted.len(), orphans = s.orphans_deleted.len(), "purged"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
     }
 }
