@@ -17,8 +17,12 @@ lint:
 dev:
     cargo run --release -p skyvault -- standalone --data-dir ./skyvault-data
 
-# Format micro-benchmark (criterion).
+# The benchmark suite: standalone server + every workload; results in target/bench/.
 bench:
+    bash e2e/bench-suite.sh
+
+# Format micro-benchmark (criterion).
+bench-format:
     cargo bench -p skyvault --bench sstable
 
 # Regenerate the CRD YAML (crds/ and the operator chart's copy) from the operator's types.
