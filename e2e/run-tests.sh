@@ -19,5 +19,8 @@ echo "==> formatting and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "==> Helm charts (lint + render; builds helm from the Go module proxy once)"
+bash charts/scripts/test-charts.sh
+
 echo "==> tests"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
