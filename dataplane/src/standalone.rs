@@ -233,8 +233,12 @@ async fn maintain(store: DynStore, meta: DynMeta, config: Maintenance) {
 async fn compact_once(store: &DynStore, meta: &DynMeta, config: &CompactionConfig) {
     match compaction::compact(store, meta, config).await {
         Ok(s) if s.outcome == compaction::Outcome::Compacted => tracing::info!(
-            inputs = s.inputs.len(), outputs = s.outputs.len(), bytes_in = s.bytes_in,
-            bytes_out = s.bytes_out, dropped = s.entries_dropped, "compacted"
+            inputs = s.inputs.len(),
+            outputs = s.outputs.len(),
+            bytes_in = s.bytes_in,
+            bytes_out = s.bytes_out,
+            dropped = s.entries_dropped,
+            "compacted"
         ),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "compaction failed; will retry"),
@@ -244,7 +248,9 @@ async fn compact_once(store: &DynStore, meta: &DynMeta, config: &CompactionConfi
 async fn purge_once(store: &DynStore, meta: &DynMeta, config: &PurgeConfig) {
     match purge::purge(store, meta, config).await {
         Ok(s) if !s.replaced_deleted.is_empty() || !s.orphans_deleted.is_empty() => tracing::info!(
-            replaced = s.replaced_deleted.len(), orphans = s.orphans_deleted.len(), "purged"
+            replaced = s.replaced_deleted.len(),
+            orphans = s.orphans_deleted.len(),
+            "purged"
         ),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
