@@ -117,6 +117,7 @@ impl Operator {
                 std::env::var("SKYVAULT_E2E_OPERATOR_LOG")
                     .unwrap_or_else(|_| "info,skyvault_operator=debug".into()),
             )
+            .env("NO_COLOR", "1")
             .env_remove("POD_NAME")
             .env_remove("SKYVAULT_OPERATOR_NAMESPACE");
         if let Some(ns) = &options.watch_namespace {
@@ -175,8 +176,8 @@ impl Operator {
         Ok(body)
     }
 
-    /// The value of the first sample of `name` whose labels contain every
-    /// `key="value"` in `labels` (0 when absent).
+    /// The sum of the samples of `name` whose labels contain every
+    /// `key="value"` in `labels` (0 when there are none).
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
         let text = self.metrics().await?;
         Ok(metric_value(&text, name, labels).unwrap_or(0.0))
@@ -197,11 +198,13 @@ impl Operator {
     }
 }
 
-/// Sums nothing, parses one sample line of the Prometheus text format.
+/// Sum of the samples of `name` matching `labels` in Prometheus text format
+/// (`None` when there is no such sample).
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
+    let values: Vec<f64> = text
+        .lines()
         .filter(|l| !l.starts_with('#'))
-        .find_map(|line| {
+        .filter_map(|line| {
             let (series, value) = line.rsplit_once(' ')?;
             let (metric, rest) = match series.split_once('{') {
                 Some((m, r)) => (m, r.trim_end_matches('}')),
@@ -218,4 +221,6 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
             }
             value.parse().ok()
         })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
