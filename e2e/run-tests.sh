@@ -17,10 +17,10 @@ fi
 
 echo "==> formatting and lints"
 cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 echo "==> Helm charts (lint + render; builds helm from the Go module proxy once)"
 bash charts/scripts/test-charts.sh
 
 echo "==> tests"
-cargo nextest run --workspace --locked --no-fail-fast "$@"
+cargo nextest run --workspace --no-fail-fast "$@"
