@@ -15,6 +15,7 @@ pub mod meta;
 pub mod metrics;
 pub mod objstore;
 pub mod purge;
+pub mod roles;
 pub mod server;
 pub mod sstable;
 pub mod standalone;

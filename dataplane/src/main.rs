@@ -36,6 +36,25 @@ struct ClientArgs {
 enum Command {
     /// Run the whole store in one process on a local directory + SQLite.
     Standalone(StandaloneArgs),
+    /// Run the write path (BatcherService) against shared metadata + object store.
+    Batcher {
+        #[command(flatten)]
+        role: skyvault::roles::RoleArgs,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// Run the read path (IndexService) against shared metadata + object store.
+    Index {
+        #[command(flatten)]
+        role: skyvault::roles::RoleArgs,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// Apply the embedded metadata migrations and exit (roles also do it on start).
+    Migrate {
+        #[arg(long, env = "SKYVAULT_METADATA_URL")]
+        metadata_url: String,
+    },
     /// Write one key.
     Put {
         key: String,
@@ -140,7 +159,7 @@ impl StorageArgs {
                  (or SKYVAULT_METADATA_URL and SKYVAULT_OBJECT_STORE_URL)"
             ),
         };
-        let store = skyvault::objstore::open_url(&store_url)?;
+        let store = skyvault::objstore::open_url(&store_url).await?;
         let meta = skyvault::meta::open_url(&meta_url)
             .await
             .with_context(|| format!("opening metadata {meta_url}"))?;
@@ -285,6 +304,22 @@ async fn main() {
         Command::Standalone(args) => {
             init_logging();
             run_standalone(args).await
+        }
+        Command::Batcher { role, tuning } => {
+            init_logging();
+            let config = role.config(tuning.batcher(), tuning.cache());
+            skyvault::roles::run(skyvault::roles::Role::Batcher, config, shutdown_signal()).await
+        }
+        Command::Index { role, tuning } => {
+            init_logging();
+            let config = role.config(tuning.batcher(), tuning.cache());
+            skyvault::roles::run(skyvault::roles::Role::Index, config, shutdown_signal()).await
+        }
+        Command::Migrate { metadata_url } => {
+            init_logging();
+            skyvault::roles::migrate(&metadata_url)
+                .await
+                .map(|version| println!("metadata migrated; manifest version {version}"))
         }
         Command::Put { key, value, client } => cli::put(&client.addr, key, value).await,
         Command::Get {

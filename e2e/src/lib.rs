@@ -13,6 +13,7 @@ pub mod manifests;
 pub mod operator;
 pub mod operator_env;
 pub mod process;
+pub mod services;
 pub mod tools;
 pub mod wait;
 

@@ -9,8 +9,10 @@
 //! committed it and is what `BatchWrite` returns; readers catch up with
 //! "changes with version > applied", which can never skip a commit.
 
+pub mod postgres;
 mod sqlite;
 
+pub use postgres::PostgresMeta;
 pub use sqlite::SqliteMeta;
 
 use async_trait::async_trait;
@@ -142,13 +144,17 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Opens the database named by a URL (`sqlite://path`), creating and migrating it.
+/// Opens the database named by a URL (`sqlite://PATH` or
+/// `postgres://USER:PASSWORD@HOST:PORT/DB`), creating (SQLite) and migrating it.
 pub async fn open_url(url: &str) -> MetaResult<DynMeta> {
     if url.starts_with("sqlite:") {
         return Ok(Arc::new(SqliteMeta::open(url).await?));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PostgresMeta::open(url).await?));
+    }
     Err(MetaError::BadUrl {
-        url: url.into(),
-        reason: "expected sqlite://PATH (PostgreSQL support is tracked in issue 3)".into(),
+        url: url.split('@').next_back().unwrap_or_default().into(),
+        reason: "expected sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB".into(),
     })
 }

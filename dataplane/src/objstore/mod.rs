@@ -7,10 +7,12 @@
 mod faulty;
 mod local;
 mod metered;
+mod s3;
 
 pub use faulty::{Fault, FaultyStore};
 pub use local::LocalStore;
 pub use metered::MeteredStore;
+pub use s3::{S3Config, S3Store};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -47,6 +49,10 @@ pub enum StoreError {
     },
     #[error("object store unavailable: {0}")]
     Unavailable(String),
+    /// The store refused the request for a reason retrying cannot fix: a
+    /// missing bucket, bad credentials, a bad URL.
+    #[error("object store misconfigured: {0}")]
+    Rejected(String),
 }
 
 impl StoreError {
@@ -99,13 +105,18 @@ pub(crate) fn check_path(path: &str) -> StoreResult<()> {
     Ok(())
 }
 
-/// Opens the store named by a URL: `file:///abs/dir` (S3 comes with its own backend).
-pub fn open_url(url: &str) -> anyhow::Result<DynStore> {
+/// Opens the store named by a URL: `file:///abs/dir` or `s3://BUCKET/PREFIX`
+/// (see `s3` for the environment it reads), wrapped in metrics.
+pub async fn open_url(url: &str) -> anyhow::Result<DynStore> {
     if let Some(dir) = url.strip_prefix("file://") {
         let store = LocalStore::open(dir)?;
         return Ok(Arc::new(MeteredStore::new(store)));
     }
+    if url.starts_with("s3://") {
+        let store = S3Store::open(S3Config::from_url_and_env(url)?).await;
+        return Ok(Arc::new(MeteredStore::new(store)));
+    }
     anyhow::bail!(
-        "unsupported object store URL {url:?}: expected file:///absolute/dir (S3 support is tracked in issue 3)"
+        "unsupported object store URL {url:?}: expected file:///absolute/dir or s3://BUCKET/PREFIX"
     )
 }

@@ -1,0 +1,367 @@
+//! PostgreSQL backend: production metadata shared by every batcher, index and job.
+//!
+//! Same schema and semantics as `sqlite`: every manifest change bumps the one
+//! `manifest_version` row inside its transaction. The row lock is held until
+//! commit, so a second committer waits and takes the next number only after
+//! the first is visible: versions are gapless and in commit order, and
+//! catch-up by "version > applied" never skips a file (invariant 4).
+//!
+//! Change notification: the committing transaction sends
+//! `NOTIFY skyvault_manifest '<version>'` (delivered only on commit); a
+//! background `PgListener` feeds `subscribe()`. Notifications can be lost
+//! while the listener reconnects, which is why the index also polls.
+
+use super::{
+    FileKind, FileRecord, ManifestDelta, MetaError, MetaResult, MetaStore, NewFile, now_ms,
+};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::watch;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The LISTEN/NOTIFY channel carrying new manifest versions.
+pub const CHANNEL: &str = "skyvault_manifest";
+
+/// A request waiting this long for a connection fails as unavailable rather
+/// than hanging: callers (BatchWrite) must answer before their deadline.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+const FILE_COLUMNS: &str = "id, object, kind, level, seq, min_key, max_key, entry_count, \
+     size_bytes, added_version, removed_version, created_at_ms, removed_at_ms";
+
+pub struct PostgresMeta {
+    describe: String,
+    pool: PgPool,
+    notify: watch::Sender<u64>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresMeta {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PostgresMeta {
+    /// Connects, runs the embedded migrations and starts listening.
+    pub async fn open(url: &str) -> MetaResult<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| MetaError::BadUrl {
+            url: redact(url),
+            reason: e.to_string(),
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        let notify = watch::channel(0).0;
+        let listener = tokio::spawn(listen(pool.clone(), notify.clone()));
+        let meta = PostgresMeta {
+            describe: redact(url),
+            pool,
+            notify,
+            listener,
+        };
+        let version = meta.current_version().await?;
+        meta.published(version);
+        Ok(meta)
+    }
+
+    /// The pool, for tests that interleave transactions by hand.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Takes the next manifest version inside `tx` and announces it on commit.
+    async fn next_version(tx: &mut Transaction<'_, Postgres>) -> MetaResult<u64> {
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE manifest_version SET version = version + 1 WHERE id = 1 RETURNING version",
+        )
+        .fetch_one(&mut **tx)
+        .await?;
+        // Transactional: delivered only if (and when) `tx` commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(version.to_string())
+            .execute(&mut **tx)
+            .await?;
+        Ok(version as u64)
+    }
+
+    async fn insert_file(
+        tx: &mut Transaction<'_, Postgres>,
+        file: &NewFile,
+        seq: u64,
+        version: u64,
+    ) -> MetaResult<()> {
+        sqlx::query(
+            "INSERT INTO files (object, kind, level, seq, min_key, max_key, entry_count, \
+             size_bytes, added_version, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&file.object)
+        .bind(file.kind.as_str())
+        .bind(file.level as i64)
+        .bind(seq as i64)
+        .bind(&file.min_key)
+        .bind(&file.max_key)
+        .bind(file.entry_count as i64)
+        .bind(file.size_bytes as i64)
+        .bind(version as i64)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    fn published(&self, version: u64) {
+        publish(&self.notify, version);
+    }
+}
+
+fn publish(notify: &watch::Sender<u64>, version: u64) {
+    notify.send_if_modified(|v| {
+        let newer = version > *v;
+        if newer {
+            *v = version;
+        }
+        newer
+    });
+}
+
+/// Feeds `notify` from LISTEN until the store is dropped, reconnecting with
+/// backoff; after a reconnect it publishes the current version, covering
+/// notifications sent while it was away.
+async fn listen(pool: PgPool, notify: watch::Sender<u64>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "LISTEN connection failed; index falls back to polling");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %e, "LISTEN {CHANNEL} failed");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
+        }
+        if let Ok(v) =
+            sqlx::query_scalar::<_, i64>("SELECT version FROM manifest_version WHERE id = 1")
+                .fetch_one(&pool)
+                .await
+        {
+            publish(&notify, v as u64);
+        }
+        backoff = Duration::from_millis(100);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => match n.payload().parse::<u64>() {
+                    Ok(v) => publish(&notify, v),
+                    Err(_) => tracing::warn!(payload = n.payload(), "bad {CHANNEL} payload"),
+                },
+                // The connection was lost: reconnect and re-read the version.
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection lost");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Hides a password in a URL for logs and errors.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn file_from_row(row: &PgRow) -> MetaResult<FileRecord> {
+    let kind: String = row.try_get("kind")?;
+    let removed: Option<i64> = row.try_get("removed_version")?;
+    Ok(FileRecord {
+        id: row.try_get("id")?,
+        object: row.try_get("object")?,
+        kind: FileKind::parse(&kind)?,
+        level: row.try_get::<i64, _>("level")? as u32,
+        seq: row.try_get::<i64, _>("seq")? as u64,
+        min_key: row.try_get("min_key")?,
+        max_key: row.try_get("max_key")?,
+        entry_count: row.try_get::<i64, _>("entry_count")? as u64,
+        size_bytes: row.try_get::<i64, _>("size_bytes")? as u64,
+        added_version: row.try_get::<i64, _>("added_version")? as u64,
+        removed_version: removed.map(|v| v as u64),
+        created_at_ms: row.try_get("created_at_ms")?,
+        removed_at_ms: row.try_get("removed_at_ms")?,
+    })
+}
+
+#[async_trait]
+impl MetaStore for PostgresMeta {
+    async fn commit_wal(&self, file: NewFile) -> MetaResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let version = Self::next_version(&mut tx).await?;
+        Self::insert_file(&mut tx, &file, version, version).await?;
+        tx.commit().await?;
+        self.published(version);
+        Ok(version)
+    }
+
+    async fn changes_since(&self, version: u64) -> MetaResult<ManifestDelta> {
+        // REPEATABLE READ: the version and the rows come from one snapshot
+        // (READ COMMITTED would take a new snapshot per statement).
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let current: i64 = sqlx::query_scalar("SELECT version FROM manifest_version WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE added_version > $1 OR removed_version > $1 \
+             ORDER BY added_version, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(version as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut delta = ManifestDelta {
+            version: current as u64,
+            ..Default::default()
+        };
+        for row in &rows {
+            let file = file_from_row(row)?;
+            match file.removed_version {
+                // Added and removed since `version`: the reader never needs it.
+                Some(_) if file.added_version > version => {}
+                Some(_) => delta.removed_ids.push(file.id),
+                None => delta.added.push(file),
+            }
+        }
+        Ok(delta)
+    }
+
+    async fn live_files(&self) -> MetaResult<Vec<FileRecord>> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE removed_version IS NULL ORDER BY seq DESC, id DESC"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(file_from_row).collect()
+    }
+
+    async fn swap(&self, inputs: &[i64], outputs: Vec<NewFile>, seq: u64) -> MetaResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let version = Self::next_version(&mut tx).await?;
+        for id in inputs {
+            let done = sqlx::query(
+                "UPDATE files SET removed_version = $1, removed_at_ms = $2 \
+                 WHERE id = $3 AND removed_version IS NULL",
+            )
+            .bind(version as i64)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                // Dropping `tx` rolls everything back, the version bump and NOTIFY included.
+                return Err(MetaError::Conflict(format!(
+                    "input file {id} is no longer live"
+                )));
+            }
+        }
+        for file in &outputs {
+            Self::insert_file(&mut tx, file, seq, version).await?;
+        }
+        tx.commit().await?;
+        self.published(version);
+        Ok(version)
+    }
+
+    async fn all_files(&self) -> MetaResult<Vec<FileRecord>> {
+        let sql = format!("SELECT {FILE_COLUMNS} FROM files ORDER BY id");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(file_from_row).collect()
+    }
+
+    async fn forget_files(&self, ids: &[i64]) -> MetaResult<()> {
+        sqlx::query("DELETE FROM files WHERE id = ANY($1) AND removed_version IS NOT NULL")
+            .bind(ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> MetaResult<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms \
+             WHERE leases.holder = excluded.holder OR leases.expires_at_ms < $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl.as_millis() as i64)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn current_version(&self) -> MetaResult<u64> {
+        let v: i64 = sqlx::query_scalar("SELECT version FROM manifest_version WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v as u64)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            redact("postgres://sv:secret@db:5432/sv"),
+            "postgres://sv:***@db:5432/sv"
+        );
+        assert_eq!(redact("postgres://db/sv"), "postgres://db/sv");
+        assert_eq!(redact("postgres://sv@db/sv"), "postgres://sv@db/sv");
+    }
+}

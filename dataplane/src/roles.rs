@@ -1,0 +1,219 @@
+//! Each data-plane role as its own process (`skyvault batcher`, `skyvault
+//! index`, `skyvault migrate`), sharing one metadata database and one bucket
+//! with any number of replicas of each role.
+//!
+//! Start-up order matters for Kubernetes: the HTTP listener (`/healthz`,
+//! `/readyz`, `/metrics`) comes up first and reports "not ready" while the
+//! dependencies are unreachable, so a database that starts after the pods is
+//! waited for instead of crash-looping. Configuration errors that retrying
+//! cannot fix (a bad URL, a missing bucket, rejected credentials) stop the
+//! process with a message naming them.
+
+use crate::api::proto::batcher::v1::batcher_service_server::BatcherServiceServer;
+use crate::api::proto::index::v1::index_service_server::IndexServiceServer;
+use crate::api::{BatcherApi, IndexApi};
+use crate::batcher::{Batcher, BatcherConfig};
+use crate::cache::{BlockCache, CacheConfig};
+use crate::config::{Limits, MAX_GRPC_MESSAGE_BYTES};
+use crate::index::{Index, IndexConfig};
+use crate::meta::{DynMeta, MetaError};
+use crate::objstore::{DynStore, StoreError};
+use crate::server::{self, Readiness};
+use anyhow::Context;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::watch;
+use tonic::service::RoutesBuilder;
+
+/// A path no writer uses: probing it answers "is the store reachable".
+const PROBE_OBJECT: &str = "_skyvault/probe";
+/// How often a batcher re-checks its dependencies for `/readyz`.
+const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Batcher,
+    Index,
+}
+
+/// Flags shared by the role commands (env fallbacks are the operator's contract).
+#[derive(clap::Args, Clone, Debug)]
+pub struct RoleArgs {
+    /// gRPC listener (the role's service, health, reflection).
+    #[arg(long, env = "SKYVAULT_GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    pub grpc_addr: String,
+    /// HTTP listener: /healthz, /readyz, /metrics.
+    #[arg(long, env = "SKYVAULT_HTTP_ADDR", default_value = "0.0.0.0:9090")]
+    pub http_addr: String,
+    /// Metadata database, e.g. postgres://USER:PASSWORD@HOST:5432/DB.
+    #[arg(long, env = "SKYVAULT_METADATA_URL")]
+    pub metadata_url: String,
+    /// Object store, e.g. s3://BUCKET/PREFIX (see SKYVAULT_S3_*) or file:///DIR.
+    #[arg(long, env = "SKYVAULT_OBJECT_STORE_URL")]
+    pub object_store_url: String,
+    /// Cache replicas (HOST:PORT, comma separated). Accepted for the operator's
+    /// contract; until the cache tier lands the index reads through its own
+    /// in-process cache.
+    #[arg(long, env = "SKYVAULT_CACHE_PEERS", value_delimiter = ',')]
+    pub cache_peers: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RoleConfig {
+    pub grpc_addr: String,
+    pub http_addr: String,
+    pub metadata_url: String,
+    pub object_store_url: String,
+    pub batcher: BatcherConfig,
+    pub cache: CacheConfig,
+    pub index: IndexConfig,
+    pub limits: Limits,
+}
+
+impl RoleArgs {
+    pub fn config(self, batcher: BatcherConfig, cache: CacheConfig) -> RoleConfig {
+        if !self.cache_peers.is_empty() {
+            tracing::warn!(peers = ?self.cache_peers, "SKYVAULT_CACHE_PEERS is not used yet: reading through the in-process cache");
+        }
+        RoleConfig {
+            grpc_addr: self.grpc_addr,
+            http_addr: self.http_addr,
+            metadata_url: self.metadata_url,
+            object_store_url: self.object_store_url,
+            batcher,
+            cache,
+            index: IndexConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// `skyvault migrate`: applies the embedded migrations and prints the version.
+pub async fn migrate(metadata_url: &str) -> anyhow::Result<u64> {
+    let meta = crate::meta::open_url(metadata_url)
+        .await
+        .context("migrating the metadata database")?;
+    Ok(meta.current_version().await?)
+}
+
+/// Runs `role` until `shutdown` resolves or a listener fails.
+pub async fn run(
+    role: Role,
+    config: RoleConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = move || {
+        let mut rx = stopped.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+    }
+    let readiness = Readiness::default();
+    let http = server::bind(&config.http_addr, "HTTP").await?;
+    let http_addr = server::local_addr(&http);
+    let http_task = tokio::spawn(server::serve_http(http, readiness.clone(), until_stopped()));
+
+    let opened = tokio::select! {
+        opened = open_dependencies(&config) => opened?,
+        _ = until_stopped() => return Ok(()),
+    };
+    let (store, meta) = opened;
+    let grpc = server::bind(&config.grpc_addr, "gRPC").await?;
+    let grpc_addr = server::local_addr(&grpc);
+    let mut routes = RoutesBuilder::default();
+    let service = match role {
+        Role::Batcher => {
+            let (batcher, _collector) =
+                Batcher::start(config.batcher.clone(), store.clone(), meta.clone());
+            routes.add_service(
+                BatcherServiceServer::new(BatcherApi::new(batcher, config.limits.clone()))
+                    .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+            );
+            tokio::spawn(track_readiness(
+                store.clone(),
+                meta.clone(),
+                readiness.clone(),
+            ));
+            "batcher.v1.BatcherService"
+        }
+        Role::Index => {
+            let cache = std::sync::Arc::new(BlockCache::new(store.clone(), &config.cache));
+            let (index, _follow) = Index::start(meta.clone(), cache, config.index.clone())
+                .await
+                .context("loading the manifest")?;
+            routes.add_service(
+                IndexServiceServer::new(IndexApi::new(index, config.limits.clone()))
+                    .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+            );
+            // Ready after its first catch-up, and it stays ready while the
+            // database is down: it keeps serving the manifest it has.
+            readiness.set(true);
+            "index.v1.IndexService"
+        }
+    };
+    tracing::info!(?role, %grpc_addr, %http_addr, store = %store.describe(), meta = %meta.describe(), "serving");
+    let grpc_result = server::serve_grpc(grpc, routes, &[service], until_stopped()).await;
+    let _ = stop.send(true);
+    http_task.await.context("HTTP task panicked")??;
+    grpc_result
+}
+
+/// Opens the store and the database, retrying with backoff while they are
+/// unreachable; fails at once on errors that retrying cannot fix.
+async fn open_dependencies(config: &RoleConfig) -> anyhow::Result<(DynStore, DynMeta)> {
+    let store = crate::objstore::open_url(&config.object_store_url)
+        .await
+        .with_context(|| format!("opening object store {}", config.object_store_url))?;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match probe_store(&store).await {
+            Ok(()) => break,
+            Err(e @ (StoreError::Rejected(_) | StoreError::InvalidPath { .. })) => {
+                return Err(e).context("the object store refused the probe request");
+            }
+            Err(e) => tracing::warn!(error = %e, "object store unreachable; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match crate::meta::open_url(&config.metadata_url).await {
+            Ok(meta) => return Ok((store, meta)),
+            Err(e @ MetaError::BadUrl { .. }) => return Err(e.into()),
+            Err(e) => tracing::warn!(error = %e, "metadata database unreachable; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Reachable means the store answered, even "not found".
+async fn probe_store(store: &DynStore) -> Result<(), StoreError> {
+    match store.get(PROBE_OBJECT).await {
+        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A batcher is ready while it can both upload and commit.
+async fn track_readiness(store: DynStore, meta: DynMeta, readiness: Readiness) {
+    loop {
+        let (stored, committed) = tokio::join!(probe_store(&store), meta.current_version());
+        let ready = stored.is_ok() && committed.is_ok();
+        if ready != readiness.get() {
+            tracing::info!(ready, store = ?stored.err(), meta = ?committed.err(), "batcher readiness changed");
+        }
+        readiness.set(ready);
+        tokio::time::sleep(READINESS_INTERVAL).await;
+    }
+}

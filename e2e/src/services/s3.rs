@@ -1,0 +1,151 @@
+//! An S3 HTTP server on loopback for tests: `moto_server` (PyPI
+//! `moto[server]`) on 127.0.0.1 and a free port, with one bucket created.
+//!
+//! `SKYVAULT_TEST_S3` selects the server; only `moto` (the default) is
+//! implemented, anything else fails loudly rather than silently using moto.
+
+use super::find_binary;
+use crate::process::{ManagedProcess, free_port, random_hex};
+use anyhow::{Context, Result, bail};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub const INSTALL_MOTO: &str = "pip install 'moto[server]'";
+/// Moto accepts any credentials; these are what the clients sign with.
+pub const ACCESS_KEY: &str = "skyvault-test";
+pub const SECRET_KEY: &str = "skyvault-test-secret";
+
+pub struct S3Server {
+    process: Option<ManagedProcess>,
+    _dir: tempfile::TempDir,
+    port: u16,
+    bucket: String,
+}
+
+impl S3Server {
+    /// Starts the server selected by `SKYVAULT_TEST_S3` and creates a bucket.
+    pub fn start() -> Result<Self> {
+        match std::env::var("SKYVAULT_TEST_S3").as_deref() {
+            Err(_) | Ok("") | Ok("moto") => Self::start_moto(),
+            Ok(other) => bail!(
+                "SKYVAULT_TEST_S3={other:?} is not supported by this harness (only `moto`); unset it"
+            ),
+        }
+    }
+
+    fn start_moto() -> Result<Self> {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let shims = format!("{home}/.pyenv/shims");
+        let bin = find_binary("moto_server", &[&shims], INSTALL_MOTO)?;
+        let dir = tempfile::Builder::new().prefix("skyvault-s3-").tempdir()?;
+        let mut last = None;
+        for _ in 0..3 {
+            let port = free_port()?;
+            let mut cmd = Command::new(&bin);
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            let process = ManagedProcess::spawn("moto_server", cmd, &dir.path().join("moto.log"))?;
+            match wait_ready(&process, port, Duration::from_secs(30)) {
+                Ok(()) => {
+                    let server = S3Server {
+                        process: Some(process),
+                        _dir: dir,
+                        port,
+                        bucket: format!("skyvault-{}", random_hex(4)),
+                    };
+                    server.create_bucket(&server.bucket)?;
+                    return Ok(server);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("one attempt"))
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// `s3://BUCKET/PREFIX`
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.bucket)
+    }
+
+    /// The environment a SkyVault process needs to reach this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("SKYVAULT_S3_ENDPOINT", self.endpoint()),
+            ("SKYVAULT_S3_REGION", "us-east-1".into()),
+            ("SKYVAULT_S3_PATH_STYLE", "true".into()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+        ]
+    }
+
+    /// Sets [`Self::env`] in this process (for in-process stores).
+    pub fn export_env(&self) {
+        for (k, v) in self.env() {
+            // SAFETY: tests call this before starting threads that read the
+            // environment concurrently (the SDK reads it when a store opens).
+            unsafe { std::env::set_var(k, v) };
+        }
+    }
+
+    /// Creates a bucket (path-style PUT; moto does not check signatures).
+    pub fn create_bucket(&self, name: &str) -> Result<()> {
+        let (status, body) = http(self.port, "PUT", &format!("/{name}"))?;
+        if !(200..300).contains(&status) {
+            bail!("creating bucket {name} failed: HTTP {status}: {body}");
+        }
+        Ok(())
+    }
+
+    /// Stops the server (for outage tests).
+    pub fn stop(&mut self) {
+        if let Some(p) = self.process.take() {
+            p.stop(Duration::from_secs(10));
+        }
+    }
+}
+
+fn wait_ready(process: &ManagedProcess, port: u16, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        process.ensure_running()?;
+        if let Ok((200, _)) = http(port, "GET", "/") {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "moto_server not ready after {timeout:?}:\n{}",
+                process.log_tail(20)
+            );
+        }
+        // Polling readiness with a deadline.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A minimal HTTP/1.1 request without a body; returns (status, body).
+fn http(port: u16, method: &str, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).context("connect to S3 server")?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad HTTP response: {response:.200}"))?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Ok((status, body))
+}

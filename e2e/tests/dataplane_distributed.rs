@@ -1,0 +1,363 @@
+//! Every role as its own OS process (`skyvault batcher`, `skyvault index`)
+//! on a real PostgreSQL and a real S3 server (moto), all on loopback.
+//!
+//! Needs the binary: `cargo build -p skyvault --bin skyvault` first (see
+//! `skyvault_e2e::services::skyvault_binary`).
+
+use bytes::Bytes;
+use skyvault::api::proto::batcher::v1::{
+    BatchWriteRequest, WriteRequest, batcher_service_client::BatcherServiceClient,
+    write_request::Operation,
+};
+use skyvault::api::proto::index::v1::{BatchGetRequest, index_service_client::IndexServiceClient};
+use skyvault_e2e::process::{ManagedProcess, free_port};
+use skyvault_e2e::services::{PostgresServer, S3Server, http_get_status, skyvault_binary};
+use skyvault_e2e::wait_for;
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct RoleProcess {
+    process: ManagedProcess,
+    grpc: String,
+    http: String,
+}
+
+struct Deps {
+    pg: PostgresServer,
+    s3: S3Server,
+    dir: tempfile::TempDir,
+}
+
+impl Deps {
+    fn start() -> Deps {
+        let pg = PostgresServer::start().unwrap();
+        let s3 = S3Server::start().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        Deps { pg, s3, dir }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(skyvault_binary().unwrap());
+        cmd.args(args)
+            .env("SKYVAULT_METADATA_URL", self.pg.url())
+            .env("SKYVAULT_OBJECT_STORE_URL", self.s3.url("data"))
+            .env("RUST_LOG", "info");
+        for (k, v) in self.s3.env() {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn migrate(&self) {
+        let out = self.command(&["migrate"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "skyvault migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("migrated"));
+    }
+
+    fn spawn(&self, role: &str, name: &str) -> RoleProcess {
+        let grpc = format!("127.0.0.1:{}", free_port().unwrap());
+        let http = format!("127.0.0.1:{}", free_port().unwrap());
+        let mut cmd = self.command(&[role]);
+        cmd.env("SKYVAULT_GRPC_ADDR", &grpc)
+            .env("SKYVAULT_HTTP_ADDR", &http)
+            .env("SKYVAULT_BATCH_MAX_AGE_MS", "2");
+        let log = self.dir.path().join(format!("{name}.log"));
+        RoleProcess {
+            process: ManagedProcess::spawn(name, cmd, &log).unwrap(),
+            grpc,
+            http,
+        }
+    }
+}
+
+impl RoleProcess {
+    async fn ready(&self) {
+        wait_for(
+            &format!("{} /readyz", self.process.name()),
+            Duration::from_secs(60),
+            || async {
+                self.process.ensure_running()?;
+                match http_get_status(&self.http, "/readyz")? {
+                    200 => Ok(()),
+                    s => anyhow::bail!("HTTP {s}"),
+                }
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn channel(&self) -> Channel {
+        skyvault::cli::connect(&self.grpc).await.unwrap()
+    }
+}
+
+fn put(key: &str, value: &str) -> WriteRequest {
+    WriteRequest {
+        key: key.into(),
+        operation: Some(Operation::Put(Bytes::from(value.to_string()))),
+    }
+}
+
+fn delete(key: &str) -> WriteRequest {
+    WriteRequest {
+        key: key.into(),
+        operation: Some(Operation::Delete(true)),
+    }
+}
+
+async fn write(
+    client: &mut BatcherServiceClient<Channel>,
+    writes: Vec<WriteRequest>,
+) -> Result<u64, tonic::Status> {
+    let mut request = Request::new(BatchWriteRequest { writes });
+    request.set_timeout(RPC_TIMEOUT);
+    Ok(client.batch_write(request).await?.into_inner().sequence)
+}
+
+async fn read(
+    client: &mut IndexServiceClient<Channel>,
+    keys: Vec<String>,
+    min_sequence: u64,
+) -> Result<BTreeMap<String, Bytes>, tonic::Status> {
+    let mut request = Request::new(BatchGetRequest {
+        keys,
+        min_sequence: Some(min_sequence),
+    });
+    request.set_timeout(RPC_TIMEOUT);
+    Ok(client
+        .batch_get(request)
+        .await?
+        .into_inner()
+        .results
+        .into_iter()
+        .collect())
+}
+
+/// What a set of keys should read as (`None`: absent or deleted).
+type Model = BTreeMap<String, Option<Bytes>>;
+
+fn expect(model: &Model, got: &BTreeMap<String, Bytes>, context: &str) {
+    for (key, want) in model {
+        assert_eq!(got.get(key), want.as_ref(), "{context}: key {key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_batchers_two_indexes_read_your_writes_and_survive_a_batcher_kill() {
+    let deps = Deps::start();
+    deps.migrate();
+    let batchers = [
+        deps.spawn("batcher", "batcher-0"),
+        deps.spawn("batcher", "batcher-1"),
+    ];
+    let indexes = [
+        deps.spawn("index", "index-0"),
+        deps.spawn("index", "index-1"),
+    ];
+    for role in batchers.iter().chain(&indexes) {
+        role.ready().await;
+    }
+    let b = [batchers[0].channel().await, batchers[1].channel().await];
+    let ix = [indexes[0].channel().await, indexes[1].channel().await];
+
+    // Phase 1: concurrent writers, each owning its keys, alternating batchers
+    // and reading back from the other index with read-your-writes.
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..6usize {
+        let (b, ix) = (b.clone(), ix.clone());
+        writers.spawn(async move {
+            let mut model = Model::new();
+            let mut last = 0;
+            for i in 0..20usize {
+                let mut batcher = BatcherServiceClient::new(b[(w + i) % 2].clone());
+                let mut index = IndexServiceClient::new(ix[(w + i + 1) % 2].clone());
+                let mut writes = Vec::new();
+                let mut keys = Vec::new();
+                for j in 0..4 {
+                    let key = format!("w{w}/k{}", (i * 4 + j) % 13);
+                    let value = format!("v{w}-{i}-{j}");
+                    writes.push(put(&key, &value));
+                    model.insert(key.clone(), Some(Bytes::from(value)));
+                    keys.push(key);
+                }
+                if i % 3 == 2 {
+                    // Delete a key written earlier (possibly in this batch: last write wins).
+                    let key = format!("w{w}/k{}", (i * 7) % 13);
+                    writes.push(delete(&key));
+                    model.insert(key.clone(), None);
+                    keys.push(key);
+                }
+                let seq = write(&mut batcher, writes).await.expect("write acked");
+                assert!(seq > last, "sequence grows for one writer");
+                last = seq;
+                let got = read(&mut index, keys.clone(), seq).await.expect("read");
+                let batch: Model = keys.iter().map(|k| (k.clone(), model[k].clone())).collect();
+                expect(&batch, &got, &format!("writer {w} batch {i}"));
+            }
+            (model, last)
+        });
+    }
+    let mut model = Model::new();
+    let mut max_seq = 0;
+    while let Some(done) = writers.join_next().await {
+        let (m, last) = done.unwrap();
+        model.extend(m);
+        max_seq = max_seq.max(last);
+    }
+    let keys: Vec<String> = model.keys().cloned().collect();
+    for (n, channel) in ix.iter().enumerate() {
+        let mut index = IndexServiceClient::new(channel.clone());
+        let got = read(&mut index, keys.clone(), max_seq).await.unwrap();
+        expect(&model, &got, &format!("final state on index-{n}"));
+    }
+
+    // Phase 2: writers on both batchers; batcher-1 is killed mid-stream.
+    // Writers on batcher-0 must not see a single failure; on batcher-1 only
+    // requests after the kill fail; every acked write stays readable.
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<(String, u64)>::new()));
+    let acked_on_1 = Arc::new(tokio::sync::Notify::new());
+    let mut survivors = tokio::task::JoinSet::new();
+    for w in 0..3usize {
+        let (channel, acked) = (b[0].clone(), acked.clone());
+        survivors.spawn(async move {
+            let mut batcher = BatcherServiceClient::new(channel);
+            for i in 0..40 {
+                let key = format!("p2/a/{w}/{i}");
+                let seq = write(&mut batcher, vec![put(&key, &key)])
+                    .await
+                    .unwrap_or_else(|e| panic!("write via the surviving batcher failed: {e}"));
+                acked.lock().unwrap().push((key, seq));
+            }
+        });
+    }
+    let mut victims = tokio::task::JoinSet::new();
+    for w in 0..3usize {
+        let (channel, acked, notify) = (b[1].clone(), acked.clone(), acked_on_1.clone());
+        victims.spawn(async move {
+            let mut batcher = BatcherServiceClient::new(channel);
+            for i in 0.. {
+                let key = format!("p2/b/{w}/{i}");
+                match write(&mut batcher, vec![put(&key, &key)]).await {
+                    Ok(seq) => {
+                        acked.lock().unwrap().push((key, seq));
+                        notify.notify_one();
+                    }
+                    // After the kill: connection refused or reset, never a hang.
+                    Err(e) => {
+                        assert!(
+                            matches!(
+                                e.code(),
+                                Code::Unavailable | Code::Unknown | Code::Cancelled
+                            ),
+                            "unexpected failure {e:?}"
+                        );
+                        return i;
+                    }
+                }
+            }
+            unreachable!()
+        });
+    }
+    tokio::time::timeout(Duration::from_secs(30), acked_on_1.notified())
+        .await
+        .expect("batcher-1 acked a write");
+    batchers[1].process.kill();
+    while let Some(done) = victims.join_next().await {
+        done.unwrap();
+    }
+    while let Some(done) = survivors.join_next().await {
+        done.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.iter().any(|(k, _)| k.starts_with("p2/b/")));
+    let max_seq = acked.iter().map(|(_, s)| *s).max().unwrap();
+    let keys: Vec<String> = acked.iter().map(|(k, _)| k.clone()).collect();
+    for (n, channel) in ix.iter().enumerate() {
+        let mut index = IndexServiceClient::new(channel.clone());
+        let got = read(&mut index, keys.clone(), max_seq).await.unwrap();
+        for key in &keys {
+            assert_eq!(
+                got.get(key).map(|v| v.as_ref()),
+                Some(key.as_bytes()),
+                "acked write {key} missing on index-{n}"
+            );
+        }
+    }
+    // The surviving batcher still serves.
+    let mut batcher = BatcherServiceClient::new(b[0].clone());
+    write(&mut batcher, vec![put("after", "kill")])
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_fails_writes_promptly_and_recovers() {
+    let mut deps = Deps::start();
+    let batcher = deps.spawn("batcher", "batcher");
+    let index = deps.spawn("index", "index");
+    batcher.ready().await;
+    index.ready().await;
+    let mut b = BatcherServiceClient::new(batcher.channel().await);
+    let mut ix = IndexServiceClient::new(index.channel().await);
+    let seq = write(&mut b, vec![put("before", "outage")]).await.unwrap();
+    let got = read(&mut ix, vec!["before".into()], seq).await.unwrap();
+    assert_eq!(got.get("before").map(|v| v.as_ref()), Some(&b"outage"[..]));
+
+    deps.pg.stop();
+    // A write is refused as UNAVAILABLE well before its deadline.
+    let started = Instant::now();
+    let err = write(&mut b, vec![put("during", "outage")])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        started.elapsed() < RPC_TIMEOUT - Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Reads from the manifest the index already has keep working.
+    let got = read(&mut ix, vec!["before".into()], seq).await.unwrap();
+    assert_eq!(got.get("before").map(|v| v.as_ref()), Some(&b"outage"[..]));
+    // The batcher reports itself not ready while it cannot commit.
+    wait_for("batcher /readyz 503", Duration::from_secs(20), || async {
+        match http_get_status(&batcher.http, "/readyz")? {
+            503 => Ok(()),
+            s => anyhow::bail!("HTTP {s}"),
+        }
+    })
+    .await
+    .unwrap();
+
+    deps.pg.restart().unwrap();
+    // Service resumes by itself: writes commit and the index catches up.
+    let (b2, ix2) = (b.clone(), ix.clone());
+    wait_for(
+        "writes and reads after the outage",
+        Duration::from_secs(60),
+        move || {
+            let (mut b, mut ix) = (b2.clone(), ix2.clone());
+            async move {
+                let seq = write(&mut b, vec![put("after", "outage")]).await?;
+                let got = read(&mut ix, vec!["after".into()], seq).await?;
+                anyhow::ensure!(got.get("after").map(|v| v.as_ref()) == Some(&b"outage"[..]));
+                Ok(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    batcher.ready().await;
+    batcher.process.ensure_running().unwrap();
+    index.process.ensure_running().unwrap();
+}
