@@ -76,7 +76,8 @@ impl OperatorEnv {
         Self::with_chart_values(prefix, &[]).await
     }
 
-    /// Like [`OperatorEnv::new`] with `--set` values for the chart.
+    /// Like [`OperatorEnv::new`] with `--set` values for the chart;
+    /// `{namespace}` in a value stands for the test's namespace.
     pub async fn with_chart_values(prefix: &str, set: &[&str]) -> Result<Self> {
         let cluster = TestCluster::shared().await?;
         let client = cluster.admin_client().await?;
@@ -89,7 +90,9 @@ impl OperatorEnv {
             let (release, ns, set) = (
                 release.clone(),
                 ns.name().to_owned(),
-                set.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                set.iter()
+                    .map(|s| s.replace("{namespace}", ns.name()))
+                    .collect::<Vec<_>>(),
             );
             move || {
                 let set: Vec<&str> = set.iter().map(String::as_str).collect();
