@@ -23,4 +23,6 @@ echo "==> Helm charts (lint + render; builds helm from the Go module proxy once)
 bash charts/scripts/test-charts.sh
 
 echo "==> tests"
+# The end-to-end tests start these binaries as real processes.
+cargo build -p skyvault --bin skyvault -p skyvault-operator
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod batcher;
+pub mod bench;
 pub mod cache;
 pub mod cli;
 pub mod compaction;

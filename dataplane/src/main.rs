@@ -104,6 +104,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Load generator: closed-loop gRPC clients; prints throughput and latency percentiles.
+    Bench(BenchArgs),
     /// Print KEY<TAB>VALUE lines in key order.
     Scan {
         /// Only keys starting with this prefix.
@@ -121,6 +123,94 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Endpoint for both writes and reads (standalone); see the two below.
+    #[arg(long, env = "SKYVAULT_ADDR", default_value = "127.0.0.1:50051")]
+    addr: String,
+    /// Batcher endpoint (defaults to --addr).
+    #[arg(long)]
+    batcher_addr: Option<String>,
+    /// Index endpoint (defaults to --addr).
+    #[arg(long)]
+    index_addr: Option<String>,
+    /// Requests in flight (one per worker).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Measured time, e.g. 10s, 500ms, 2m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Unmeasured time before it.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    #[arg(long, default_value_t = 16)]
+    key_size: usize,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Keys per BatchWrite/BatchGet (pairs per Scan page).
+    #[arg(long, default_value_t = 10)]
+    batch_size: usize,
+    /// Size of the key space.
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    /// write | read | mixed:READ_FRACTION | scan | health (the gRPC floor).
+    #[arg(long, default_value = "write", value_parser = skyvault::bench::parse_workload)]
+    workload: skyvault::bench::Workload,
+    /// What reads look for: written | notwritten | deleted | mixed.
+    #[arg(long, default_value = "written", value_parser = skyvault::bench::parse_read_mode)]
+    read_mode: skyvault::bench::ReadMode,
+    /// uniform | zipf:S
+    #[arg(long, default_value = "uniform", value_parser = skyvault::bench::parse_distribution)]
+    distribution: skyvault::bench::DistributionSpec,
+    /// Skip writing the key space before a read/scan/mixed run.
+    #[arg(long)]
+    no_preload: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?}: use e.g. 500ms, 10s or 2m");
+    let (n, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| s.split_at(i))
+        .ok_or_else(bad)?;
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(bad()),
+    }
+}
+
+async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    use skyvault::bench::{self, BenchConfig, Workload};
+    let config = BenchConfig {
+        batcher_addr: args.batcher_addr.unwrap_or_else(|| args.addr.clone()),
+        index_addr: args.index_addr.unwrap_or_else(|| args.addr.clone()),
+        concurrency: args.concurrency,
+        duration: args.duration,
+        warmup: args.warmup,
+        key_size: args.key_size,
+        value_size: args.value_size,
+        batch_size: args.batch_size,
+        keys: args.keys,
+        workload: args.workload,
+        read_mode: args.read_mode,
+        distribution: args.distribution,
+        preload: !args.no_preload && !matches!(args.workload, Workload::Write | Workload::Health),
+    };
+    let report = bench::run(config, args.json).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        bench::print(&report);
+    }
+    Ok(())
 }
 
 /// Where the data lives: a standalone data directory, or explicit URLs.
@@ -305,22 +395,6 @@ async fn main() {
             init_logging();
             run_standalone(args).await
         }
-        Command::Batcher { role, tuning } => {
-            init_logging();
-            let config = role.config(tuning.batcher(), tuning.cache());
-            skyvault::roles::run(skyvault::roles::Role::Batcher, config, shutdown_signal()).await
-        }
-        Command::Index { role, tuning } => {
-            init_logging();
-            let config = role.config(tuning.batcher(), tuning.cache());
-            skyvault::roles::run(skyvault::roles::Role::Index, config, shutdown_signal()).await
-        }
-        Command::Migrate { metadata_url } => {
-            init_logging();
-            skyvault::roles::migrate(&metadata_url)
-                .await
-                .map(|version| println!("metadata migrated; manifest version {version}"))
-        }
         Command::Put { key, value, client } => cli::put(&client.addr, key, value).await,
         Command::Get {
             keys,
@@ -355,6 +429,23 @@ async fn main() {
             };
             run_purge(&storage, config).await
         }
+        Command::Batcher { role, tuning } => {
+            init_logging();
+            let config = role.config(tuning.batcher(), tuning.cache());
+            skyvault::roles::run(skyvault::roles::Role::Batcher, config, shutdown_signal()).await
+        }
+        Command::Index { role, tuning } => {
+            init_logging();
+            let config = role.config(tuning.batcher(), tuning.cache());
+            skyvault::roles::run(skyvault::roles::Role::Index, config, shutdown_signal()).await
+        }
+        Command::Migrate { metadata_url } => {
+            init_logging();
+            skyvault::roles::migrate(&metadata_url)
+                .await
+                .map(|version| println!("metadata migrated; manifest version {version}"))
+        }
+        Command::Bench(args) => run_bench(args).await,
         Command::Scan {
             prefix,
             start,
