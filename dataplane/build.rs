@@ -4,7 +4,11 @@
 use prost::Message;
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["batcher/v1/batcher.proto", "index/v1/index.proto"];
+const PROTOS: &[&str] = &[
+    "batcher/v1/batcher.proto",
+    "index/v1/index.proto",
+    "cache/v1/cache.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");

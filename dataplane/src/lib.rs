@@ -2,12 +2,14 @@
 //!
 //! Start reading at `batcher` (the write path) and `index` (the read path);
 //! `sstable` is the file format, `meta` the manifest in a database,
-//! `objstore` the object store, `cache` the block cache.
+//! `objstore` the object store, `cache` the block cache, `cache_tier`
+//! the cache replicas the index can read through.
 
 pub mod api;
 pub mod batcher;
 pub mod bench;
 pub mod cache;
+pub mod cache_tier;
 pub mod cli;
 pub mod compaction;
 pub mod config;

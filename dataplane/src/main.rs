@@ -50,6 +50,8 @@ enum Command {
         #[command(flatten)]
         tuning: Tuning,
     },
+    /// Run a cache replica (CacheService): point lookups in the files it owns, for the indexes.
+    Cache(skyvault::cache_tier::CacheArgs),
     /// Apply the embedded metadata migrations and exit (roles also do it on start).
     Migrate {
         #[arg(long, env = "SKYVAULT_METADATA_URL")]
@@ -438,6 +440,10 @@ async fn main() {
             init_logging();
             let config = role.config(tuning.batcher(), tuning.cache());
             skyvault::roles::run(skyvault::roles::Role::Index, config, shutdown_signal()).await
+        }
+        Command::Cache(args) => {
+            init_logging();
+            skyvault::cache_tier::role::run(args.config(), shutdown_signal()).await
         }
         Command::Migrate { metadata_url } => {
             init_logging();

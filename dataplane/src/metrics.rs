@@ -25,6 +25,8 @@ pub struct Metrics {
     pub objstore_latency: HistogramVec,
     pub cache_requests: IntCounterVec,
     pub cache_bytes: IntGaugeVec,
+    pub cache_service_lookups: IntCounterVec,
+    pub cache_fallbacks: IntCounterVec,
     pub index_applied_seq: IntGauge,
     pub index_files: IntGauge,
     pub index_files_probed: Histogram,
@@ -146,6 +148,18 @@ impl Metrics {
                 &["kind", "result"],
             ),
             cache_bytes,
+            cache_service_lookups: counter_vec(
+                &r,
+                "cache_service_lookups_total",
+                "(object, key) lookups answered by this cache replica, by result",
+                &["result"],
+            ),
+            cache_fallbacks: counter_vec(
+                &r,
+                "cache_fallbacks_total",
+                "Index reads of a cache replica's files done locally because the replica failed or was bypassed",
+                &["peer"],
+            ),
             index_applied_seq: gauge(
                 &r,
                 "index_applied_sequence",

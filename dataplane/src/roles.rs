@@ -1,5 +1,5 @@
 //! Each data-plane role as its own process (`skyvault batcher`, `skyvault
-//! index`, `skyvault migrate`), sharing one metadata database and one bucket
+//! index`, `skyvault migrate`; `skyvault cache` is in `cache_tier::role`), sharing one metadata database and one bucket
 //! with any number of replicas of each role.
 //!
 //! Start-up order matters for Kubernetes: the HTTP listener (`/healthz`,
@@ -14,6 +14,7 @@ use crate::api::proto::index::v1::index_service_server::IndexServiceServer;
 use crate::api::{BatcherApi, IndexApi};
 use crate::batcher::{Batcher, BatcherConfig};
 use crate::cache::{BlockCache, CacheConfig};
+use crate::cache_tier::CachePeers;
 use crate::config::{Limits, MAX_GRPC_MESSAGE_BYTES};
 use crate::index::{Index, IndexConfig};
 use crate::meta::{DynMeta, MetaError};
@@ -51,11 +52,15 @@ pub struct RoleArgs {
     /// Object store, e.g. s3://BUCKET/PREFIX (see SKYVAULT_S3_*) or file:///DIR.
     #[arg(long, env = "SKYVAULT_OBJECT_STORE_URL")]
     pub object_store_url: String,
-    /// Cache replicas (HOST:PORT, comma separated). Accepted for the operator's
-    /// contract; until the cache tier lands the index reads through its own
-    /// in-process cache.
+    /// Cache replicas (HOST:PORT, comma separated, stable names in ring
+    /// order): the index resolves point reads through them. Empty: it reads
+    /// through its own in-process cache. The batcher ignores it.
     #[arg(long, env = "SKYVAULT_CACHE_PEERS", value_delimiter = ',')]
     pub cache_peers: Vec<String>,
+    /// Per-RPC deadline for a cache replica; past it the index reads that
+    /// replica's files itself.
+    #[arg(long, env = "SKYVAULT_CACHE_PEER_TIMEOUT_MS", default_value_t = 1500)]
+    pub cache_peer_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -68,13 +73,12 @@ pub struct RoleConfig {
     pub cache: CacheConfig,
     pub index: IndexConfig,
     pub limits: Limits,
+    pub cache_peers: Vec<String>,
+    pub cache_peer_timeout: Duration,
 }
 
 impl RoleArgs {
     pub fn config(self, batcher: BatcherConfig, cache: CacheConfig) -> RoleConfig {
-        if !self.cache_peers.is_empty() {
-            tracing::warn!(peers = ?self.cache_peers, "SKYVAULT_CACHE_PEERS is not used yet: reading through the in-process cache");
-        }
         RoleConfig {
             grpc_addr: self.grpc_addr,
             http_addr: self.http_addr,
@@ -84,6 +88,14 @@ impl RoleArgs {
             cache,
             index: IndexConfig::default(),
             limits: Limits::default(),
+            // An empty env var yields one empty name: treat it as "no peers".
+            cache_peers: self
+                .cache_peers
+                .into_iter()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            cache_peer_timeout: Duration::from_millis(self.cache_peer_timeout_ms),
         }
     }
 }
@@ -146,9 +158,17 @@ pub async fn run(
         }
         Role::Index => {
             let cache = std::sync::Arc::new(BlockCache::new(store.clone(), &config.cache));
-            let (index, _follow) = Index::start(meta.clone(), cache, config.index.clone())
-                .await
-                .context("loading the manifest")?;
+            let peers = if config.cache_peers.is_empty() {
+                None
+            } else {
+                let peers = CachePeers::new(&config.cache_peers, config.cache_peer_timeout)?;
+                tracing::info!(peers = ?config.cache_peers, "point reads go through the cache tier");
+                Some(std::sync::Arc::new(peers))
+            };
+            let (index, _follow) =
+                Index::start_with_peers(meta.clone(), cache, peers, config.index.clone())
+                    .await
+                    .context("loading the manifest")?;
             routes.add_service(
                 IndexServiceServer::new(IndexApi::new(index, config.limits.clone()))
                     .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
@@ -170,9 +190,25 @@ pub async fn run(
 /// Opens the store and the database, retrying with backoff while they are
 /// unreachable; fails at once on errors that retrying cannot fix.
 async fn open_dependencies(config: &RoleConfig) -> anyhow::Result<(DynStore, DynMeta)> {
-    let store = crate::objstore::open_url(&config.object_store_url)
+    let store = open_store(&config.object_store_url).await?;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match crate::meta::open_url(&config.metadata_url).await {
+            Ok(meta) => return Ok((store, meta)),
+            Err(e @ MetaError::BadUrl { .. }) => return Err(e.into()),
+            Err(e) => tracing::warn!(error = %e, "metadata database unreachable; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Opens the object store and waits (with backoff) until it answers; fails
+/// at once on errors that retrying cannot fix.
+pub(crate) async fn open_store(url: &str) -> anyhow::Result<DynStore> {
+    let store = crate::objstore::open_url(url)
         .await
-        .with_context(|| format!("opening object store {}", config.object_store_url))?;
+        .with_context(|| format!("opening object store {url}"))?;
     let mut backoff = Duration::from_millis(200);
     loop {
         match probe_store(&store).await {
@@ -185,16 +221,7 @@ async fn open_dependencies(config: &RoleConfig) -> anyhow::Result<(DynStore, Dyn
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match crate::meta::open_url(&config.metadata_url).await {
-            Ok(meta) => return Ok((store, meta)),
-            Err(e @ MetaError::BadUrl { .. }) => return Err(e.into()),
-            Err(e) => tracing::warn!(error = %e, "metadata database unreachable; retrying"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+    Ok(store)
 }
 
 /// Reachable means the store answered, even "not found".

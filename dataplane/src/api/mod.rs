@@ -19,6 +19,11 @@ pub mod proto {
             tonic::include_proto!("index.v1");
         }
     }
+    pub mod cache {
+        pub mod v1 {
+            tonic::include_proto!("cache.v1");
+        }
+    }
     /// Serialized descriptors of every service, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/skyvault_descriptor.bin"));

@@ -8,6 +8,24 @@ use crate::sstable::Value;
 use bytes::Bytes;
 use std::sync::Arc;
 
+/// What one file says about one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileAnswer {
+    Value(Bytes),
+    Tombstone,
+    NotInFile,
+}
+
+impl FileAnswer {
+    /// The key's final value when this is the newest file holding it.
+    pub fn into_value(self) -> Option<Bytes> {
+        match self {
+            FileAnswer::Value(v) => Some(v),
+            FileAnswer::Tombstone | FileAnswer::NotInFile => None,
+        }
+    }
+}
+
 /// The newest value of `key`, or `None` if it was never written or is deleted.
 pub async fn get(
     cache: &BlockCache,
@@ -15,30 +33,52 @@ pub async fn get(
     key: &[u8],
 ) -> Result<Option<Bytes>, Arc<ReadError>> {
     let mut probed = 0u32;
-    let mut found = None;
+    let mut found = FileAnswer::NotInFile;
     for file in &manifest.files {
         if !file.may_contain(key) {
             continue;
         }
-        let table = cache.table(&file.object).await?;
-        // Key range and bloom filter; `find` alone would answer block 0 for a
-        // key below the file's first key.
-        if !table.may_contain(key) {
-            continue;
-        }
-        let Some(block_index) = table.index.find(key) else {
-            continue;
-        };
-        probed += 1;
-        let block = cache.block(&file.object, &table, block_index).await?;
-        if let Some(value) = block.get(key) {
-            found = Some(value);
+        let (answer, read_block) = probe_counted(cache, &file.object, key).await?;
+        probed += u32::from(read_block);
+        if answer != FileAnswer::NotInFile {
+            found = answer;
             break;
         }
     }
     metrics().index_files_probed.observe(f64::from(probed));
-    Ok(match found {
-        Some(Value::Put(v)) => Some(v),
-        Some(Value::Delete) | None => None,
-    })
+    Ok(found.into_value())
+}
+
+/// Looks `key` up in one file: metadata, bloom filter, then one block. The
+/// cache tier's replicas answer `cache.v1.CacheService/Get` with this.
+pub async fn probe(
+    cache: &BlockCache,
+    object: &Arc<str>,
+    key: &[u8],
+) -> Result<FileAnswer, Arc<ReadError>> {
+    Ok(probe_counted(cache, object, key).await?.0)
+}
+
+/// The answer, and whether a data block had to be read for it.
+async fn probe_counted(
+    cache: &BlockCache,
+    object: &Arc<str>,
+    key: &[u8],
+) -> Result<(FileAnswer, bool), Arc<ReadError>> {
+    let table = cache.table(object).await?;
+    // Key range and bloom filter; `find` alone would answer block 0 for a
+    // key below the file's first key.
+    if !table.may_contain(key) {
+        return Ok((FileAnswer::NotInFile, false));
+    }
+    let Some(block_index) = table.index.find(key) else {
+        return Ok((FileAnswer::NotInFile, false));
+    };
+    let block = cache.block(object, &table, block_index).await?;
+    let answer = match block.get(key) {
+        Some(Value::Put(v)) => FileAnswer::Value(v),
+        Some(Value::Delete) => FileAnswer::Tombstone,
+        None => FileAnswer::NotInFile,
+    };
+    Ok((answer, true))
 }

@@ -11,10 +11,12 @@ mod lookup;
 mod manifest;
 mod scan;
 
+pub use lookup::{FileAnswer, probe};
 pub use manifest::{LiveFile, Manifest};
 pub use scan::{KeyRange, Page, PageLimits};
 
 use crate::cache::{BlockCache, ReadError};
+use crate::cache_tier::CachePeers;
 use crate::meta::{DynMeta, MetaError};
 use crate::metrics::metrics;
 use bytes::Bytes;
@@ -47,6 +49,9 @@ pub enum IndexError {
 pub struct Index {
     meta: DynMeta,
     cache: Arc<BlockCache>,
+    /// Cache replicas for point reads (role `index` with SKYVAULT_CACHE_PEERS);
+    /// `None` reads through `cache` in-process (standalone, or no peers).
+    peers: Option<Arc<CachePeers>>,
     manifest: RwLock<Arc<Manifest>>,
     applied: watch::Sender<u64>,
 }
@@ -59,9 +64,21 @@ impl Index {
         cache: Arc<BlockCache>,
         config: IndexConfig,
     ) -> Result<(Arc<Index>, tokio::task::JoinHandle<()>), MetaError> {
+        Self::start_with_peers(meta, cache, None, config).await
+    }
+
+    /// As [`Index::start`], resolving point reads through cache replicas
+    /// (`cache` remains the fallback and serves scans).
+    pub async fn start_with_peers(
+        meta: DynMeta,
+        cache: Arc<BlockCache>,
+        peers: Option<Arc<CachePeers>>,
+        config: IndexConfig,
+    ) -> Result<(Arc<Index>, tokio::task::JoinHandle<()>), MetaError> {
         let index = Arc::new(Index {
             meta,
             cache,
+            peers: peers.filter(|p| !p.is_empty()),
             manifest: RwLock::new(Arc::new(Manifest::default())),
             applied: watch::channel(0).0,
         });
@@ -114,6 +131,9 @@ impl Index {
     /// Point reads; absent keys (never written or deleted) are `None`.
     pub async fn get_many(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>, IndexError> {
         let manifest = self.manifest();
+        if let Some(peers) = &self.peers {
+            return Ok(peers.get_many(&self.cache, &manifest, keys).await?);
+        }
         let reads = keys
             .iter()
             .map(|key| lookup::get(&self.cache, &manifest, key));

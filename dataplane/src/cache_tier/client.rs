@@ -1,0 +1,251 @@
+//! The index's side of the cache tier. A point read groups, for each key, the
+//! files whose key range holds it by owning replica and sends one RPC per
+//! replica carrying every (object, keys) pair it owns. The answer for a key is
+//! then taken from the newest file that holds it, exactly as the local lookup
+//! does, so the result cannot depend on which replica answered what.
+//!
+//! A replica that fails (down, slow, malformed reply) costs latency, never a
+//! read: its share is looked up through the index's own [`BlockCache`] and
+//! counted in `skyvault_cache_fallbacks_total{peer}`. After a failure the
+//! replica is skipped for [`RETRY_AFTER`] so a dead one does not add its
+//! timeout to every read.
+
+use super::ring::Ring;
+use crate::api::proto::cache::v1::{
+    GetRequest, GetResponse, ObjectKeys, cache_service_client::CacheServiceClient,
+    key_result::Outcome,
+};
+use crate::cache::{BlockCache, ReadError};
+use crate::config::MAX_GRPC_MESSAGE_BYTES;
+use crate::index::{FileAnswer, Manifest, probe};
+use crate::metrics::metrics;
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tonic::transport::{Channel, Endpoint};
+
+/// How long a failed replica is bypassed before it is tried again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("cache peer {peer:?} is not a valid HOST:PORT: {source}")]
+    BadAddress {
+        peer: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("cache peer list contains {peer:?} twice")]
+    Duplicate { peer: String },
+}
+
+/// Why one replica's RPC was not used.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("bypassed after a recent failure")]
+    Bypassed,
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Status(#[from] tonic::Status),
+    #[error("malformed reply: {0}")]
+    Malformed(&'static str),
+}
+
+struct Peer {
+    name: String,
+    client: CacheServiceClient<Channel>,
+    bypass_until: Mutex<Option<Instant>>,
+}
+
+pub struct CachePeers {
+    ring: Ring,
+    peers: Vec<Peer>,
+    timeout: Duration,
+}
+
+/// Files (positions in the manifest) → keys (positions in the request).
+type Plan = BTreeMap<usize, Vec<usize>>;
+/// What file `.0.0` says about key `.0.1` (positions as in [`Plan`]).
+type Answers = Vec<((usize, usize), FileAnswer)>;
+
+impl CachePeers {
+    /// Channels connect lazily (and reconnect by themselves), so replicas may
+    /// start after the index.
+    pub fn new(addrs: &[String], timeout: Duration) -> Result<CachePeers, PeerError> {
+        let mut peers: Vec<Peer> = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            if peers.iter().any(|p| &p.name == addr) {
+                return Err(PeerError::Duplicate { peer: addr.clone() });
+            }
+            let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                .map_err(|source| PeerError::BadAddress {
+                    peer: addr.clone(),
+                    source,
+                })?
+                .connect_timeout(timeout)
+                .timeout(timeout)
+                .tcp_nodelay(true);
+            let client = CacheServiceClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+            peers.push(Peer {
+                name: addr.clone(),
+                client,
+                bypass_until: Mutex::new(None),
+            });
+        }
+        Ok(CachePeers {
+            ring: Ring::new(addrs),
+            peers,
+            timeout,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Point reads through the replicas; same contract as the local lookup.
+    pub async fn get_many(
+        &self,
+        local: &BlockCache,
+        manifest: &Manifest,
+        keys: &[Bytes],
+    ) -> Result<Vec<Option<Bytes>>, Arc<ReadError>> {
+        // Every candidate file per key (newest first), so the newest hit can
+        // be picked here once all answers are in.
+        let candidates: Vec<Vec<usize>> = keys
+            .iter()
+            .map(|key| {
+                (0..manifest.files.len())
+                    .filter(|&f| manifest.files[f].may_contain(key))
+                    .collect()
+            })
+            .collect();
+        let mut plans: Vec<Plan> = vec![Plan::new(); self.peers.len()];
+        for (k, files) in candidates.iter().enumerate() {
+            for &f in files {
+                let owner = self
+                    .ring
+                    .owner(&manifest.files[f].object)
+                    .expect("CachePeers is never empty");
+                plans[owner].entry(f).or_default().push(k);
+            }
+        }
+        let calls = plans
+            .iter()
+            .enumerate()
+            .filter(|(_, plan)| !plan.is_empty())
+            .map(|(p, plan)| self.resolve(p, plan, local, manifest, keys));
+        let mut answers: HashMap<(usize, usize), FileAnswer> = HashMap::new();
+        for part in futures::future::try_join_all(calls).await? {
+            answers.extend(part);
+        }
+        Ok(candidates
+            .iter()
+            .enumerate()
+            .map(|(k, files)| {
+                files
+                    .iter()
+                    .filter_map(|&f| answers.remove(&(f, k)))
+                    .find(|a| *a != FileAnswer::NotInFile)
+                    .and_then(FileAnswer::into_value)
+            })
+            .collect())
+    }
+
+    /// One replica's share: its RPC, or the local lookup if that fails.
+    async fn resolve(
+        &self,
+        p: usize,
+        plan: &Plan,
+        local: &BlockCache,
+        manifest: &Manifest,
+        keys: &[Bytes],
+    ) -> Result<Answers, Arc<ReadError>> {
+        let peer = &self.peers[p];
+        match self.call(peer, plan, manifest, keys).await {
+            Ok(answers) => return Ok(answers),
+            Err(e) => {
+                if !matches!(e, CallError::Bypassed) {
+                    tracing::warn!(peer = %peer.name, error = %e, "cache peer failed; reading its files locally");
+                    *peer.bypass_until.lock().expect("peer lock") =
+                        Some(Instant::now() + RETRY_AFTER);
+                }
+                metrics()
+                    .cache_fallbacks
+                    .with_label_values(&[peer.name.as_str()])
+                    .inc();
+            }
+        }
+        let lookups = plan.iter().flat_map(|(&f, ks)| {
+            ks.iter().map(move |&k| async move {
+                let answer = probe(local, &manifest.files[f].object, &keys[k]).await?;
+                Ok::<_, Arc<ReadError>>(((f, k), answer))
+            })
+        });
+        futures::future::try_join_all(lookups).await
+    }
+
+    async fn call(
+        &self,
+        peer: &Peer,
+        plan: &Plan,
+        manifest: &Manifest,
+        keys: &[Bytes],
+    ) -> Result<Answers, CallError> {
+        let bypass = *peer.bypass_until.lock().expect("peer lock");
+        if bypass.is_some_and(|until| Instant::now() < until) {
+            return Err(CallError::Bypassed);
+        }
+        let request = GetRequest {
+            objects: plan
+                .iter()
+                .map(|(&f, ks)| ObjectKeys {
+                    object: manifest.files[f].object.to_string(),
+                    keys: ks.iter().map(|&k| keys[k].clone()).collect(),
+                })
+                .collect(),
+        };
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(self.timeout);
+        let mut client = peer.client.clone();
+        let reply = tokio::time::timeout(self.timeout, client.get(request))
+            .await
+            .map_err(|_| CallError::Timeout(self.timeout))??
+            .into_inner();
+        unpack(plan, reply)
+    }
+}
+
+/// Pairs the reply with the plan, refusing any shape mismatch (a reply that
+/// is not exactly one result per requested key cannot be trusted at all).
+fn unpack(plan: &Plan, reply: GetResponse) -> Result<Answers, CallError> {
+    if reply.objects.len() != plan.len() {
+        return Err(CallError::Malformed(
+            "object count differs from the request",
+        ));
+    }
+    let mut answers = Vec::new();
+    for ((&f, ks), results) in plan.iter().zip(reply.objects) {
+        if results.results.len() != ks.len() {
+            return Err(CallError::Malformed("key count differs from the request"));
+        }
+        for (&k, result) in ks.iter().zip(results.results) {
+            let answer = match result.outcome {
+                Some(Outcome::Value(v)) => FileAnswer::Value(v),
+                Some(Outcome::Tombstone(_)) => FileAnswer::Tombstone,
+                Some(Outcome::NotInFile(_)) => FileAnswer::NotInFile,
+                None => return Err(CallError::Malformed("a key result has no outcome")),
+            };
+            answers.push(((f, k), answer));
+        }
+    }
+    Ok(answers)
+}
