@@ -17,3 +17,6 @@ pub use client::{CachePeers, PeerError};
 pub use ring::Ring;
 pub use role::{CacheArgs, CacheRoleConfig};
 pub use service::CacheApi;
+
+#[cfg(test)]
+mod tests;
