@@ -204,14 +204,27 @@ impl CachePeers {
         if bypass.is_some_and(|until| Instant::now() < until) {
             return Err(CallError::Bypassed);
         }
+        // Only the keys this replica needs, each once; positions renumbered.
+        let mut wire_keys = Vec::new();
+        let mut position: HashMap<usize, u32> = HashMap::new();
+        let objects = plan
+            .iter()
+            .map(|(&f, ks)| ObjectKeys {
+                object: manifest.files[f].object.to_string(),
+                key_indexes: ks
+                    .iter()
+                    .map(|&k| {
+                        *position.entry(k).or_insert_with(|| {
+                            wire_keys.push(keys[k].clone());
+                            (wire_keys.len() - 1) as u32
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
         let request = GetRequest {
-            objects: plan
-                .iter()
-                .map(|(&f, ks)| ObjectKeys {
-                    object: manifest.files[f].object.to_string(),
-                    keys: ks.iter().map(|&k| keys[k].clone()).collect(),
-                })
-                .collect(),
+            keys: wire_keys,
+            objects,
         };
         let mut request = tonic::Request::new(request);
         request.set_timeout(self.timeout);

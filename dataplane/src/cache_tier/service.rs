@@ -32,24 +32,39 @@ impl CacheApi {
     }
 
     async fn lookup(&self, req: GetRequest) -> Result<GetResponse, Status> {
-        let total: usize = req.objects.iter().map(|o| o.keys.len()).sum();
+        let total: usize = req.objects.iter().map(|o| o.key_indexes.len()).sum();
         if total > MAX_LOOKUPS_PER_REQUEST {
             return Err(Status::invalid_argument(format!(
-                "objects[].keys: {total} lookups in one request; the limit is {MAX_LOOKUPS_PER_REQUEST}"
+                "objects[].key_indexes: {total} lookups in one request; the limit is {MAX_LOOKUPS_PER_REQUEST}"
             )));
         }
-        if let Some(i) = req.objects.iter().position(|o| o.object.is_empty()) {
-            return Err(Status::invalid_argument(format!(
-                "objects[{i}].object is empty"
-            )));
+        for (i, o) in req.objects.iter().enumerate() {
+            if o.object.is_empty() {
+                return Err(Status::invalid_argument(format!(
+                    "objects[{i}].object is empty"
+                )));
+            }
+            if let Some(k) = o
+                .key_indexes
+                .iter()
+                .find(|&&k| k as usize >= req.keys.len())
+            {
+                return Err(Status::invalid_argument(format!(
+                    "objects[{i}].key_indexes: {k} is out of range ({} keys)",
+                    req.keys.len()
+                )));
+            }
         }
+        let keys = &req.keys;
         let pairs: Vec<(usize, Arc<str>, bytes::Bytes)> = req
             .objects
             .iter()
             .enumerate()
             .flat_map(|(i, o)| {
                 let object: Arc<str> = Arc::from(o.object.as_str());
-                o.keys.iter().map(move |k| (i, object.clone(), k.clone()))
+                o.key_indexes
+                    .iter()
+                    .map(move |&k| (i, object.clone(), keys[k as usize].clone()))
             })
             .collect();
         let answers: Vec<(usize, FileAnswer)> = futures::stream::iter(pairs)
@@ -66,7 +81,7 @@ impl CacheApi {
             .objects
             .iter()
             .map(|o| ObjectResults {
-                results: Vec::with_capacity(o.keys.len()),
+                results: Vec::with_capacity(o.key_indexes.len()),
             })
             .collect();
         let served = &metrics().cache_service_lookups;

@@ -141,3 +141,40 @@ async fn rejects_bad_and_duplicate_peers() {
     assert!(CachePeers::new(&[a.clone(), a], Duration::from_secs(1)).is_err());
     assert!(CachePeers::new(&["bad host:1".into()], Duration::from_secs(1)).is_err());
 }
+
+#[tokio::test]
+async fn service_rejects_bad_requests_precisely() {
+    use crate::api::proto::cache::v1::{
+        GetRequest, ObjectKeys, cache_service_server::CacheService,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let api = CacheApi::new(Arc::new(BlockCache::new(store, &CacheConfig::default())));
+    let get = |objects: Vec<ObjectKeys>| {
+        let request = tonic::Request::new(GetRequest {
+            keys: vec![Bytes::from_static(b"k")],
+            objects,
+        });
+        async { api.get(request).await.unwrap_err() }
+    };
+    let err = get(vec![ObjectKeys {
+        object: "wal/1.sst".into(),
+        key_indexes: vec![0, 1],
+    }])
+    .await;
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("objects[0].key_indexes"), "{err:?}");
+    let err = get(vec![ObjectKeys {
+        object: String::new(),
+        key_indexes: vec![0],
+    }])
+    .await;
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    // A file the store does not have is an error, never "not in this file".
+    let err = get(vec![ObjectKeys {
+        object: "wal/missing.sst".into(),
+        key_indexes: vec![0],
+    }])
+    .await;
+    assert_ne!(err.code(), tonic::Code::Ok);
+}
