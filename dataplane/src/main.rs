@@ -471,7 +471,7 @@ async fn main() {
             .await
         }
     };
-    if let Err(e) = result.context("skyvault") {
+    if let Err(e) = result {
         eprintln!("error: {:#}", e);
         std::process::exit(1);
     }
