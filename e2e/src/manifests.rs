@@ -173,3 +173,60 @@ pub fn api_message(e: kube::Error) -> anyhow::Error {
         other => other.into(),
     }
 }
+
+/// Deletes the cluster-scoped objects among some documents (ClusterRoles,
+/// ClusterRoleBindings) when dropped. Only used on an existing cluster: a
+/// local control plane is thrown away whole.
+#[derive(Debug, Default)]
+pub struct ClusterScopedCleanup {
+    objects: Vec<(String, String, String)>,
+}
+
+impl ClusterScopedCleanup {
+    pub fn for_documents(docs: &[serde_json::Value], enabled: bool) -> Self {
+        if !enabled {
+            return Self::default();
+        }
+        let objects = docs
+            .iter()
+            .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "ClusterRoleBinding")
+            .filter_map(|d| {
+                Some((
+                    d["apiVersion"].as_str()?.to_owned(),
+                    d["kind"].as_str()?.to_owned(),
+                    d["metadata"]["name"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        Self { objects }
+    }
+}
+
+impl Drop for ClusterScopedCleanup {
+    fn drop(&mut self) {
+        if self.objects.is_empty() || std::env::var("SKYVAULT_E2E_KEEP").as_deref() == Ok("1") {
+            return;
+        }
+        let objects = std::mem::take(&mut self.objects);
+        // Drop cannot be async, and may run inside a runtime: use a thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let client = kube::Client::try_from(kube::Config::infer().await?)?;
+                for (api_version, kind, name) in objects {
+                    let (group, version) =
+                        api_version.rsplit_once('/').unwrap_or(("", &api_version));
+                    let ar = kube::core::ApiResource::from_gvk(&GroupVersionKind::gvk(
+                        group, version, &kind,
+                    ));
+                    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+                    let _ = api.delete(&name, &kube::api::DeleteParams::default()).await;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .join();
+    }
+}

@@ -9,12 +9,14 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
 use crate::cluster::{TestCluster, TestNamespace};
-use crate::manifests::{FIELD_MANAGER, apply_manifests, install_crds, read_yaml_file, repo_crds};
+use crate::manifests::{
+    ClusterScopedCleanup, FIELD_MANAGER, apply_manifests, install_crds, read_yaml_file, repo_crds,
+};
 use crate::operator::{Operator, OperatorOptions};
 use crate::process::random_hex;
 use crate::tools::repo_root;
@@ -66,7 +68,7 @@ pub struct OperatorEnv {
     pub rendered: Vec<Value>,
     /// Kubeconfig of the chart's ServiceAccount.
     pub operator_kubeconfig: PathBuf,
-    cluster_scoped: Vec<(String, String)>,
+    _cluster_scoped: ClusterScopedCleanup,
     operators: Vec<Operator>,
 }
 
@@ -108,19 +110,7 @@ impl OperatorEnv {
             bail!("the chart rendered no (Cluster)Role");
         }
         apply_manifests(&client, &rbac, ns.name()).await?;
-        let cluster_scoped = rbac
-            .iter()
-            .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "ClusterRoleBinding")
-            .map(|d| {
-                (
-                    d["kind"].as_str().unwrap_or_default().to_owned(),
-                    d["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                )
-            })
-            .collect();
+        let cluster_scoped = ClusterScopedCleanup::for_documents(&rbac, !cluster.is_local());
         let sa = rbac
             .iter()
             .find(|d| d["kind"] == "ServiceAccount")
@@ -136,7 +126,7 @@ impl OperatorEnv {
             release,
             rendered,
             operator_kubeconfig,
-            cluster_scoped,
+            _cluster_scoped: cluster_scoped,
             operators: Vec::new(),
         };
         env.create_example_secrets().await?;
@@ -348,32 +338,8 @@ impl Drop for OperatorEnv {
         if std::thread::panicking() {
             eprintln!("{}", self.operator_logs());
         }
-        // Stop operators before anything else goes away.
+        // Stop operators before their RBAC goes away (field drop order).
         self.operators.clear();
-        if self.cluster.is_local() || self.cluster_scoped.is_empty() {
-            return;
-        }
-        // On an existing cluster remove the cluster-scoped RBAC we created.
-        let objs = std::mem::take(&mut self.cluster_scoped);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let client = kube::Client::try_from(kube::Config::infer().await?)?;
-                for (kind, name) in objs {
-                    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
-                        "rbac.authorization.k8s.io",
-                        "v1",
-                        &kind,
-                    ));
-                    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-                    let _ = api.delete(&name, &DeleteParams::default()).await;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .join();
     }
 }
 

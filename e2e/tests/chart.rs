@@ -10,14 +10,14 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
-use skyvault_e2e::manifests::{apply_manifests, install_crds, repo_crds};
+use skyvault_e2e::manifests::{ClusterScopedCleanup, apply_manifests, install_crds, repo_crds};
 use skyvault_e2e::operator_env::{OperatorEnv, chart_dir};
 use skyvault_e2e::process::random_hex;
 use skyvault_e2e::{TestCluster, TestNamespace, helm, wait_for};
 
 /// Renders the chart with `set` and applies everything but the CRD (installed
 /// from crds/) and the ServiceMonitor (its CRD is not in a bare cluster).
-async fn apply_rendered(set: &[&str]) -> Result<(Vec<Value>, TestNamespace)> {
+async fn apply_rendered(set: &[&str]) -> Result<(Vec<Value>, TestNamespace, ClusterScopedCleanup)> {
     let cluster = TestCluster::shared().await?;
     let client = cluster.admin_client().await?;
     install_crds(&client, &repo_crds()?).await?;
@@ -41,6 +41,7 @@ async fn apply_rendered(set: &[&str]) -> Result<(Vec<Value>, TestNamespace)> {
         .cloned()
         .collect();
     ensure!(!objects.is_empty(), "the chart rendered nothing");
+    let cleanup = ClusterScopedCleanup::for_documents(&objects, !cluster.is_local());
     apply_manifests(&client, &objects, ns.name()).await?;
 
     // The Deployment is stored as rendered (no controllers run here).
@@ -51,12 +52,12 @@ async fn apply_rendered(set: &[&str]) -> Result<(Vec<Value>, TestNamespace)> {
         "want one operator Deployment, got {}",
         list.len()
     );
-    Ok((docs, ns))
+    Ok((docs, ns, cleanup))
 }
 
 #[tokio::test]
 async fn chart_with_default_values_is_accepted_by_the_api_server() -> Result<()> {
-    let (docs, _) = apply_rendered(&[]).await?;
+    let (docs, _ns, _cleanup) = apply_rendered(&[]).await?;
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     for want in [
         "ServiceAccount",
@@ -77,7 +78,7 @@ async fn chart_with_default_values_is_accepted_by_the_api_server() -> Result<()>
 
 #[tokio::test]
 async fn chart_with_non_default_values_is_accepted_by_the_api_server() -> Result<()> {
-    let (docs, ns) = apply_rendered(&[
+    let (docs, ns, _cleanup) = apply_rendered(&[
         "replicaCount=2",
         "watchNamespace={namespace}",
         "logFormat=text",
