@@ -8,6 +8,14 @@ default:
 test *ARGS:
     bash e2e/run-tests.sh {{ARGS}}
 
+# Kubernetes end-to-end tests: real etcd + kube-apiserver (built from pinned Go modules on
+# first use, cached in ~/.cache/skyvault/tools) and the real operator. Against your own
+# cluster instead: SKYVAULT_E2E_USE_EXISTING_CLUSTER=1 KUBECONFIG=... just e2e
+e2e *ARGS:
+    bash e2e/controlplane/build.sh
+    cargo build -p skyvault-operator --bin skyvault-operator
+    cargo test -p skyvault-e2e --test controlplane --test crd --test chart --test operator {{ARGS}}
+
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all --check

@@ -22,6 +22,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "==> Helm charts (lint + render; builds helm from the Go module proxy once)"
 bash charts/scripts/test-charts.sh
 
+echo "==> Kubernetes control plane for the e2e tests (etcd, kube-apiserver, kube-controller-manager,"
+echo "    helm from pinned Go modules; built once, cached in \${SKYVAULT_TOOLS_DIR:-~/.cache/skyvault/tools})"
+bash e2e/controlplane/build.sh
+
 echo "==> tests"
 # The end-to-end tests start these binaries as real processes. Built one
 # package at a time, exactly as the harness would, so its own check is a no-op
