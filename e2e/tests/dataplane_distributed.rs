@@ -1,4 +1,4 @@
-//! Every role as its own OS process (`skyvault batcher`, `skyvault index`)
+//! Every role as its own OS process (`skyvault batcher`, `index`, `cache`)
 //! on a real PostgreSQL and a real S3 server (moto), all on loopback.
 //!
 //! Needs the binary: `cargo build -p skyvault --bin skyvault` first (see
@@ -65,9 +65,14 @@ impl Deps {
     }
 
     fn spawn(&self, role: &str, name: &str) -> RoleProcess {
+        self.spawn_with(role, name, &[])
+    }
+
+    fn spawn_with(&self, role: &str, name: &str, env: &[(&str, &str)]) -> RoleProcess {
         let grpc = format!("127.0.0.1:{}", free_port().unwrap());
         let http = format!("127.0.0.1:{}", free_port().unwrap());
         let mut cmd = self.command(&[role]);
+        cmd.envs(env.iter().copied());
         cmd.env("SKYVAULT_GRPC_ADDR", &grpc)
             .env("SKYVAULT_HTTP_ADDR", &http)
             .env("SKYVAULT_BATCH_MAX_AGE_MS", "2");
@@ -157,15 +162,22 @@ fn expect(model: &Model, got: &BTreeMap<String, Bytes>, context: &str) {
 async fn two_batchers_two_indexes_read_your_writes_and_survive_a_batcher_kill() {
     let deps = Deps::start();
     deps.migrate();
+    // The full shape: 3 cache replicas behind both indexes.
+    let caches: Vec<RoleProcess> = (0..3)
+        .map(|i| deps.spawn("cache", &format!("cache-{i}")))
+        .collect();
+    let peers: Vec<&str> = caches.iter().map(|c| c.grpc.as_str()).collect();
+    let peers = peers.join(",");
     let batchers = [
         deps.spawn("batcher", "batcher-0"),
         deps.spawn("batcher", "batcher-1"),
     ];
+    let with_caches = [("SKYVAULT_CACHE_PEERS", peers.as_str())];
     let indexes = [
-        deps.spawn("index", "index-0"),
-        deps.spawn("index", "index-1"),
+        deps.spawn_with("index", "index-0", &with_caches),
+        deps.spawn_with("index", "index-1", &with_caches),
     ];
-    for role in batchers.iter().chain(&indexes) {
+    for role in caches.iter().chain(&batchers).chain(&indexes) {
         role.ready().await;
     }
     let b = [batchers[0].channel().await, batchers[1].channel().await];
