@@ -213,6 +213,31 @@ impl OperatorEnv {
             .join("\n")
     }
 
+    /// Fails if any operator logged an authorization failure: the chart's
+    /// RBAC must cover every call the operator makes (including the ones
+    /// whose failure it only logs, such as publishing Events).
+    pub fn assert_no_rbac_denials(&self) -> Result<()> {
+        let mut denials = Vec::new();
+        for op in &self.operators {
+            let path = op.process().log_path();
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read {}", path.display()))?;
+            denials.extend(
+                text.lines()
+                    .filter(|l| {
+                        let l = l.to_ascii_lowercase();
+                        l.contains("forbidden") || l.contains(" 403")
+                    })
+                    .take(5)
+                    .map(|l| format!("{}: {l}", op.identity())),
+            );
+        }
+        if !denials.is_empty() {
+            bail!("the operator was denied by RBAC:\n{}", denials.join("\n"));
+        }
+        Ok(())
+    }
+
     pub fn skyvaults(&self) -> Api<DynamicObject> {
         Api::namespaced_with(self.client.clone(), self.namespace(), &skyvault_resource())
     }

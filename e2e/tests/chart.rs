@@ -156,5 +156,6 @@ async fn operator_works_with_the_namespaced_role_variant() -> Result<()> {
     )
     .await
     .with_context(|| env.operator_logs())?;
+    env.assert_no_rbac_denials()?;
     Ok(())
 }

@@ -434,6 +434,7 @@ async fn example_creates_owned_children_and_printer_columns() -> Result<()> {
         cols.get("Ready").map(String::as_str) == Some("True"),
         "columns {cols:?}"
     );
+    env.assert_no_rbac_denials()?;
     Ok(())
 }
 
@@ -532,6 +533,7 @@ async fn spec_changes_scale_remove_children_and_roll_config() -> Result<()> {
         Ok(())
     })
     .await?;
+    env.assert_no_rbac_denials()?;
     Ok(())
 }
 
@@ -625,6 +627,7 @@ async fn status_follows_statefulsets_and_generation() -> Result<()> {
         s.metadata.generation == Some(new_gen),
         "status writes changed the generation"
     );
+    env.assert_no_rbac_denials()?;
     Ok(())
 }
 
@@ -744,6 +747,7 @@ async fn scheduled_compaction_jobs_forbid_overlap_and_bound_history() -> Result<
     })
     .await
     .with_context(|| env.operator_logs())?;
+    env.assert_no_rbac_denials()?;
     Ok(())
 }
 
@@ -851,6 +855,16 @@ async fn manual_triggers_run_jobs_and_results_reach_status() -> Result<()> {
     .with_context(|| env.operator_logs())?;
     env.finish_job(&job2, true).await?;
     wait_condition(&env, "trig", "Degraded", "False", None).await?;
+    // `kubectl get sv` shows when the last compaction succeeded.
+    wait_for("the Last Compaction column", T, || async {
+        let cols = printed_columns(&env, "trig").await?;
+        ensure!(
+            cols.get("Last Compaction").is_some_and(|c| !c.is_empty()),
+            "columns {cols:?}"
+        );
+        Ok(())
+    })
+    .await?;
 
     // Failed-history limit 1 and successful-history limit 1: a third failed run
     // replaces the first failed one.
@@ -907,6 +921,7 @@ async fn manual_triggers_run_jobs_and_results_reach_status() -> Result<()> {
         "purge command {:?}",
         job_args(&purge)
     );
+    env.assert_no_rbac_denials()?;
     Ok(())
 }
 
@@ -967,6 +982,7 @@ async fn invalid_specs_degrade_with_warning_events() -> Result<()> {
     env.apply_skyvault(&bad_cron).await?;
     wait_condition(&env, "badcron", "Degraded", "False", None).await?;
     wait_statefulset(&env, "badcron-batcher", "created after the fix", |_| Ok(())).await?;
+    env.assert_no_rbac_denials()?;
     Ok(())
 }
 
@@ -1065,6 +1081,7 @@ async fn leader_election_only_leader_reconciles_and_hands_over() -> Result<()> {
             == 1.0,
         "the new leader's gauge is not 1"
     );
+    env.assert_no_rbac_denials()?;
     Ok(())
 }
 
@@ -1147,5 +1164,51 @@ async fn deleting_the_skyvault_garbage_collects_children() -> Result<()> {
         },
     )
     .await?;
+    env.assert_no_rbac_denials()?;
+    Ok(())
+}
+
+/// docs/operations.md: `Degraded=True CompactionFailed` "clears when a later
+/// one succeeds" — not when a retry merely starts.
+#[tokio::test]
+async fn failed_compaction_stays_degraded_until_a_later_run_succeeds() -> Result<()> {
+    let mut env = OperatorEnv::new("op-degraded").await?;
+    env.start_operator("op-a", true).await?;
+    env.apply_skyvault(&small_skyvault("deg")).await?;
+    let trigger = |value: &'static str| json!({"metadata": {"annotations": {"skyvault.io/trigger-compaction": value}}});
+    let running_job = || async {
+        jobs_of_kind(&env, "compact")
+            .await?
+            .into_iter()
+            .find(|j| !job_finished(j))
+            .and_then(|j| j.metadata.name)
+            .context("no running Job yet")
+    };
+    env.merge_patch_skyvault("deg", trigger("a")).await?;
+    let first = wait_for("the first triggered Job", T, running_job).await?;
+    env.finish_job(&first, false).await?;
+    wait_condition(&env, "deg", "Degraded", "True", Some("CompactionFailed")).await?;
+
+    env.merge_patch_skyvault("deg", trigger("b")).await?;
+    let retry = wait_for("the retry Job", T, running_job).await?;
+    wait_for("the operator to record the retry", T, || async {
+        let s = env.get_skyvault("deg").await?;
+        let c = &s.data["status"]["compaction"];
+        ensure!(
+            c["handledTrigger"] == "b" && c["lastRun"]["jobName"] == retry.as_str(),
+            "{c}"
+        );
+        Ok(())
+    })
+    .await?;
+    let s = env.get_skyvault("deg").await?;
+    ensure!(
+        condition(&s, "Degraded").is_some_and(|c| c.0 == "True" && c.1 == "CompactionFailed"),
+        "Degraded cleared while the retry is still running: {:?}",
+        condition(&s, "Degraded")
+    );
+    env.finish_job(&retry, true).await?;
+    wait_condition(&env, "deg", "Degraded", "False", None).await?;
+    env.assert_no_rbac_denials()?;
     Ok(())
 }
