@@ -373,3 +373,55 @@ async fn postgres_outage_fails_writes_promptly_and_recovers() {
     batcher.process.ensure_running().unwrap();
     index.process.ensure_running().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_store_outage_fails_writes_promptly_and_recovers() {
+    let mut deps = Deps::start();
+    let batcher = deps.spawn("batcher", "batcher");
+    let index = deps.spawn("index", "index");
+    batcher.ready().await;
+    index.ready().await;
+    let mut b = BatcherServiceClient::new(batcher.channel().await);
+    let mut ix = IndexServiceClient::new(index.channel().await);
+    let seq = write(&mut b, vec![put("before", "outage")]).await.unwrap();
+    // Read once so the index holds the file's metadata and block in memory.
+    let got = read(&mut ix, vec!["before".into()], seq).await.unwrap();
+    assert_eq!(got.get("before").map(|v| v.as_ref()), Some(&b"outage"[..]));
+
+    deps.s3.stop();
+    let started = Instant::now();
+    let err = write(&mut b, vec![put("during", "outage")])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        started.elapsed() < RPC_TIMEOUT - Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Cached data keeps being served while the store is down.
+    let got = read(&mut ix, vec!["before".into()], seq).await.unwrap();
+    assert_eq!(got.get("before").map(|v| v.as_ref()), Some(&b"outage"[..]));
+
+    // moto keeps objects in memory, so the restarted store is empty; what
+    // must resume by itself is new writes and reads of them.
+    deps.s3.restart().unwrap();
+    let (b2, ix2) = (b.clone(), ix.clone());
+    wait_for(
+        "writes and reads after the store returns",
+        Duration::from_secs(60),
+        move || {
+            let (mut b, mut ix) = (b2.clone(), ix2.clone());
+            async move {
+                let seq = write(&mut b, vec![put("after", "outage")]).await?;
+                let got = read(&mut ix, vec!["after".into()], seq).await?;
+                anyhow::ensure!(got.get("after").map(|v| v.as_ref()) == Some(&b"outage"[..]));
+                Ok(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    batcher.process.ensure_running().unwrap();
+    index.process.ensure_running().unwrap();
+}

@@ -111,6 +111,22 @@ impl S3Server {
             p.stop(Duration::from_secs(10));
         }
     }
+
+    /// Starts a stopped server again on the same port with the same (now
+    /// empty: moto keeps objects in memory) bucket.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        let home = std::env::var("HOME").unwrap_or_default();
+        let shims = format!("{home}/.pyenv/shims");
+        let bin = find_binary("moto_server", &[&shims], INSTALL_MOTO)?;
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &self.port.to_string()]);
+        let log = self._dir.path().join("moto-restarted.log");
+        let process = ManagedProcess::spawn("moto_server", cmd, &log)?;
+        wait_ready(&process, self.port, Duration::from_secs(30))?;
+        self.process = Some(process);
+        self.create_bucket(&self.bucket.clone())
+    }
 }
 
 fn wait_ready(process: &ManagedProcess, port: u16, timeout: Duration) -> Result<()> {
