@@ -15,6 +15,17 @@ if ! cargo nextest --version 2>/dev/null | grep -q "$NEXTEST_VERSION"; then
         --no-default-features --features default-no-update
 fi
 
+# Real services the data-plane tests start on loopback: PostgreSQL (Debian's
+# binaries) and an S3 server (moto). Installed here when missing.
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "==> installing PostgreSQL (Debian package)"
+    apt-get update -qq && apt-get install -y -qq postgresql
+fi
+if ! command -v moto_server >/dev/null; then
+    echo "==> installing moto_server (PyPI)"
+    python3 -m pip install --quiet 'moto[server]'
+fi
+
 echo "==> formatting and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
