@@ -202,6 +202,21 @@ fn job_health(input: &ConditionInput) -> (bool, &'static str, String) {
     if let Some(run) = failed(input.last_purge) {
         return (true, reason::PURGE_FAILED, describe(&run));
     }
+    // A retry that is still running has not fixed anything yet: keep the
+    // failure reported until a later run succeeds.
+    let running = |run: Option<&JobRun>| run.is_some_and(|r| r.result == JobResult::Running);
+    for (run, why) in [
+        (input.last_compaction, reason::COMPACTION_FAILED),
+        (input.last_purge, reason::PURGE_FAILED),
+    ] {
+        let carried = input
+            .previous
+            .iter()
+            .find(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == why);
+        if let (true, Some(previous)) = (running(run), carried) {
+            return (true, why, previous.message.clone());
+        }
+    }
     (false, reason::AS_EXPECTED, "no failures".into())
 }
 

@@ -199,6 +199,47 @@ fn failed_maintenance_job_degrades_but_keeps_ready() {
 }
 
 #[test]
+fn a_running_retry_keeps_the_failure_until_a_run_succeeds() {
+    let roles = [healthy(Role::Batcher, 1)];
+    let run = |result| JobRun {
+        job_name: "vault-compact-2".into(),
+        scheduled_time: None,
+        start_time: None,
+        completion_time: None,
+        result,
+        message: None,
+        manual: true,
+    };
+    let (running, succeeded) = (run(JobResult::Running), run(JobResult::Succeeded));
+    let mut i = input(&roles, None, &[]);
+    i.last_compaction = Some(&running);
+    assert_eq!(
+        find(&conditions(&i), DEGRADED).status,
+        "False",
+        "nothing failed before"
+    );
+
+    let failed = run(JobResult::Failed);
+    let mut f = input(&roles, None, &[]);
+    f.last_compaction = Some(&failed);
+    let failed_before = conditions(&f);
+    let mut i = input(&roles, None, &failed_before);
+    i.last_compaction = Some(&running);
+    let degraded = find(&conditions(&i), DEGRADED).clone();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", reason::COMPACTION_FAILED)
+    );
+    let mut i = input(&roles, None, &failed_before);
+    i.last_compaction = Some(&succeeded);
+    assert_eq!(
+        find(&conditions(&i), DEGRADED).status,
+        "False",
+        "a success clears it"
+    );
+}
+
+#[test]
 fn transition_time_moves_only_when_status_flips() {
     let roles = [healthy(Role::Batcher, 1)];
     let earlier = conditions(&ConditionInput {
