@@ -360,7 +360,7 @@ async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let stop = running.stopper();
     tokio::spawn(async move {
         shutdown_signal().await;
-        let _ = stop.send(true);
+        stop.stop();
     });
     running.wait().await
 }

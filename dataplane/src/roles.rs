@@ -19,11 +19,10 @@ use crate::config::{Limits, MAX_GRPC_MESSAGE_BYTES};
 use crate::index::{Index, IndexConfig};
 use crate::meta::{DynMeta, MetaError};
 use crate::objstore::{DynStore, StoreError};
-use crate::server::{self, Readiness};
+use crate::server::{self, Readiness, StopSignal};
 use anyhow::Context;
 use std::future::Future;
 use std::time::Duration;
-use tokio::sync::watch;
 use tonic::service::RoutesBuilder;
 
 /// A path no writer uses: probing it answers "is the store reachable".
@@ -114,20 +113,8 @@ pub async fn run(
     config: RoleConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (stop, stopped) = watch::channel(false);
-    let until_stopped = move || {
-        let mut rx = stopped.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        });
-    }
+    let stop = StopSignal::on(shutdown);
+    let until_stopped = || stop.stopped();
     let readiness = Readiness::default();
     let http = server::bind(&config.http_addr, "HTTP").await?;
     let http_addr = server::local_addr(&http);
@@ -182,7 +169,7 @@ pub async fn run(
     };
     tracing::info!(?role, %grpc_addr, %http_addr, store = %store.describe(), meta = %meta.describe(), "serving");
     let grpc_result = server::serve_grpc(grpc, routes, &[service], until_stopped()).await;
-    let _ = stop.send(true);
+    stop.stop();
     http_task.await.context("HTTP task panicked")??;
     grpc_result
 }

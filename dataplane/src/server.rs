@@ -13,6 +13,42 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tonic::service::RoutesBuilder;
 
+/// One stop signal that every listener of a process waits on: fired by the
+/// process's shutdown (SIGTERM), by a caller, or by a listener that failed.
+#[derive(Clone)]
+pub struct StopSignal(tokio::sync::watch::Sender<bool>);
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        StopSignal(tokio::sync::watch::channel(false).0)
+    }
+}
+
+impl StopSignal {
+    /// A signal that also fires when `shutdown` resolves.
+    pub fn on(shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        let signal = StopSignal::default();
+        let fire = signal.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            fire.stop();
+        });
+        signal
+    }
+
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Resolves once the signal has fired (at once if it already has).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
+
 /// Readiness shared between the roles and `/readyz`.
 #[derive(Clone, Default)]
 pub struct Readiness(Arc<AtomicBool>);

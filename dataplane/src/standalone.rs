@@ -13,13 +13,12 @@ use crate::index::{Index, IndexConfig};
 use crate::meta::{DynMeta, FileKind};
 use crate::objstore::{DynStore, LocalStore, MeteredStore};
 use crate::purge::{self, PurgeConfig};
-use crate::server::{self, Readiness};
+use crate::server::{self, Readiness, StopSignal};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tonic::service::RoutesBuilder;
 
 #[derive(Clone, Debug)]
@@ -123,13 +122,13 @@ fn default_store(dir: &Path) -> anyhow::Result<DynStore> {
 pub struct Running {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: StopSignal,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
+        self.stop.stop();
         self.task.await.context("server task panicked")?
     }
 
@@ -138,7 +137,7 @@ impl Running {
         self.task.await.context("server task panicked")?
     }
 
-    pub fn stopper(&self) -> watch::Sender<bool> {
+    pub fn stopper(&self) -> StopSignal {
         self.stop.clone()
     }
 }
@@ -167,13 +166,8 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         );
-    let (stop, stopped) = watch::channel(false);
-    let until_stopped = move || {
-        let mut rx = stopped.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    let stop = StopSignal::default();
+    let until_stopped = || stop.stopped();
     let services = ["batcher.v1.BatcherService", "index.v1.IndexService"];
     let grpc_task = {
         let shutdown = until_stopped();
@@ -187,7 +181,7 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
         let (g, h) = tokio::join!(
             async {
                 let r = grpc_task.await;
-                let _ = stop_on_failure.send(true);
+                stop_on_failure.stop();
                 r
             },
             http_task

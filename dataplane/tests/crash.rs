@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A server process; killed with SIGKILL when dropped.
 struct Process {
@@ -69,9 +69,10 @@ async fn acked_writes_survive_kill_9() {
     let server = spawn_standalone(dir.path());
     let channel = skyvault::cli::connect(&server.addr).await.unwrap();
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let progress = Arc::new(tokio::sync::Notify::new());
     let mut writers = Vec::new();
     for w in 0..8 {
-        let (channel, acked) = (channel.clone(), acked.clone());
+        let (channel, acked, progress) = (channel.clone(), acked.clone(), progress.clone());
         writers.push(tokio::spawn(async move {
             let mut client = BatcherServiceClient::new(channel);
             for i in 0.. {
@@ -80,19 +81,28 @@ async fn acked_writes_survive_kill_9() {
                     .collect();
                 let writes = pairs.iter().map(|(k, v)| common::put(k, v)).collect();
                 match client.batch_write(BatchWriteRequest { writes }).await {
-                    Ok(_) => acked.lock().unwrap().extend(pairs),
+                    Ok(_) => {
+                        acked.lock().unwrap().extend(pairs);
+                        progress.notify_waiters();
+                    }
                     Err(_) => return, // the server died under us: this batch was never acked
                 }
             }
         }));
     }
     // Kill while writes are certainly in flight: after enough acks, not after a pause.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.lock().unwrap().len() < 2_000 {
-        assert!(Instant::now() < deadline, "writes are not being acked");
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let enough_acks = async {
+        loop {
+            let acked_more = progress.notified();
+            if acked.lock().unwrap().len() >= 2_000 {
+                return;
+            }
+            acked_more.await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), enough_acks)
+        .await
+        .expect("writes are not being acked");
     kill9(server);
     for w in writers {
         w.await.unwrap();

@@ -6,11 +6,10 @@ use super::service::CacheApi;
 use crate::api::proto::cache::v1::cache_service_server::CacheServiceServer;
 use crate::cache::{BlockCache, CacheConfig};
 use crate::config::MAX_GRPC_MESSAGE_BYTES;
-use crate::server::{self, Readiness};
+use crate::server::{self, Readiness, StopSignal};
 use anyhow::Context;
 use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::watch;
 use tonic::service::RoutesBuilder;
 
 /// Flags of `skyvault cache` (env fallbacks are the operator's contract).
@@ -59,20 +58,8 @@ pub async fn run(
     config: CacheRoleConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (stop, stopped) = watch::channel(false);
-    let until_stopped = move || {
-        let mut rx = stopped.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        });
-    }
+    let stop = StopSignal::on(shutdown);
+    let until_stopped = || stop.stopped();
     let readiness = Readiness::default();
     let http = server::bind(&config.http_addr, "HTTP").await?;
     let http_addr = server::local_addr(&http);
@@ -97,7 +84,7 @@ pub async fn run(
     tracing::info!(role = "cache", %grpc_addr, %http_addr, store = %store.describe(), capacity_bytes = config.cache.capacity_bytes, "serving");
     let grpc_result =
         server::serve_grpc(grpc, routes, &["cache.v1.CacheService"], until_stopped()).await;
-    let _ = stop.send(true);
+    stop.stop();
     http_task.await.context("HTTP task panicked")??;
     grpc_result
 }

@@ -315,7 +315,7 @@ impl MetaStore for PostgresMeta {
         let done = sqlx::query(
             "INSERT INTO leases (name, holder, expires_at_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms \
-             WHERE leases.holder = excluded.holder OR leases.expires_at_ms < $4",
+             WHERE leases.holder = excluded.holder OR leases.expires_at_ms <= $4",
         )
         .bind(name)
         .bind(holder)

@@ -229,7 +229,7 @@ impl MetaStore for SqliteMeta {
         let done = sqlx::query(
             "INSERT INTO leases (name, holder, expires_at_ms) VALUES (?1, ?2, ?3) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms \
-             WHERE leases.holder = excluded.holder OR leases.expires_at_ms < ?4",
+             WHERE leases.holder = excluded.holder OR leases.expires_at_ms <= ?4",
         )
         .bind(name)
         .bind(holder)
@@ -358,8 +358,8 @@ mod tests {
                 .await
                 .unwrap()
         );
-        // b's lease expired at once: a dead holder does not block others.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // A lease expires at its deadline (inclusive), so b's zero-length
+        // lease is already over: a dead holder does not block others.
         assert!(meta.try_lease("compaction", "a", long).await.unwrap());
     }
 
