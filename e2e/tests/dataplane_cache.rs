@@ -11,11 +11,9 @@ use skyvault::api::proto::batcher::v1::{
     write_request::Operation,
 };
 use skyvault::api::proto::index::v1::{BatchGetRequest, index_service_client::IndexServiceClient};
-use skyvault_e2e::process::{ManagedProcess, free_port, http_get};
-use skyvault_e2e::services::{PostgresServer, S3Server, http_get_status, skyvault_binary};
+use skyvault_e2e::services::dataplane::{Deps, RoleProcess};
 use skyvault_e2e::wait_for;
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -27,103 +25,6 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 const KEYS: usize = 40;
 /// Batches written one at a time: each becomes its own file in the store.
 const BATCHES: usize = 30;
-
-struct RoleProcess {
-    process: ManagedProcess,
-    grpc: String,
-    http: String,
-}
-
-struct Deps {
-    pg: PostgresServer,
-    s3: S3Server,
-    dir: tempfile::TempDir,
-}
-
-impl Deps {
-    fn start() -> Deps {
-        let pg = PostgresServer::start().unwrap();
-        let s3 = S3Server::start().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        Deps { pg, s3, dir }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(skyvault_binary().unwrap());
-        cmd.args(args)
-            .env("SKYVAULT_METADATA_URL", self.pg.url())
-            .env("SKYVAULT_OBJECT_STORE_URL", self.s3.url("data"))
-            .env("RUST_LOG", "info");
-        for (k, v) in self.s3.env() {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    fn migrate(&self) {
-        let out = self.command(&["migrate"]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "skyvault migrate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn spawn(&self, role: &str, name: &str, env: &[(&str, &str)]) -> RoleProcess {
-        let grpc = format!("127.0.0.1:{}", free_port().unwrap());
-        let http = format!("127.0.0.1:{}", free_port().unwrap());
-        let mut cmd = self.command(&[role]);
-        cmd.env("SKYVAULT_GRPC_ADDR", &grpc)
-            .env("SKYVAULT_HTTP_ADDR", &http)
-            .env("SKYVAULT_BATCH_MAX_AGE_MS", "2");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let log = self.dir.path().join(format!("{name}.log"));
-        RoleProcess {
-            process: ManagedProcess::spawn(name, cmd, &log).unwrap(),
-            grpc,
-            http,
-        }
-    }
-}
-
-impl RoleProcess {
-    async fn ready(&self) {
-        wait_for(
-            &format!("{} /readyz", self.process.name()),
-            Duration::from_secs(60),
-            || async {
-                self.process.ensure_running()?;
-                match http_get_status(&self.http, "/readyz")? {
-                    200 => Ok(()),
-                    s => anyhow::bail!("HTTP {s}"),
-                }
-            },
-        )
-        .await
-        .unwrap();
-    }
-
-    async fn channel(&self) -> Channel {
-        skyvault::cli::connect(&self.grpc).await.unwrap()
-    }
-
-    /// Sum of every sample of `metric` whose labels contain `labels`
-    /// (e.g. `peer="127.0.0.1:1234"`; empty matches all).
-    async fn metric(&self, metric: &str, labels: &str) -> u64 {
-        let port = self.http.rsplit_once(':').unwrap().1.parse().unwrap();
-        let (code, body) = http_get(port, "/metrics").await.unwrap();
-        assert_eq!(code, 200, "{} /metrics", self.process.name());
-        body.lines()
-            .filter(|l| {
-                l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} "))
-            })
-            .filter(|l| l.contains(labels))
-            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap() as u64)
-            .sum()
-    }
-}
 
 fn key(i: usize) -> String {
     format!("key/{i:03}")

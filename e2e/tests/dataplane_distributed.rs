@@ -10,102 +10,16 @@ use skyvault::api::proto::batcher::v1::{
     write_request::Operation,
 };
 use skyvault::api::proto::index::v1::{BatchGetRequest, index_service_client::IndexServiceClient};
-use skyvault_e2e::process::{ManagedProcess, free_port};
-use skyvault_e2e::services::{PostgresServer, S3Server, http_get_status, skyvault_binary};
+use skyvault_e2e::services::dataplane::{Deps, RoleProcess};
+use skyvault_e2e::services::http_get_status;
 use skyvault_e2e::wait_for;
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
-
-struct RoleProcess {
-    process: ManagedProcess,
-    grpc: String,
-    http: String,
-}
-
-struct Deps {
-    pg: PostgresServer,
-    s3: S3Server,
-    dir: tempfile::TempDir,
-}
-
-impl Deps {
-    fn start() -> Deps {
-        let pg = PostgresServer::start().unwrap();
-        let s3 = S3Server::start().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        Deps { pg, s3, dir }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(skyvault_binary().unwrap());
-        cmd.args(args)
-            .env("SKYVAULT_METADATA_URL", self.pg.url())
-            .env("SKYVAULT_OBJECT_STORE_URL", self.s3.url("data"))
-            .env("RUST_LOG", "info");
-        for (k, v) in self.s3.env() {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    fn migrate(&self) {
-        let out = self.command(&["migrate"]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "skyvault migrate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("migrated"));
-    }
-
-    fn spawn(&self, role: &str, name: &str) -> RoleProcess {
-        self.spawn_with(role, name, &[])
-    }
-
-    fn spawn_with(&self, role: &str, name: &str, env: &[(&str, &str)]) -> RoleProcess {
-        let grpc = format!("127.0.0.1:{}", free_port().unwrap());
-        let http = format!("127.0.0.1:{}", free_port().unwrap());
-        let mut cmd = self.command(&[role]);
-        cmd.envs(env.iter().copied());
-        cmd.env("SKYVAULT_GRPC_ADDR", &grpc)
-            .env("SKYVAULT_HTTP_ADDR", &http)
-            .env("SKYVAULT_BATCH_MAX_AGE_MS", "2");
-        let log = self.dir.path().join(format!("{name}.log"));
-        RoleProcess {
-            process: ManagedProcess::spawn(name, cmd, &log).unwrap(),
-            grpc,
-            http,
-        }
-    }
-}
-
-impl RoleProcess {
-    async fn ready(&self) {
-        wait_for(
-            &format!("{} /readyz", self.process.name()),
-            Duration::from_secs(60),
-            || async {
-                self.process.ensure_running()?;
-                match http_get_status(&self.http, "/readyz")? {
-                    200 => Ok(()),
-                    s => anyhow::bail!("HTTP {s}"),
-                }
-            },
-        )
-        .await
-        .unwrap();
-    }
-
-    async fn channel(&self) -> Channel {
-        skyvault::cli::connect(&self.grpc).await.unwrap()
-    }
-}
 
 fn put(key: &str, value: &str) -> WriteRequest {
     WriteRequest {
@@ -164,18 +78,18 @@ async fn two_batchers_two_indexes_read_your_writes_and_survive_a_batcher_kill() 
     deps.migrate();
     // The full shape: 3 cache replicas behind both indexes.
     let caches: Vec<RoleProcess> = (0..3)
-        .map(|i| deps.spawn("cache", &format!("cache-{i}")))
+        .map(|i| deps.spawn("cache", &format!("cache-{i}"), &[]))
         .collect();
     let peers: Vec<&str> = caches.iter().map(|c| c.grpc.as_str()).collect();
     let peers = peers.join(",");
     let batchers = [
-        deps.spawn("batcher", "batcher-0"),
-        deps.spawn("batcher", "batcher-1"),
+        deps.spawn("batcher", "batcher-0", &[]),
+        deps.spawn("batcher", "batcher-1", &[]),
     ];
     let with_caches = [("SKYVAULT_CACHE_PEERS", peers.as_str())];
     let indexes = [
-        deps.spawn_with("index", "index-0", &with_caches),
-        deps.spawn_with("index", "index-1", &with_caches),
+        deps.spawn("index", "index-0", &with_caches),
+        deps.spawn("index", "index-1", &with_caches),
     ];
     for role in caches.iter().chain(&batchers).chain(&indexes) {
         role.ready().await;
@@ -316,8 +230,8 @@ async fn two_batchers_two_indexes_read_your_writes_and_survive_a_batcher_kill() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_fails_writes_promptly_and_recovers() {
     let mut deps = Deps::start();
-    let batcher = deps.spawn("batcher", "batcher");
-    let index = deps.spawn("index", "index");
+    let batcher = deps.spawn("batcher", "batcher", &[]);
+    let index = deps.spawn("index", "index", &[]);
     batcher.ready().await;
     index.ready().await;
     let mut b = BatcherServiceClient::new(batcher.channel().await);
@@ -377,8 +291,8 @@ async fn postgres_outage_fails_writes_promptly_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_store_outage_fails_writes_promptly_and_recovers() {
     let mut deps = Deps::start();
-    let batcher = deps.spawn("batcher", "batcher");
-    let index = deps.spawn("index", "index");
+    let batcher = deps.spawn("batcher", "batcher", &[]);
+    let index = deps.spawn("index", "index", &[]);
     batcher.ready().await;
     index.ready().await;
     let mut b = BatcherServiceClient::new(batcher.channel().await);

@@ -5,6 +5,7 @@
 //! A missing binary is an error naming the command that installs it: tests
 //! never skip silently.
 
+pub mod dataplane;
 pub mod postgres;
 pub mod s3;
 
