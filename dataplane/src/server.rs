@@ -93,9 +93,11 @@ pub async fn serve_grpc(
         .build_v1()
         .context("building the reflection service")?;
     routes.add_service(health).add_service(reflection);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // The builder's `tcp_nodelay` only reaches listeners tonic binds itself; ours is bound
+    // by the caller, so Nagle is switched off here. With Nagle on, small responses wait for
+    // the peer's delayed ACK: a 40 ms stall at p99.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
