@@ -9,8 +9,10 @@
 //!    waited `max_batch_age` while other flushes run (large batches under
 //!    load), with at most `max_concurrent_flushes` flushes in flight;
 //! 3. [`flush`] keeps the last write per key in request order, builds one
-//!    SSTable, PUTs it, commits its metadata row (in batch order, after the
-//!    previous flush), and only then acks every request of the batch.
+//!    SSTable and PUTs it;
+//! 4. [`commit_in_order`] commits the uploaded files' metadata rows in batch
+//!    order, every file that is ready in one transaction, and only then is
+//!    each request of those batches acked.
 //!
 //! A crash anywhere before the commit loses only un-acked writes; an object
 //! PUT without its commit is an orphan that purge removes later.
@@ -150,9 +152,9 @@ async fn collect(
 ) {
     let mut batch = Batch::default();
     let mut flushes = JoinSet::new();
-    // Each flush commits only after the previous one did, so commit sequence
-    // order is batch order.
-    let mut previous_commit: Option<oneshot::Receiver<()>> = None;
+    let (ready, ready_rx) = mpsc::unbounded_channel();
+    let committer = tokio::spawn(commit_in_order(meta, ready_rx));
+    let mut next_ticket = 0u64;
     let mut open = true;
     loop {
         while batch.bytes < config.max_batch_bytes {
@@ -169,16 +171,18 @@ async fn collect(
         let aged = batch
             .oldest()
             .is_some_and(|t| t.elapsed() >= config.max_batch_age);
+        // Not "as soon as a slot is free": on one disk, an upload's fsyncs
+        // overlapping another flush's commit slow both down (measured in
+        // docs/benchmarks.md), so batches grow while a flush runs instead.
         let due = flushes.is_empty() || aged || batch.bytes >= config.max_batch_bytes || !open;
         if !batch.requests.is_empty() && slot_free && due {
-            let (committed, next) = oneshot::channel();
-            let wait_for = previous_commit.replace(next);
+            let ticket = Ticket::new(next_ticket, ready.clone());
+            next_ticket += 1;
             let ctx = FlushContext {
                 store: store.clone(),
-                meta: meta.clone(),
                 writer: config.writer.clone(),
             };
-            flushes.spawn(flush(ctx, std::mem::take(&mut batch), wait_for, committed));
+            flushes.spawn(flush(ctx, std::mem::take(&mut batch), ticket));
             continue;
         }
         if !open && batch.requests.is_empty() {
@@ -198,20 +202,16 @@ async fn collect(
         }
     }
     while flushes.join_next().await.is_some() {}
+    drop(ready);
+    let _ = committer.await;
 }
 
 struct FlushContext {
     store: DynStore,
-    meta: DynMeta,
     writer: WriterOptions,
 }
 
-async fn flush(
-    ctx: FlushContext,
-    batch: Batch,
-    previous_commit: Option<oneshot::Receiver<()>>,
-    committed: oneshot::Sender<()>,
-) {
+async fn flush(ctx: FlushContext, batch: Batch, ticket: Ticket) {
     let started = Instant::now();
     if let Some(oldest) = batch.oldest() {
         metrics()
@@ -219,9 +219,12 @@ async fn flush(
             .observe(started.duration_since(oldest).as_secs_f64());
     }
     let (requests, entries) = last_write_wins(batch.requests);
-    let result = write_and_commit(&ctx, entries, previous_commit).await;
-    // Dropping `committed` (also on error) lets the next flush commit.
-    drop(committed);
+    let uploaded = upload_file(&ctx, entries, batch.bytes).await;
+    let result = match uploaded {
+        Ok(file) => ticket.commit(file).await,
+        // Dropping the ticket tells the committer to skip this batch.
+        Err(e) => Err(e),
+    };
     let outcome = if result.is_ok() { "ok" } else { "error" };
     metrics().flushes.with_label_values(&[outcome]).inc();
     metrics()
@@ -249,47 +252,136 @@ fn last_write_wins(requests: Vec<Pending>) -> (Vec<Reply>, BTreeMap<Bytes, Value
     (replies, merged)
 }
 
-async fn write_and_commit(
+fn unavailable(what: &str, e: &dyn std::fmt::Display) -> WriteError {
+    WriteError::Unavailable(format!("{what}: {e}"))
+}
+
+/// Builds the batch's file and PUTs it; the result is ready to commit.
+async fn upload_file(
     ctx: &FlushContext,
     entries: BTreeMap<Bytes, Value>,
-    previous_commit: Option<oneshot::Receiver<()>>,
-) -> Result<u64, WriteError> {
-    let unavailable =
-        |what: &str, e: &dyn std::fmt::Display| WriteError::Unavailable(format!("{what}: {e}"));
-    let new_file = {
-        let first = entries.keys().next().cloned().unwrap_or_default();
-        let last = entries.keys().next_back().cloned().unwrap_or_default();
-        let count = entries.len() as u64;
-        let opts = ctx.writer.clone();
-        let data = tokio::task::spawn_blocking(move || build_file(opts, entries))
+    batch_bytes: usize,
+) -> Result<NewFile, WriteError> {
+    let first = entries.keys().next().cloned().unwrap_or_default();
+    let last = entries.keys().next_back().cloned().unwrap_or_default();
+    let count = entries.len() as u64;
+    let opts = ctx.writer.clone();
+    // A small batch builds in microseconds: cheaper here than a thread hop.
+    let data = if batch_bytes < INLINE_BUILD_BYTES {
+        build_file(opts, entries)
+    } else {
+        tokio::task::spawn_blocking(move || build_file(opts, entries))
             .await
             .map_err(|e| unavailable("building file", &e))?
-            .map_err(|e| unavailable("building file", &e))?;
-        metrics().batch_writes.observe(count as f64);
-        metrics().batch_bytes.observe(data.len() as f64);
-        let object = wal_object_name();
-        let size_bytes = data.len() as u64;
-        ctx.store
-            .put(&object, data)
-            .await
-            .map_err(|e| unavailable("object store", &e))?;
-        NewFile {
-            object,
-            kind: FileKind::Wal,
-            level: 0,
-            min_key: first.to_vec(),
-            max_key: last.to_vec(),
-            entry_count: count,
-            size_bytes,
-        }
-    };
-    if let Some(previous) = previous_commit {
-        let _ = previous.await;
     }
-    ctx.meta
-        .commit_wal(new_file)
+    .map_err(|e| unavailable("building file", &e))?;
+    metrics().batch_writes.observe(count as f64);
+    metrics().batch_bytes.observe(data.len() as f64);
+    let object = wal_object_name();
+    let size_bytes = data.len() as u64;
+    ctx.store
+        .put(&object, data)
         .await
-        .map_err(|e| unavailable("metadata", &e))
+        .map_err(|e| unavailable("object store", &e))?;
+    Ok(NewFile {
+        object,
+        kind: FileKind::Wal,
+        level: 0,
+        min_key: first.to_vec(),
+        max_key: last.to_vec(),
+        entry_count: count,
+        size_bytes,
+    })
+}
+
+const INLINE_BUILD_BYTES: usize = 64 << 10;
+
+type CommitReply = oneshot::Sender<Result<u64, WriteError>>;
+
+/// A batch's place in commit order. Every ticket reaches the committer
+/// exactly once: with a file to commit, or (dropped) as a batch to skip.
+struct Ticket {
+    number: u64,
+    ready: mpsc::UnboundedSender<Ready>,
+    sent: bool,
+}
+
+struct Ready {
+    ticket: u64,
+    commit: Option<(NewFile, CommitReply)>,
+}
+
+impl Ticket {
+    fn new(number: u64, ready: mpsc::UnboundedSender<Ready>) -> Self {
+        Ticket {
+            number,
+            ready,
+            sent: false,
+        }
+    }
+
+    async fn commit(mut self, file: NewFile) -> Result<u64, WriteError> {
+        let (reply, done) = oneshot::channel();
+        self.send(Some((file, reply)));
+        done.await.unwrap_or(Err(WriteError::ShuttingDown))
+    }
+
+    fn send(&mut self, commit: Option<(NewFile, CommitReply)>) {
+        self.sent = true;
+        let ticket = self.number;
+        let _ = self.ready.send(Ready { ticket, commit });
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.send(None);
+        }
+    }
+}
+
+/// Commits uploaded files in ticket (= batch) order, so sequence order is
+/// batch order. Whatever is ready when a commit starts goes into that one
+/// transaction: under load, several flushes share one metadata fsync.
+async fn commit_in_order(meta: DynMeta, mut ready: mpsc::UnboundedReceiver<Ready>) {
+    let mut next = 0u64;
+    let mut waiting = BTreeMap::new();
+    while let Some(r) = ready.recv().await {
+        waiting.insert(r.ticket, r.commit);
+        while let Ok(r) = ready.try_recv() {
+            waiting.insert(r.ticket, r.commit);
+        }
+        let mut group = Vec::new();
+        while let Some(commit) = waiting.remove(&next) {
+            next += 1;
+            group.extend(commit);
+        }
+        if !group.is_empty() {
+            commit_group(&meta, group).await;
+        }
+    }
+}
+
+async fn commit_group(meta: &DynMeta, group: Vec<(NewFile, CommitReply)>) {
+    metrics().commit_group.observe(group.len() as f64);
+    let (files, replies): (Vec<NewFile>, Vec<CommitReply>) = group.into_iter().unzip();
+    let started = Instant::now();
+    let committed = meta.commit_wals(files).await;
+    metrics()
+        .commit_duration
+        .observe(started.elapsed().as_secs_f64());
+    let results: Vec<Result<u64, WriteError>> = match committed {
+        Ok(seqs) if seqs.len() == replies.len() => seqs.into_iter().map(Ok).collect(),
+        Ok(seqs) => {
+            let e = format!("{} sequences for {} files", seqs.len(), replies.len());
+            vec![Err(unavailable("metadata", &e)); replies.len()]
+        }
+        Err(e) => vec![Err(unavailable("metadata", &e)); replies.len()],
+    };
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
 }
 
 /// WAL files carry sequence 0 in their properties: the commit sequence is
@@ -312,4 +404,62 @@ fn wal_object_name() -> String {
         crate::meta::now_ms(),
         rand::random::<u64>()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::SqliteMeta;
+    use std::sync::Arc;
+
+    fn file(name: &str) -> NewFile {
+        NewFile {
+            object: format!("wal/{name}.sst"),
+            kind: FileKind::Wal,
+            level: 0,
+            min_key: b"a".to_vec(),
+            max_key: b"z".to_vec(),
+            entry_count: 1,
+            size_bytes: 1,
+        }
+    }
+
+    /// Tickets arriving out of order commit in ticket order; a dropped
+    /// ticket (a failed upload) is skipped instead of stalling the rest.
+    #[tokio::test]
+    async fn commits_follow_ticket_order_and_skip_failed_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/meta.db", dir.path().display());
+        let meta: DynMeta = Arc::new(SqliteMeta::open(&url).await.unwrap());
+        let (ready, ready_rx) = mpsc::unbounded_channel();
+        let committer = tokio::spawn(commit_in_order(meta.clone(), ready_rx));
+        let tickets: Vec<Ticket> = (0..4).map(|n| Ticket::new(n, ready.clone())).collect();
+        let mut tickets = tickets.into_iter();
+        let (t0, t1, t2, t3) = (
+            tickets.next().unwrap(),
+            tickets.next().unwrap(),
+            tickets.next().unwrap(),
+            tickets.next().unwrap(),
+        );
+        let third = tokio::spawn(t3.commit(file("third")));
+        let second = tokio::spawn(t2.commit(file("second")));
+        tokio::task::yield_now().await;
+        drop(t1);
+        let first = t0.commit(file("first")).await.unwrap();
+        let second = second.await.unwrap().unwrap();
+        let third = third.await.unwrap().unwrap();
+        assert_eq!((first, second, third), (1, 2, 3));
+        drop(ready);
+        committer.await.unwrap();
+        let live = meta.live_files().await.unwrap();
+        let by_seq: Vec<(u64, &str)> = live.iter().map(|f| (f.seq, f.object.as_str())).collect();
+        assert_eq!(
+            by_seq,
+            vec![
+                (3, "wal/third.sst"),
+                (2, "wal/second.sst"),
+                (1, "wal/first.sst")
+            ]
+        );
+    }
 }

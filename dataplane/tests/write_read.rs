@@ -64,13 +64,17 @@ async fn a_batch_is_visible_all_or_nothing() {
         let keys = keys.clone();
         tokio::spawn(async move {
             let mut batcher = batcher;
+            let mut sequence = 0;
             for round in 0..60 {
                 let writes = keys.iter().map(|k| put(k, &round.to_string())).collect();
-                batcher
+                sequence = batcher
                     .batch_write(skyvault::api::proto::batcher::v1::BatchWriteRequest { writes })
                     .await
-                    .unwrap();
+                    .unwrap()
+                    .into_inner()
+                    .sequence;
             }
+            sequence
         })
     };
     let mut observed_rounds = std::collections::BTreeSet::new();
@@ -87,8 +91,9 @@ async fn a_batch_is_visible_all_or_nothing() {
             observed_rounds.insert(v.clone());
         }
     }
-    writer.await.unwrap();
-    assert_eq!(s.get(&key_refs).await["atomic/00"], b"59");
+    let last = writer.await.unwrap();
+    let got = s.try_get(&key_refs, Some(last)).await.unwrap();
+    assert_eq!(got["atomic/00"], b"59");
     s.stop().await;
 }
 

@@ -107,8 +107,17 @@ pub type MetaResult<T> = Result<T, MetaError>;
 
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
+    /// Adds WAL files in one transaction (one fsync for a whole group of
+    /// flushes), each taking the next version in order; returns their commit
+    /// sequences.
+    async fn commit_wals(&self, files: Vec<NewFile>) -> MetaResult<Vec<u64>>;
     /// Adds one WAL file in its own transaction; returns its commit sequence.
-    async fn commit_wal(&self, file: NewFile) -> MetaResult<u64>;
+    async fn commit_wal(&self, file: NewFile) -> MetaResult<u64> {
+        self.commit_wals(vec![file])
+            .await?
+            .pop()
+            .ok_or_else(|| MetaError::Corrupt("a commit of one file returned no sequence".into()))
+    }
     /// The manifest changes after `version` (removals of files added later are folded away).
     async fn changes_since(&self, version: u64) -> MetaResult<ManifestDelta>;
     /// Live files, for tools and jobs.

@@ -216,13 +216,19 @@ fn file_from_row(row: &PgRow) -> MetaResult<FileRecord> {
 
 #[async_trait]
 impl MetaStore for PostgresMeta {
-    async fn commit_wal(&self, file: NewFile) -> MetaResult<u64> {
+    async fn commit_wals(&self, files: Vec<NewFile>) -> MetaResult<Vec<u64>> {
         let mut tx = self.pool.begin().await?;
-        let version = Self::next_version(&mut tx).await?;
-        Self::insert_file(&mut tx, &file, version, version).await?;
+        let mut versions = Vec::with_capacity(files.len());
+        for file in &files {
+            let version = Self::next_version(&mut tx).await?;
+            Self::insert_file(&mut tx, file, version, version).await?;
+            versions.push(version);
+        }
         tx.commit().await?;
-        self.published(version);
-        Ok(version)
+        if let Some(&last) = versions.last() {
+            self.published(last);
+        }
+        Ok(versions)
     }
 
     async fn changes_since(&self, version: u64) -> MetaResult<ManifestDelta> {

@@ -130,13 +130,19 @@ fn file_from_row(row: &SqliteRow) -> MetaResult<FileRecord> {
 
 #[async_trait]
 impl MetaStore for SqliteMeta {
-    async fn commit_wal(&self, file: NewFile) -> MetaResult<u64> {
+    async fn commit_wals(&self, files: Vec<NewFile>) -> MetaResult<Vec<u64>> {
         let mut tx = self.writer.begin().await?;
-        let version = Self::next_version(&mut tx).await?;
-        Self::insert_file(&mut tx, &file, version, version).await?;
+        let mut versions = Vec::with_capacity(files.len());
+        for file in &files {
+            let version = Self::next_version(&mut tx).await?;
+            Self::insert_file(&mut tx, file, version, version).await?;
+            versions.push(version);
+        }
         tx.commit().await?;
-        self.published(version);
-        Ok(version)
+        if let Some(&last) = versions.last() {
+            self.published(last);
+        }
+        Ok(versions)
     }
 
     async fn changes_since(&self, version: u64) -> MetaResult<ManifestDelta> {
@@ -303,6 +309,33 @@ mod tests {
         assert_eq!(meta.current_version().await.unwrap(), 2);
         assert_eq!(meta.commit_wal(wal("c", "x", "y")).await.unwrap(), 3);
         assert_eq!(meta.live_files().await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_group_commit_takes_consecutive_versions_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/meta.db", dir.path().display());
+        let meta = SqliteMeta::open(&url).await.unwrap();
+        let mut rx = meta.subscribe();
+        meta.commit_wal(wal("first", "a", "b")).await.unwrap();
+        let group = vec![wal("x", "a", "b"), wal("y", "c", "d"), wal("z", "e", "f")];
+        assert_eq!(meta.commit_wals(group).await.unwrap(), vec![2, 3, 4]);
+        assert_eq!(*rx.borrow_and_update(), 4);
+        let delta = meta.changes_since(1).await.unwrap();
+        let added: Vec<(&str, u64)> = delta
+            .added
+            .iter()
+            .map(|f| (f.object.as_str(), f.seq))
+            .collect();
+        assert_eq!(
+            added,
+            vec![("wal/x.sst", 2), ("wal/y.sst", 3), ("wal/z.sst", 4)]
+        );
+        // A group with a duplicate object commits nothing at all.
+        let bad = vec![wal("new", "a", "b"), wal("x", "a", "b")];
+        assert!(meta.commit_wals(bad).await.is_err());
+        assert_eq!(meta.current_version().await.unwrap(), 4);
+        assert_eq!(meta.live_files().await.unwrap().len(), 4);
     }
 
     #[tokio::test]
