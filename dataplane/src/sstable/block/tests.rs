@@ -78,18 +78,6 @@ fn tombstone_and_empty_value_are_distinct() {
 }
 
 #[test]
-fn cmp_concat_matches_concatenation() {
-    let parts: &[&[u8]] = &[b"", b"a", b"ab", b"b", b"abc"];
-    for a in parts {
-        for b in parts {
-            for t in parts {
-                assert_eq!(cmp_concat(a, b, t), [*a, *b].concat().as_slice().cmp(t));
-            }
-        }
-    }
-}
-
-#[test]
 fn rejects_malformed_contents() {
     let ok = contents(&[(b"a", put(b"1")), (b"b", put(b"2"))]);
     let r = |v: u32| v.to_le_bytes();
