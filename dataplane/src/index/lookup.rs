@@ -4,7 +4,7 @@
 use super::manifest::Manifest;
 use crate::cache::{BlockCache, ReadError};
 use crate::metrics::metrics;
-use crate::sstable::Value;
+use crate::sstable::{TableMeta, Value};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -38,7 +38,15 @@ pub async fn get(
         if !file.may_contain(key) {
             continue;
         }
-        let (answer, read_block) = probe_counted(cache, &file.object, key).await?;
+        let table = match file.pinned_meta() {
+            Some(table) => table.clone(),
+            None => {
+                let table = cache.table(&file.object).await?;
+                file.pin_if_wal(&table);
+                table
+            }
+        };
+        let (answer, read_block) = probe_table(cache, &file.object, &table, key).await?;
         probed += u32::from(read_block);
         if answer != FileAnswer::NotInFile {
             found = answer;
@@ -56,16 +64,17 @@ pub async fn probe(
     object: &Arc<str>,
     key: &[u8],
 ) -> Result<FileAnswer, Arc<ReadError>> {
-    Ok(probe_counted(cache, object, key).await?.0)
+    let table = cache.table(object).await?;
+    Ok(probe_table(cache, object, &table, key).await?.0)
 }
 
 /// The answer, and whether a data block had to be read for it.
-async fn probe_counted(
+async fn probe_table(
     cache: &BlockCache,
     object: &Arc<str>,
+    table: &TableMeta,
     key: &[u8],
 ) -> Result<(FileAnswer, bool), Arc<ReadError>> {
-    let table = cache.table(object).await?;
     // Key range and bloom filter; `find` alone would answer block 0 for a
     // key below the file's first key.
     if !table.may_contain(key) {
@@ -74,7 +83,7 @@ async fn probe_counted(
     let Some(block_index) = table.index.find(key) else {
         return Ok((FileAnswer::NotInFile, false));
     };
-    let block = cache.block(object, &table, block_index).await?;
+    let block = cache.block(object, table, block_index).await?;
     let answer = match block.get(key) {
         Some(Value::Put(v)) => FileAnswer::Value(v),
         Some(Value::Delete) => FileAnswer::Tombstone,

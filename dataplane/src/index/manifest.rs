@@ -1,17 +1,54 @@
 //! The index's view of the metadata: live files ordered newest first.
 
-use crate::meta::{FileRecord, ManifestDelta};
+use crate::meta::{FileKind, FileRecord, ManifestDelta};
+use crate::sstable::TableMeta;
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// One live file, with its object name shared by cache keys.
-#[derive(Debug)]
 pub struct LiveFile {
     pub record: FileRecord,
     pub object: Arc<str>,
+    /// A WAL file's decoded metadata, held for as long as the file is live.
+    /// Every point read may consult every WAL file, and under writes there
+    /// can be hundreds between compactions: a cache lookup per file per key
+    /// dominated mixed workloads. WAL metadata is small (a few-KB file's
+    /// index and bloom filter) and compaction bounds how many WAL files are
+    /// live, so pinning it outside the byte-weighted cache is bounded too.
+    /// Runs, which can be large, go through the cache every time.
+    pinned: OnceLock<Arc<TableMeta>>,
+}
+
+impl std::fmt::Debug for LiveFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveFile")
+            .field("record", &self.record)
+            .field("pinned", &self.pinned.get().is_some())
+            .finish()
+    }
 }
 
 impl LiveFile {
+    pub fn new(record: FileRecord) -> LiveFile {
+        let object = Arc::from(record.object.as_str());
+        LiveFile {
+            record,
+            object,
+            pinned: OnceLock::new(),
+        }
+    }
+
+    /// The metadata pinned by [`LiveFile::pin_if_wal`], if any.
+    pub fn pinned_meta(&self) -> Option<&Arc<TableMeta>> {
+        self.pinned.get()
+    }
+
+    pub fn pin_if_wal(&self, meta: &Arc<TableMeta>) {
+        if self.record.kind == FileKind::Wal {
+            let _ = self.pinned.set(meta.clone());
+        }
+    }
+
     pub fn may_contain(&self, key: &[u8]) -> bool {
         self.record.min_key.as_slice() <= key && key <= self.record.max_key.as_slice()
     }
@@ -49,8 +86,7 @@ impl Manifest {
             if known.contains(&record.id) || removed.contains(&record.id) {
                 continue;
             }
-            let object = Arc::from(record.object.as_str());
-            files.push(Arc::new(LiveFile { record, object }));
+            files.push(Arc::new(LiveFile::new(record)));
         }
         files.sort_by_key(|f| std::cmp::Reverse((f.record.seq, f.record.id)));
         Manifest {
@@ -81,6 +117,34 @@ mod tests {
             created_at_ms: 0,
             removed_at_ms: None,
         }
+    }
+
+    #[test]
+    fn only_wal_files_pin_their_metadata() {
+        let mut writer = crate::sstable::Writer::new(Default::default());
+        writer
+            .add(b"k", &crate::sstable::Value::Put(b"v".to_vec().into()))
+            .unwrap();
+        let file = writer.finish(0, 0).unwrap();
+        let footer =
+            crate::sstable::Footer::decode(&file[file.len() - crate::sstable::FOOTER_LEN..])
+                .unwrap();
+        let range = footer.meta_range();
+        let meta_bytes = &file[range.start as usize..range.end as usize];
+        let meta = Arc::new(TableMeta::decode(&footer, meta_bytes).unwrap());
+        let wal = LiveFile::new(record(1, 1));
+        wal.pin_if_wal(&meta);
+        assert!(wal.pinned_meta().is_some_and(|m| Arc::ptr_eq(m, &meta)));
+        let run = LiveFile::new(FileRecord {
+            kind: FileKind::Run,
+            level: 1,
+            ..record(2, 1)
+        });
+        run.pin_if_wal(&meta);
+        assert!(
+            run.pinned_meta().is_none(),
+            "runs stay under the cache's byte bound"
+        );
     }
 
     #[test]
