@@ -25,7 +25,9 @@ lint:
 dev:
     cargo run --release -p skyvault -- standalone --data-dir ./skyvault-data
 
-# The benchmark suite: standalone server + every workload; results in target/bench/.
+# The benchmark suite: every workload against `skyvault standalone`, then against a distributed
+# data plane (PostgreSQL + moto S3, separate batcher, index and cache processes); results in
+# target/bench/results.md. BENCH_MODES=standalone|distributed, BENCH_DURATION, BENCH_WARMUP.
 bench:
     bash e2e/bench-suite.sh
 

@@ -1,63 +1,145 @@
 #!/usr/bin/env bash
-# The fixed benchmark suite (`just bench`): starts `skyvault standalone` on a
-# fresh directory, runs every workload with `skyvault bench`, and writes
-# target/bench/results.{jsonl,md} with object-store requests per 1M operations
-# (from the server's /metrics) and the server's peak RSS.
+# The fixed benchmark suite (`just bench`). Runs every workload with
+# `skyvault bench` against two deployments, one after the other:
+#   standalone   `skyvault standalone` on a fresh directory (SQLite + local files)
+#   distributed  PostgreSQL + moto S3 with separate batcher, index and cache
+#                processes (started by the e2e harness, bin skyvault-e2e-dataplane)
+# and writes target/bench/results.{jsonl,md} with object-store requests per 1M
+# operations (from the servers' /metrics) and peak RSS (VmHWM).
+# Standalone compacts by itself (within a second of 8 WAL files being live) and
+# counts those requests; the distributed roles do not compact
+# (a Kubernetes CronJob runs `skyvault compact`, every 10 minutes by default),
+# so the suite runs `skyvault compact` before each distributed workload.
+# Knobs: BENCH_MODES=standalone|distributed|all (default all), BENCH_DURATION,
+# BENCH_WARMUP, BENCH_GRPC_PORT/BENCH_HTTP_PORT (standalone), BENCH_COMPACT=0
+# (distributed without the compaction between workloads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${BENCH_DURATION:-10s}
 WARMUP=${BENCH_WARMUP:-2s}
+MODES=${BENCH_MODES:-all}
+COMPACT=${BENCH_COMPACT:-1}
 GRPC=127.0.0.1:${BENCH_GRPC_PORT:-50161}
 HTTP=127.0.0.1:${BENCH_HTTP_PORT:-9161}
 OUT=target/bench
 BIN=target/release/skyvault
+case "$MODES" in
+    standalone | distributed | all) ;;
+    *) echo "BENCH_MODES must be standalone, distributed or all (got $MODES)"; exit 2 ;;
+esac
+want() { [[ $MODES == all || $MODES == "$1" ]]; }
+
+SERVER='' HARNESS='' DATA=''
+cleanup() {
+    for pid in $SERVER $HARNESS; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    [[ -z $DATA ]] || rm -rf "$DATA"
+}
+trap cleanup EXIT
 
 cargo build --release -p skyvault
 mkdir -p "$OUT"
-DATA=$(mktemp -d)
-"$BIN" standalone --data-dir "$DATA" --grpc-addr "$GRPC" --http-addr "$HTTP" 2> "$OUT/server.log" &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; rm -rf "$DATA"' EXIT
-for _ in $(seq 100); do curl -sf "http://$HTTP/readyz" > /dev/null && break; sleep 0.1; done
-curl -sf "http://$HTTP/readyz" > /dev/null || { echo "server did not become ready; see $OUT/server.log"; exit 1; }
+: > "$OUT/results.jsonl"
+: > "$OUT/results.md"
+: > "$OUT/compact.log"
+
+# What the current mode measures: its name, the bench endpoint flags, the
+# servers' HTTP addresses (summed for store requests) and PIDs (one RSS each).
+MODE='' ADDR_ARGS=() HTTPS='' PIDS=''
 
 objstore_requests() {
-    curl -sf "http://$HTTP/metrics" | awk '/^skyvault_objstore_requests_total/ {s += $2} END {print s + 0}'
+    local h
+    for h in $HTTPS; do curl -sf "http://$h/metrics"; done |
+        awk '/^skyvault_objstore_requests_total/ {s += $2} END {print s + 0}'
 }
-peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$SERVER/status"; }
+peak_rss_kib() {
+    local p
+    for p in $PIDS; do awk '/VmHWM/ {print $2}' "/proc/$p/status"; done | paste -sd/
+}
 
-: > "$OUT/results.jsonl"
-{
-    echo "| workload | req/s | keys/s | p50 ms | p99 ms | p99.9 ms | errors | store req / 1M ops | peak RSS MiB |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
-} > "$OUT/results.md"
+table_header() {
+    {
+        [[ ! -s $OUT/results.md ]] || echo
+        echo "$1"
+        echo
+        echo "| workload | req/s | keys/s | p50 ms | p99 ms | p99.9 ms | errors | store req / 1M ops | $2 |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
+    } >> "$OUT/results.md"
+}
 
 run() {
     local name=$1; shift
     local before after
+    if [[ $MODE == distributed && $COMPACT == 1 ]]; then
+        "$BIN" compact >> "$OUT/compact.log" 2>&1
+    fi
     before=$(objstore_requests)
-    "$BIN" bench --addr "$GRPC" --duration "$DURATION" --warmup "$WARMUP" --json "$@" > "$OUT/$name.json"
+    "$BIN" bench "${ADDR_ARGS[@]}" --duration "$DURATION" --warmup "$WARMUP" --json "$@" > "$OUT/$MODE-$name.json"
     after=$(objstore_requests)
-    python3 - "$OUT/$name.json" "$name" "$((after - before))" "$(peak_rss_kib)" >> "$OUT/results.md" <<'PY'
+    python3 - "$OUT/$MODE-$name.json" "$MODE" "$name" "$((after - before))" "$(peak_rss_kib)" \
+        "$OUT/results.md" "$OUT/results.jsonl" <<'PY'
 import json, sys
-path, name, store_requests, rss_kib = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+path, mode, name, store_requests, rss, md, jsonl = sys.argv[1:]
+store_requests = int(store_requests)
+rss_mib = "/".join(f"{int(k) / 1024:.0f}" for k in rss.split("/"))
 r = json.load(open(path))
 ops = max(r["requests"], 1)
 l = r["latency_ms"]
 errors = sum(r["errors"].values())
-print(f"| {name} | {r['requests_per_s']:,.0f} | {r['keys_per_s']:,.0f} | {l['p50']:.2f} | {l['p99']:.2f} | "
-      f"{l['p99.9']:.2f} | {errors} | {store_requests * 1e6 / ops:,.0f} | {rss_kib / 1024:.0f} |")
+errors_text = f"{errors} ({', '.join(f'{c}: {n}' for c, n in r['errors'].items())})" if errors else "0"
+with open(md, "a") as f:
+    print(f"| {name} | {r['requests_per_s']:,.0f} | {r['keys_per_s']:,.0f} | {l['p50']:.2f} | {l['p99']:.2f} | "
+          f"{l['p99.9']:.2f} | {errors_text} | {store_requests * 1e6 / ops:,.0f} | {rss_mib} |", file=f)
+with open(jsonl, "a") as f:
+    print(json.dumps({"mode": mode, "name": name, **r, "objstore_requests": store_requests,
+                      "peak_rss_kib": [int(k) for k in rss.split("/")]}), file=f)
 PY
-    cat "$OUT/$name.json" >> "$OUT/results.jsonl"
 }
 
-run floor-health --workload health
-run write-batch10 --workload write
-run write-batch1 --workload write --batch-size 1
-run read-warm --workload read
-# Cold: a key space far larger than what the warm run touched, read once.
-run read-cold --workload read --keys 1000000 --distribution uniform
-run mixed-50-50 --workload mixed:0.5 --no-preload
-run scan --workload scan --no-preload
+suite() {
+    run floor-health --workload health
+    run write-batch10 --workload write
+    run write-batch1 --workload write --batch-size 1
+    run read-warm --workload read
+    # Cold: a key space far larger than what the warm run touched, read once.
+    run read-cold --workload read --keys 1000000 --distribution uniform
+    run mixed-50-50 --workload mixed:0.5 --no-preload
+    run scan --workload scan --no-preload
+}
+
+if want standalone; then
+    DATA=$(mktemp -d)
+    "$BIN" standalone --data-dir "$DATA" --grpc-addr "$GRPC" --http-addr "$HTTP" 2> "$OUT/server.log" &
+    SERVER=$!
+    for _ in $(seq 100); do curl -sf "http://$HTTP/readyz" > /dev/null && break; sleep 0.1; done
+    curl -sf "http://$HTTP/readyz" > /dev/null || { echo "server did not become ready; see $OUT/server.log"; exit 1; }
+    MODE=standalone ADDR_ARGS=(--addr "$GRPC") HTTPS=$HTTP PIDS=$SERVER
+    table_header "standalone: one process, local directory + SQLite" "peak RSS MiB"
+    suite
+    kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=''
+fi
+
+if want distributed; then
+    cargo build -p skyvault-e2e --bin skyvault-e2e-dataplane
+    SKYVAULT_BIN=$BIN target/debug/skyvault-e2e-dataplane > "$OUT/dataplane.env" 2> "$OUT/dataplane.log" &
+    HARNESS=$!
+    # The harness prints the READY line once PostgreSQL, moto and every role answer /readyz.
+    for _ in $(seq 1200); do
+        grep -q '^export SKYVAULT_BENCH_READY=1$' "$OUT/dataplane.env" && break
+        kill -0 "$HARNESS" 2> /dev/null || break
+        sleep 0.1
+    done
+    grep -q '^export SKYVAULT_BENCH_READY=1$' "$OUT/dataplane.env" ||
+        { echo "distributed data plane did not become ready; see $OUT/dataplane.log"; tail -20 "$OUT/dataplane.log"; exit 1; }
+    # shellcheck source=/dev/null
+    . "$OUT/dataplane.env"
+    MODE=distributed
+    ADDR_ARGS=(--batcher-addr "$SKYVAULT_BENCH_BATCHER" --index-addr "$SKYVAULT_BENCH_INDEX")
+    HTTPS=$SKYVAULT_BENCH_HTTP PIDS=$SKYVAULT_BENCH_PIDS
+    compacted=', `skyvault compact` before each workload (not counted)'
+    [[ $COMPACT == 1 ]] || compacted=', no compaction'
+    table_header "distributed: PostgreSQL + moto S3, 1 batcher, 1 index (reads through the cache), 1 cache$compacted; health: the index; store req: all three roles" \
+        "peak RSS MiB (b/i/c)"
+    suite
+fi
 cat "$OUT/results.md"
