@@ -95,7 +95,9 @@ impl DataBlock {
             entries_end,
             num_restarts,
         };
-        let (keys, key_ends, entry_starts) = layout.validate_entries()?;
+        let (mut keys, key_ends, entry_starts) = layout.validate_entries()?;
+        // The cache weighs blocks by `mem_size`: keep capacity equal to length.
+        keys.shrink_to_fit();
         Ok(DataBlock {
             contents: contents.slice(..entries_end),
             keys: Bytes::from(keys),
@@ -207,7 +209,7 @@ impl DataBlock {
         std::mem::size_of::<Self>()
             + self.contents.len()
             + self.keys.len()
-            + 4 * (self.key_ends.len() + self.entry_starts.len())
+            + 4 * (self.key_ends.capacity() + self.entry_starts.capacity())
     }
 }
 
