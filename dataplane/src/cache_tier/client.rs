@@ -1,6 +1,7 @@
 //! The index's side of the cache tier. A point read groups, for each key, the
-//! files whose key range holds it by owning replica and sends one RPC per
-//! replica carrying every (object, keys) pair it owns. The answer for a key is
+//! files whose key range and bloom filter admit it (the index keeps file
+//! metadata itself; replicas hold data blocks) by owning replica and sends one
+//! RPC per replica carrying every (object, keys) pair it owns. The answer for a key is
 //! then taken from the newest file that holds it, exactly as the local lookup
 //! does, so the result cannot depend on which replica answered what.
 //!
@@ -17,7 +18,7 @@ use crate::api::proto::cache::v1::{
 };
 use crate::cache::{BlockCache, ReadError};
 use crate::config::MAX_GRPC_MESSAGE_BYTES;
-use crate::index::{FileAnswer, Manifest, probe};
+use crate::index::{FileAnswer, Manifest, file_meta, probe};
 use crate::metrics::metrics;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -118,16 +119,7 @@ impl CachePeers {
         manifest: &Manifest,
         keys: &[Bytes],
     ) -> Result<Vec<Option<Bytes>>, Arc<ReadError>> {
-        // Every candidate file per key (newest first), so the newest hit can
-        // be picked here once all answers are in.
-        let candidates: Vec<Vec<usize>> = keys
-            .iter()
-            .map(|key| {
-                (0..manifest.files.len())
-                    .filter(|&f| manifest.files[f].may_contain(key))
-                    .collect()
-            })
-            .collect();
+        let candidates = candidates(local, manifest, keys).await?;
         let mut plans: Vec<Plan> = vec![Plan::new(); self.peers.len()];
         for (k, files) in candidates.iter().enumerate() {
             for &f in files {
@@ -235,6 +227,43 @@ impl CachePeers {
             .into_inner();
         unpack(plan, reply)
     }
+}
+
+/// Every file that may hold each key (newest first), so the newest hit can be
+/// picked once all answers are in. Files are pruned by key range and then by
+/// their bloom filter, from metadata the index keeps itself: only data blocks
+/// are worth a round trip to a replica, and without the bloom check a key
+/// would be sent to every WAL file whose range covers it (hundreds under
+/// write load).
+async fn candidates(
+    local: &BlockCache,
+    manifest: &Manifest,
+    keys: &[Bytes],
+) -> Result<Vec<Vec<usize>>, Arc<ReadError>> {
+    let in_range: Vec<Vec<usize>> = keys
+        .iter()
+        .map(|key| {
+            (0..manifest.files.len())
+                .filter(|&f| manifest.files[f].may_contain(key))
+                .collect()
+        })
+        .collect();
+    let mut files: Vec<usize> = in_range.iter().flatten().copied().collect();
+    files.sort_unstable();
+    files.dedup();
+    let metas =
+        futures::future::try_join_all(files.iter().map(|&f| file_meta(local, &manifest.files[f])))
+            .await?;
+    let meta_of: HashMap<usize, _> = files.into_iter().zip(metas).collect();
+    Ok(in_range
+        .into_iter()
+        .zip(keys)
+        .map(|(fs, key)| {
+            fs.into_iter()
+                .filter(|f| meta_of[f].may_contain(key))
+                .collect()
+        })
+        .collect())
 }
 
 /// Pairs the reply with the plan, refusing any shape mismatch (a reply that

@@ -1,7 +1,7 @@
 //! Point reads: newest file first, pruned by key range and bloom filter;
 //! the first file holding the key decides (a tombstone means absent).
 
-use super::manifest::Manifest;
+use super::manifest::{LiveFile, Manifest};
 use crate::cache::{BlockCache, ReadError};
 use crate::metrics::metrics;
 use crate::sstable::{TableMeta, Value};
@@ -38,14 +38,7 @@ pub async fn get(
         if !file.may_contain(key) {
             continue;
         }
-        let table = match file.pinned_meta() {
-            Some(table) => table.clone(),
-            None => {
-                let table = cache.table(&file.object).await?;
-                file.pin_if_wal(&table);
-                table
-            }
-        };
+        let table = file_meta(cache, file).await?;
         let (answer, read_block) = probe_table(cache, &file.object, &table, key).await?;
         probed += u32::from(read_block);
         if answer != FileAnswer::NotInFile {
@@ -55,6 +48,20 @@ pub async fn get(
     }
     metrics().index_files_probed.observe(f64::from(probed));
     Ok(found.into_value())
+}
+
+/// A live file's decoded metadata: pinned (WAL files, see [`LiveFile`]) or
+/// through the cache.
+pub async fn file_meta(
+    cache: &BlockCache,
+    file: &LiveFile,
+) -> Result<Arc<TableMeta>, Arc<ReadError>> {
+    if let Some(table) = file.pinned_meta() {
+        return Ok(table.clone());
+    }
+    let table = cache.table(&file.object).await?;
+    file.pin_if_wal(&table);
+    Ok(table)
 }
 
 /// Looks `key` up in one file: metadata, bloom filter, then one block. The

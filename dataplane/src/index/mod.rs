@@ -11,7 +11,7 @@ mod lookup;
 mod manifest;
 mod scan;
 
-pub use lookup::{FileAnswer, probe};
+pub use lookup::{FileAnswer, file_meta, probe};
 pub use manifest::{LiveFile, Manifest};
 pub use scan::{KeyRange, Page, PageLimits};
 
