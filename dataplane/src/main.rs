@@ -251,7 +251,9 @@ impl StorageArgs {
                  (or SKYVAULT_METADATA_URL and SKYVAULT_OBJECT_STORE_URL)"
             ),
         };
-        let store = skyvault::objstore::open_url(&store_url).await?;
+        let store =
+            skyvault::objstore::open_url(&store_url, skyvault::objstore::DEFAULT_MAX_REQUESTS)
+                .await?;
         let meta = skyvault::meta::open_url(&meta_url)
             .await
             .with_context(|| format!("opening metadata {meta_url}"))?;

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub objstore_requests: IntCounterVec,
     pub objstore_bytes: IntCounterVec,
     pub objstore_latency: HistogramVec,
+    pub objstore_waiting: IntGauge,
     pub cache_requests: IntCounterVec,
     pub cache_bytes: IntGaugeVec,
     pub cache_service_lookups: IntCounterVec,
@@ -148,6 +149,11 @@ impl Metrics {
                 "objstore_bytes_total",
                 "Object store payload bytes by direction",
                 &["direction"],
+            ),
+            objstore_waiting: gauge(
+                &r,
+                "objstore_waiting_requests",
+                "Object store requests queued behind the in-flight limit",
             ),
             objstore_latency: histogram_vec(
                 &r,

@@ -60,6 +60,10 @@ pub struct RoleArgs {
     /// replica's files itself.
     #[arg(long, env = "SKYVAULT_CACHE_PEER_TIMEOUT_MS", default_value_t = 1500)]
     pub cache_peer_timeout_ms: u64,
+    /// Object-store requests this process keeps in flight at most; more wait
+    /// their turn instead of overwhelming the store.
+    #[arg(long, env = "SKYVAULT_OBJECT_STORE_MAX_REQUESTS", default_value_t = crate::objstore::DEFAULT_MAX_REQUESTS)]
+    pub object_store_max_requests: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -68,6 +72,7 @@ pub struct RoleConfig {
     pub http_addr: String,
     pub metadata_url: String,
     pub object_store_url: String,
+    pub object_store_max_requests: usize,
     pub batcher: BatcherConfig,
     pub cache: CacheConfig,
     pub index: IndexConfig,
@@ -83,6 +88,7 @@ impl RoleArgs {
             http_addr: self.http_addr,
             metadata_url: self.metadata_url,
             object_store_url: self.object_store_url,
+            object_store_max_requests: self.object_store_max_requests,
             batcher,
             cache,
             index: IndexConfig::default(),
@@ -177,7 +183,7 @@ pub async fn run(
 /// Opens the store and the database, retrying with backoff while they are
 /// unreachable; fails at once on errors that retrying cannot fix.
 async fn open_dependencies(config: &RoleConfig) -> anyhow::Result<(DynStore, DynMeta)> {
-    let store = open_store(&config.object_store_url).await?;
+    let store = open_store(&config.object_store_url, config.object_store_max_requests).await?;
     let mut backoff = Duration::from_millis(200);
     loop {
         match crate::meta::open_url(&config.metadata_url).await {
@@ -192,8 +198,8 @@ async fn open_dependencies(config: &RoleConfig) -> anyhow::Result<(DynStore, Dyn
 
 /// Opens the object store and waits (with backoff) until it answers; fails
 /// at once on errors that retrying cannot fix.
-pub(crate) async fn open_store(url: &str) -> anyhow::Result<DynStore> {
-    let store = crate::objstore::open_url(url)
+pub(crate) async fn open_store(url: &str, max_requests: usize) -> anyhow::Result<DynStore> {
+    let store = crate::objstore::open_url(url, max_requests)
         .await
         .with_context(|| format!("opening object store {url}"))?;
     let mut backoff = Duration::from_millis(200);

@@ -11,7 +11,7 @@ use crate::compaction::{self, CompactionConfig};
 use crate::config::{Limits, MAX_GRPC_MESSAGE_BYTES};
 use crate::index::{Index, IndexConfig};
 use crate::meta::{DynMeta, FileKind};
-use crate::objstore::{DynStore, LocalStore, MeteredStore};
+use crate::objstore::{DEFAULT_MAX_REQUESTS, DynStore, LimitedStore, LocalStore, MeteredStore};
 use crate::purge::{self, PurgeConfig};
 use crate::server::{self, Readiness, StopSignal};
 use anyhow::Context;
@@ -115,7 +115,8 @@ fn default_store(dir: &Path) -> anyhow::Result<DynStore> {
     let objects = dir.join("objects");
     let local = LocalStore::open(&objects)
         .with_context(|| format!("opening object directory {}", objects.display()))?;
-    Ok(Arc::new(MeteredStore::new(local)))
+    let limited = LimitedStore::new(MeteredStore::new(local), DEFAULT_MAX_REQUESTS);
+    Ok(Arc::new(limited))
 }
 
 /// A running standalone server; dropping it does not stop it, `shutdown` does.

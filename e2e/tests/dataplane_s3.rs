@@ -159,9 +159,10 @@ async fn unreachable_server_is_unavailable_within_the_timeouts() {
 async fn open_url_reads_the_environment() {
     let server = S3Server::start().unwrap();
     server.export_env();
-    let s = skyvault::objstore::open_url(&server.url("env"))
-        .await
-        .unwrap();
+    let s =
+        skyvault::objstore::open_url(&server.url("env"), skyvault::objstore::DEFAULT_MAX_REQUESTS)
+            .await
+            .unwrap();
     s.put("a/b", Bytes::from_static(b"hello")).await.unwrap();
     assert_eq!(s.get("a/b").await.unwrap(), "hello");
     assert!(s.describe().contains(server.bucket()));

@@ -27,6 +27,9 @@ pub struct CacheArgs {
     /// Bytes of decoded file metadata and blocks kept in memory.
     #[arg(long, env = "SKYVAULT_CACHE_CAPACITY_BYTES", default_value_t = 256 << 20)]
     pub cache_capacity_bytes: u64,
+    /// Object-store requests this process keeps in flight at most.
+    #[arg(long, env = "SKYVAULT_OBJECT_STORE_MAX_REQUESTS", default_value_t = crate::objstore::DEFAULT_MAX_REQUESTS)]
+    pub object_store_max_requests: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -34,6 +37,7 @@ pub struct CacheRoleConfig {
     pub grpc_addr: String,
     pub http_addr: String,
     pub object_store_url: String,
+    pub object_store_max_requests: usize,
     pub cache: CacheConfig,
 }
 
@@ -43,6 +47,7 @@ impl CacheArgs {
             grpc_addr: self.grpc_addr,
             http_addr: self.http_addr,
             object_store_url: self.object_store_url,
+            object_store_max_requests: self.object_store_max_requests,
             cache: CacheConfig {
                 capacity_bytes: self.cache_capacity_bytes,
                 ..CacheConfig::default()
@@ -66,7 +71,7 @@ pub async fn run(
     let http_task = tokio::spawn(server::serve_http(http, readiness.clone(), until_stopped()));
 
     let store = tokio::select! {
-        store = crate::roles::open_store(&config.object_store_url) => store?,
+        store = crate::roles::open_store(&config.object_store_url, config.object_store_max_requests) => store?,
         _ = until_stopped() => return Ok(()),
     };
     let grpc = server::bind(&config.grpc_addr, "gRPC").await?;

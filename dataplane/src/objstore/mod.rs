@@ -5,11 +5,13 @@
 //! readers may cache anything they have read from it.
 
 mod faulty;
+mod limited;
 mod local;
 mod metered;
 mod s3;
 
 pub use faulty::{Fault, FaultyStore};
+pub use limited::{DEFAULT_MAX_REQUESTS, LimitedStore};
 pub use local::LocalStore;
 pub use metered::MeteredStore;
 pub use s3::{S3Config, S3Store};
@@ -107,14 +109,17 @@ pub(crate) fn check_path(path: &str) -> StoreResult<()> {
 
 /// Opens the store named by a URL: `file:///abs/dir` or `s3://BUCKET/PREFIX`
 /// (see `s3` for the environment it reads), wrapped in metrics.
-pub async fn open_url(url: &str) -> anyhow::Result<DynStore> {
+/// Opens the store named by `url`, metered and with at most `max_requests`
+/// requests in flight (queued callers wait; their wait is not in the latency
+/// histogram, it is in `skyvault_objstore_waiting_requests`).
+pub async fn open_url(url: &str, max_requests: usize) -> anyhow::Result<DynStore> {
     if let Some(dir) = url.strip_prefix("file://") {
-        let store = LocalStore::open(dir)?;
-        return Ok(Arc::new(MeteredStore::new(store)));
+        let store = MeteredStore::new(LocalStore::open(dir)?);
+        return Ok(Arc::new(LimitedStore::new(store, max_requests)));
     }
     if url.starts_with("s3://") {
-        let store = S3Store::open(S3Config::from_url_and_env(url)?).await;
-        return Ok(Arc::new(MeteredStore::new(store)));
+        let store = MeteredStore::new(S3Store::open(S3Config::from_url_and_env(url)?).await);
+        return Ok(Arc::new(LimitedStore::new(store, max_requests)));
     }
     anyhow::bail!(
         "unsupported object store URL {url:?}: expected file:///absolute/dir or s3://BUCKET/PREFIX"
