@@ -29,7 +29,7 @@ impl<S> LimitedStore<S> {
     }
 
     async fn permit(&self) -> StoreResult<SemaphorePermit<'_>> {
-        let waiting = metrics().objstore_waiting.clone();
+        let waiting = &metrics().objstore_waiting;
         waiting.inc();
         let permit = self.permits.acquire().await;
         waiting.dec();
