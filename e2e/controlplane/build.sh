@@ -5,7 +5,9 @@
 # Two processes running this at once serialise on a lock file.
 #
 # usage: e2e/controlplane/build.sh [TOOL...]
-#   TOOL: kube-apiserver kube-controller-manager etcd helm (default: all)
+#   TOOL: kube-apiserver kube-controller-manager etcd helm (the default set), or
+#         the one-node cluster's: kube-scheduler kube-proxy kubelet coredns
+#         crictl pause (or `node` for all of those)
 # prints one line per tool: NAME=PATH
 #
 # env: SKYVAULT_TOOLS_DIR   cache directory (default ~/.cache/skyvault/tools)
@@ -23,13 +25,23 @@ pinned() { # DIR MODULE
 kube_version="$(pinned kubernetes k8s.io/kubernetes)"
 etcd_version="$(pinned etcd go.etcd.io/etcd/server/v3)"
 helm_version="$(pinned helm helm.sh/helm/v3)"
-for v in "$kube_version" "$etcd_version" "$helm_version"; do
+# The node's kubelet is 1.35: the last release that supports containerd 1.x,
+# which is what Debian ships (docs/decisions/0003-e2e-node.md).
+kubelet_version="$(pinned ../node/kubelet k8s.io/kubernetes)"
+coredns_version="$(pinned ../node/coredns github.com/coredns/coredns)"
+crictl_version="$(pinned ../node/crictl sigs.k8s.io/cri-tools)"
+pause_version="$(sha256sum "$here/../node/pause/pause.c" | cut -c1-12)"
+for v in "$kube_version" "$etcd_version" "$helm_version" "$kubelet_version" "$coredns_version" "$crictl_version"; do
   [[ -n "$v" ]] || { echo "build.sh: cannot read a pinned version from go.mod" >&2; exit 1; }
 done
 
 path_of() {
   case "$1" in
-    kube-apiserver | kube-controller-manager) echo "$tools_dir/$1-$kube_version" ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kube-proxy) echo "$tools_dir/$1-$kube_version" ;;
+    kubelet) echo "$tools_dir/kubelet-$kubelet_version" ;;
+    coredns) echo "$tools_dir/coredns-$coredns_version" ;;
+    crictl) echo "$tools_dir/crictl-$crictl_version" ;;
+    pause) echo "$tools_dir/pause-$pause_version" ;;
     etcd) echo "$tools_dir/etcd-$etcd_version" ;;
     helm) echo "$tools_dir/helm-$helm_version" ;;
     *) echo "build.sh: unknown tool '$1'" >&2; exit 2 ;;
@@ -44,11 +56,32 @@ build() { # TOOL OUT
   local tool="$1" out="$2" tmp dir pkg ldflags
   tmp="$(mktemp -d "$tools_dir/.build-$tool.XXXXXX")"
   case "$tool" in
-    kube-apiserver | kube-controller-manager)
+    kube-apiserver | kube-controller-manager | kube-scheduler | kube-proxy)
       dir=kubernetes pkg="k8s.io/kubernetes/cmd/$tool"
       local p=k8s.io/component-base/version minor="${kube_version#v1.}"
       minor="${minor%%.*}"
       ldflags="-s -w -X $p.gitVersion=$kube_version -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+      ;;
+    kubelet)
+      dir=../node/kubelet pkg="k8s.io/kubernetes/cmd/kubelet"
+      local p=k8s.io/component-base/version minor="${kubelet_version#v1.}"
+      minor="${minor%%.*}"
+      ldflags="-s -w -X $p.gitVersion=$kubelet_version -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+      ;;
+    coredns)
+      dir=../node/coredns pkg=github.com/coredns/coredns ldflags="-s -w"
+      ;;
+    crictl)
+      dir=../node/crictl pkg=sigs.k8s.io/cri-tools/cmd/crictl
+      ldflags="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$crictl_version"
+      ;;
+    pause)
+      echo "build.sh: building pause (static C)" >&2
+      command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev; }
+      gcc -static -Os -s -o "$tmp/pause" "$here/../node/pause/pause.c"
+      mv -f "$tmp/pause" "$out"
+      rmdir "$tmp"
+      return
       ;;
     etcd)
       dir=etcd pkg=. ldflags="-s -w"
@@ -68,6 +101,15 @@ build() { # TOOL OUT
 
 tools=("$@")
 [[ ${#tools[@]} -gt 0 ]] || tools=(kube-apiserver kube-controller-manager etcd helm)
+expanded=()
+for t in "${tools[@]}"; do
+  if [[ "$t" == node ]]; then
+    expanded+=(kube-scheduler kube-proxy kubelet coredns crictl pause)
+  else
+    expanded+=("$t")
+  fi
+done
+tools=("${expanded[@]}")
 
 missing=()
 for t in "${tools[@]}"; do
