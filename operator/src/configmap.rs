@@ -44,6 +44,16 @@ pub fn config_data(sv: &SkyVault) -> BTreeMap<String, String> {
         "SKYVAULT_COMPACT_TARGET_FILE_BYTES",
         spec.compaction.target_file_bytes.to_string(),
     );
+    // The level targets are shared: Jobs compact by them and the index scores its debt
+    // (GET /lsm) by them, so both must agree.
+    put(
+        "SKYVAULT_LEVEL_BASE_BYTES",
+        spec.compaction.level_base_bytes.to_string(),
+    );
+    put(
+        "SKYVAULT_LEVEL_SIZE_RATIO",
+        spec.compaction.level_size_ratio.to_string(),
+    );
     put(
         "SKYVAULT_PURGE_GRACE_SECS",
         spec.purge.grace_period_seconds.to_string(),
@@ -111,6 +121,8 @@ mod tests {
         assert_eq!(d["SKYVAULT_BATCH_MAX_AGE_MS"], "5");
         assert_eq!(d["SKYVAULT_BATCH_MAX_CONCURRENT_FLUSHES"], "4");
         assert_eq!(d["SKYVAULT_COMPACT_TARGET_FILE_BYTES"], "67108864");
+        assert_eq!(d["SKYVAULT_LEVEL_BASE_BYTES"], "268435456");
+        assert_eq!(d["SKYVAULT_LEVEL_SIZE_RATIO"], "10");
         assert_eq!(d["SKYVAULT_PURGE_GRACE_SECS"], "3600");
         assert_eq!(d["SKYVAULT_GRPC_ADDR"], "0.0.0.0:50051");
         assert_eq!(d["SKYVAULT_HTTP_ADDR"], "0.0.0.0:9090");

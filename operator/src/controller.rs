@@ -21,7 +21,8 @@ use tracing::{info, warn};
 
 use crate::children::{self, Children};
 use crate::crd::{Endpoints, SkyVault, SkyVaultStatus};
-use crate::jobs::JobKind;
+use crate::debt::{self, FetchError, LsmDebt};
+use crate::jobs::{self, JobKind};
 use crate::maintenance;
 use crate::metrics::Metrics;
 use crate::naming::{self, FIELD_MANAGER, MANAGED_SELECTOR, Role};
@@ -42,6 +43,9 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// Where each SkyVault's compaction debt is read: `{name}` and `{namespace}` are
+    /// replaced (default [`naming::DEFAULT_LSM_URL_TEMPLATE`]).
+    pub lsm_url_template: String,
 }
 
 /// Failures that end a reconcile early; the controller retries after `error_policy`.
@@ -124,11 +128,19 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
         publish(ctx, sv, EventType::Normal, "Applied", "Apply", note).await;
     }
 
+    // Compaction debt from the index; an index that does not answer leaves the schedule
+    // as the only driver (a condition says so), never an error.
+    let reading = read_debt(sv, ctx).await;
+
     // Maintenance Jobs, then 4. status.
     let mut status = SkyVaultStatus::default();
     let mut requeue = RESYNC;
     for kind in JobKind::ALL {
-        let plan = run_jobs(sv, ctx, &ns, kind, now, &desired.config_checksum).await?;
+        let debt = match kind {
+            JobKind::Compact => reading.as_ref().ok(),
+            JobKind::Purge => None,
+        };
+        let plan = run_jobs(sv, ctx, &ns, kind, now, &desired.config_checksum, debt).await?;
         requeue = requeue.min(plan.requeue_after.unwrap_or(RESYNC));
         match kind {
             JobKind::Compact => status.compaction = Some(plan.status),
@@ -137,8 +149,73 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
     }
     let states = role_states(sv, &applied);
     fill_status(sv, &mut status, &states, None, now);
+    status.compaction_debt = match &reading {
+        Ok(d) => Some(debt::status(d, now)),
+        // The last reading stays, with its observedAt; the condition says it is stale.
+        Err(_) => sv.status.as_ref().and_then(|s| s.compaction_debt.clone()),
+    };
+    let index_ready = states.iter().any(|r| r.role == Role::Index && r.ready > 0);
+    let auto = debt::condition(
+        sv.spec.compaction.trigger_on_debt,
+        reading.as_ref(),
+        index_ready,
+    );
+    report_unreachable(sv, ctx, &auto).await;
+    status.conditions.push(status::condition_at(
+        debt::AUTO_COMPACTION,
+        auto,
+        sv.metadata.generation,
+        &previous_conditions(sv),
+        now,
+    ));
     write_status(&ctx.client, sv, &ns, &status).await?;
     Ok(Action::requeue(requeue))
+}
+
+/// `GET /lsm` on the index; counted in `skyvault_operator_debt_readings_total`.
+async fn read_debt(sv: &SkyVault, ctx: &Context) -> Result<LsmDebt, FetchError> {
+    let url = naming::lsm_url(&ctx.lsm_url_template, sv);
+    let reading = debt::fetch_lsm(&url, debt::FETCH_TIMEOUT).await;
+    let label = if reading.is_ok() { "ok" } else { "error" };
+    ctx.metrics.debt_readings.with_label_values(&[label]).inc();
+    if let Err(e) = &reading {
+        tracing::debug!(skyvault = %sv.name_any(), error = %e, "compaction debt not read");
+    }
+    reading
+}
+
+fn previous_conditions(
+    sv: &SkyVault,
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    sv.status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default()
+}
+
+/// A Warning Event when the index stops answering (once per outage, not per reconcile).
+async fn report_unreachable(sv: &SkyVault, ctx: &Context, auto: &(bool, &str, String)) {
+    let (_, reason, message) = auto;
+    if *reason != debt::reason::INDEX_UNREACHABLE {
+        return;
+    }
+    let previous = previous_conditions(sv);
+    let already = previous
+        .iter()
+        .any(|c| c.type_ == debt::AUTO_COMPACTION && c.reason == debt::reason::INDEX_UNREACHABLE);
+    if already {
+        return;
+    }
+    warn!(skyvault = %sv.name_any(), %message, "compaction debt unavailable; falling back to the schedule");
+    publish(
+        ctx,
+        sv,
+        EventType::Warning,
+        "CompactionDebtUnavailable",
+        "ReadDebt",
+        message.clone(),
+    )
+    .await;
 }
 
 /// A new generation, or the first apply after a problem blocked this one: worth an Event.
@@ -215,10 +292,16 @@ async fn report_problem(
     let old = sv.status.clone().unwrap_or_default();
     let mut status = SkyVaultStatus {
         compaction: old.compaction,
+        compaction_debt: old.compaction_debt,
         purge: old.purge,
         ..SkyVaultStatus::default()
     };
     fill_status(sv, &mut status, &role_states(sv, &sets), Some(problem), now);
+    status.conditions.extend(
+        old.conditions
+            .into_iter()
+            .filter(|c| c.type_ == debt::AUTO_COMPACTION),
+    );
     write_status(&ctx.client, sv, ns, &status).await
 }
 
@@ -293,6 +376,7 @@ async fn run_jobs(
     kind: JobKind,
     now: Timestamp,
     checksum: &str,
+    debt: Option<&LsmDebt>,
 ) -> Result<maintenance::JobPlan> {
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let listed = api
@@ -305,8 +389,8 @@ async fn run_jobs(
         .collect();
     // Schedules were validated before anything was applied; an error here is still
     // reported, not a panic.
-    let plan = maintenance::plan(sv, kind, &jobs, now, checksum)?;
-    if let Some(job) = &plan.create {
+    let plan = maintenance::plan(sv, kind, &jobs, now, checksum, debt)?;
+    for job in &plan.create {
         let params = kube::api::PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
@@ -323,13 +407,10 @@ async fn run_jobs(
                 });
             }
         }
-        let trigger = if job
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(naming::TRIGGER_VALUE_ANNOTATION))
-        {
+        let trigger = if jobs::trigger_value(job).is_some() {
             "manual"
+        } else if jobs::is_debt(job) {
+            "debt"
         } else {
             "schedule"
         };
@@ -386,6 +467,19 @@ async fn job_event(sv: &SkyVault, ctx: &Context, kind: JobKind, event: &maintena
             info!(skyvault = %sv.name_any(), %running, "{noun} due but the previous Job still runs");
             return;
         }
+        E::Covered { at, running } => {
+            info!(skyvault = %sv.name_any(), %at, running, "{noun} schedule time covered by the debt-driven Jobs running");
+            return;
+        }
+        E::DebtJobs { jobs, debt } => (
+            EventType::Normal,
+            format!("{noun}Started"),
+            format!(
+                "created Job{} {} for compaction debt ({debt})",
+                if jobs.len() == 1 { "" } else { "s" },
+                jobs.join(", ")
+            ),
+        ),
     };
     info!(skyvault = %sv.name_any(), %reason, %note, "maintenance");
     publish(ctx, sv, type_, &reason, noun, note).await;
@@ -418,8 +512,11 @@ fn fill_status(
         generation: sv.metadata.generation,
         problem,
         roles: states,
-        last_compaction: status.compaction.as_ref().and_then(|c| c.last_run.as_ref()),
-        last_purge: status.purge.as_ref().and_then(|c| c.last_run.as_ref()),
+        last_compaction: status
+            .compaction
+            .as_ref()
+            .and_then(|c| c.last_result.as_ref()),
+        last_purge: status.purge.as_ref().and_then(|c| c.last_result.as_ref()),
         previous: &previous,
         now,
     });

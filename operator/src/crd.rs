@@ -41,6 +41,8 @@ pub const MAX_NAME_LEN: usize = 40;
     printcolumn(name = "Index", type_ = "string", json_path = ".status.index.summary", description = "Ready/desired index replicas"),
     printcolumn(name = "Cache", type_ = "string", json_path = ".status.cache.summary", description = "Ready/desired cache replicas"),
     printcolumn(name = "Last Compaction", type_ = "date", json_path = ".status.compaction.lastSuccessfulTime", description = "When the last successful compaction Job finished"),
+    printcolumn(name = "L0 Files", type_ = "integer", json_path = ".status.compactionDebt.l0Files", description = "Level-0 (WAL) files the index reported at its last reading: the compaction debt"),
+    printcolumn(name = "Debt", type_ = "string", json_path = ".status.compactionDebt.summary", priority = 1, description = "Compaction debt at the last reading: highest level score and bytes compaction must still rewrite"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1, description = "Reason of the Ready condition"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -80,7 +82,8 @@ pub struct SkyVaultSpec {
     #[serde(default)]
     pub cache: CacheSpec,
 
-    /// Scheduled compaction Jobs (`skyvault compact`): merge small files into larger runs.
+    /// Compaction Jobs (`skyvault compact`): merge files down the levels of the LSM tree,
+    /// started when the index reports debt and on a schedule.
     #[serde(default)]
     pub compaction: CompactionSpec,
 
@@ -369,7 +372,9 @@ pub struct JobScheduleSpec {
     pub resources: Option<ResourceRequirements>,
 }
 
-/// Compaction Jobs.
+/// Compaction Jobs: created as soon as the index reports compaction debt (up to
+/// `maxConcurrentJobs` at once, each doing one bounded piece of work), with the cron
+/// schedule as a backstop.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CompactionSpec {
@@ -379,6 +384,28 @@ pub struct CompactionSpec {
     #[serde(default = "default_target_file_bytes")]
     #[schemars(range(min = 1_048_576, max = 4_294_967_296_i64))]
     pub target_file_bytes: i64,
+    /// Create compaction Jobs as soon as the index reports debt (a level-0 file count or a
+    /// level size over its target). When false only the schedule and the trigger
+    /// annotation start Jobs; the debt is still shown in the status.
+    #[serde(default = "default_true")]
+    pub trigger_on_debt: bool,
+    /// Compaction Jobs running at once (debt-driven, scheduled and manual together).
+    /// Concurrent Jobs work on disjoint inputs.
+    #[serde(default = "default_max_concurrent_jobs")]
+    #[schemars(range(min = 1, max = 16))]
+    pub max_concurrent_jobs: i32,
+    /// Target size of level 1; level N+1's target is `levelSizeRatio` times level N's.
+    #[serde(default = "default_level_base_bytes")]
+    #[schemars(range(min = 1_048_576, max = 1_099_511_627_776_i64))]
+    pub level_base_bytes: i64,
+    /// Growth factor between the size targets of adjacent levels.
+    #[serde(default = "default_level_size_ratio")]
+    #[schemars(range(min = 2, max = 100))]
+    pub level_size_ratio: i32,
+    /// Most input bytes one compaction Job merges. Omit for the data plane's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1_048_576, max = 1_099_511_627_776_i64))]
+    pub max_input_bytes: Option<i64>,
 }
 
 /// Purge Jobs.
@@ -518,6 +545,15 @@ fn default_active_deadline() -> i64 {
 fn default_target_file_bytes() -> i64 {
     64 * 1024 * 1024
 }
+fn default_max_concurrent_jobs() -> i32 {
+    2
+}
+fn default_level_base_bytes() -> i64 {
+    256 * 1024 * 1024
+}
+fn default_level_size_ratio() -> i32 {
+    10
+}
 fn default_grace() -> i64 {
     3600
 }
@@ -545,6 +581,11 @@ impl Default for CompactionSpec {
         Self {
             job: JobScheduleSpec::default(),
             target_file_bytes: default_target_file_bytes(),
+            trigger_on_debt: true,
+            max_concurrent_jobs: default_max_concurrent_jobs(),
+            level_base_bytes: default_level_base_bytes(),
+            level_size_ratio: default_level_size_ratio(),
+            max_input_bytes: None,
         }
     }
 }

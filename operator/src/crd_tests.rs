@@ -73,6 +73,8 @@ fn names_scope_and_subresources() {
             "Index",
             "Cache",
             "Last Compaction",
+            "L0 Files",
+            "Debt",
             "Reason",
             "Age"
         ]

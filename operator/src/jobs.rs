@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+    PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sha2::{Digest, Sha256};
 
@@ -12,12 +15,26 @@ use crate::crd::{
     DEFAULT_COMPACTION_SCHEDULE, DEFAULT_PURGE_SCHEDULE, JobResult, JobRun, JobScheduleSpec,
     SkyVault,
 };
-use crate::naming::{self, JOB_KIND_LABEL, SCHEDULED_TIME_ANNOTATION, TRIGGER_VALUE_ANNOTATION};
+use crate::naming::{
+    self, DEBT_ANNOTATION, JOB_KIND_LABEL, SCHEDULED_TIME_ANNOTATION, TRIGGER_VALUE_ANNOTATION,
+};
 use crate::pod::{self, ContainerPlan};
 use crate::schedule::unix_minute;
 
-/// Memory a Job needs besides the files it merges.
-const JOB_BASE_MEMORY: i64 = 256 * 1024 * 1024;
+const MIB: i64 = 1024 * 1024;
+/// Memory of a purge Job.
+const JOB_BASE_MEMORY: i64 = 256 * MIB;
+/// Memory request of a compaction Job when the spec gives none. A Job's peak is about
+/// 64 MiB + input files x 256 KiB (a few prefetched blocks each) + 2 x 8 MiB (the
+/// multipart part being built and the one uploading), independent of file and dataset
+/// size; with the data plane's default input bound that stays under this.
+pub const COMPACT_MEMORY_REQUEST: i64 = 256 * MIB;
+/// Memory limit of a compaction Job when the spec gives none (twice the request: headroom
+/// for allocator fragmentation and the largest input fan-in).
+pub const COMPACT_MEMORY_LIMIT: i64 = 512 * MIB;
+/// Where the Job writes its JSON summary, so it lands in the Pod's
+/// `status.containerStatuses[].state.terminated.message`.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
 
 /// The two maintenance Jobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,28 +126,80 @@ pub fn build_job(
     trigger: Option<&str>,
     config_checksum: &str,
 ) -> Job {
-    let spec = kind.spec(sv);
-    let mut meta = naming::child_meta(sv, job_name(sv, kind, time, trigger), kind.as_str());
-    meta.labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(JOB_KIND_LABEL.into(), kind.as_str().into());
     let mut annotations =
         BTreeMap::from([(SCHEDULED_TIME_ANNOTATION.to_string(), time.to_string())]);
     if let Some(value) = trigger {
         annotations.insert(TRIGGER_VALUE_ANNOTATION.into(), value.into());
     }
+    let name = job_name(sv, kind, time, trigger);
+    build(sv, kind, name, annotations, config_checksum)
+}
+
+/// Name of a debt-driven compaction Job: `NAME-compact-<unix minute>-d<slot>`; the slot
+/// tells apart the Jobs created in the same minute.
+pub fn debt_job_name(sv: &SkyVault, time: Timestamp, slot: u32) -> String {
+    format!("{}-d{slot}", job_name(sv, JobKind::Compact, time, None))
+}
+
+/// A compaction Job started because the index reported debt; `debt` (a one-line summary of
+/// it) is kept as an annotation.
+pub fn build_debt_job(
+    sv: &SkyVault,
+    time: Timestamp,
+    slot: u32,
+    debt: &str,
+    config_checksum: &str,
+) -> Job {
+    let annotations = BTreeMap::from([
+        (SCHEDULED_TIME_ANNOTATION.to_string(), time.to_string()),
+        (DEBT_ANNOTATION.to_string(), debt.to_string()),
+    ]);
+    let name = debt_job_name(sv, time, slot);
+    build(sv, JobKind::Compact, name, annotations, config_checksum)
+}
+
+fn build(
+    sv: &SkyVault,
+    kind: JobKind,
+    name: String,
+    annotations: BTreeMap<String, String>,
+    config_checksum: &str,
+) -> Job {
+    let spec = kind.spec(sv);
+    let mut meta = naming::child_meta(sv, name, kind.as_str());
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(JOB_KIND_LABEL.into(), kind.as_str().into());
     meta.annotations = Some(annotations);
-    let memory = match kind {
-        // A merge holds about one output file plus the blocks being merged.
-        JobKind::Compact => 2 * sv.spec.compaction.target_file_bytes + JOB_BASE_MEMORY,
-        JobKind::Purge => JOB_BASE_MEMORY,
+    let (env, resources, pod_failure_policy) = match kind {
+        JobKind::Compact => {
+            let c = &sv.spec.compaction;
+            let mut env = vec![pod::env_var(
+                "SKYVAULT_COMPACT_SUMMARY_FILE",
+                TERMINATION_LOG,
+            )];
+            if let Some(max) = c.max_input_bytes {
+                env.push(pod::env_var("SKYVAULT_COMPACT_MAX_INPUT_BYTES", max));
+            }
+            let resources = pod::fill_resources(
+                spec.resources.as_ref(),
+                COMPACT_MEMORY_REQUEST,
+                Some(COMPACT_MEMORY_LIMIT),
+            );
+            (env, resources, Some(compaction_failure_policy()))
+        }
+        JobKind::Purge => (
+            vec![],
+            pod::fill_resources(spec.resources.as_ref(), JOB_BASE_MEMORY, None),
+            None,
+        ),
     };
     let container = pod::container(
         sv,
         ContainerPlan {
             subcommand: kind.as_str(),
-            env: vec![],
-            resources: pod::fill_resources(spec.resources.as_ref(), memory, None),
+            env,
+            resources,
             server: false,
         },
     );
@@ -139,6 +208,7 @@ pub fn build_job(
         spec: Some(JobSpec {
             backoff_limit: Some(spec.backoff_limit),
             active_deadline_seconds: Some(spec.active_deadline_seconds),
+            pod_failure_policy,
             template: pod::pod_template(
                 sv,
                 kind.as_str(),
@@ -152,18 +222,75 @@ pub fn build_job(
     }
 }
 
-/// Running, Succeeded or Failed, from the Job's terminal conditions.
+/// Exit codes of `skyvault compact` that end a Job at once, without retries and without
+/// counting against backoffLimit: 3 = nothing to do, 4 = another Job holds the inputs.
+/// The Job then ends Failed with reason `PodFailurePolicy`, and [`job_result`] reads the
+/// exit code back from the condition's message.
+pub const IDLE_EXIT_CODES: [i32; 2] = [EXIT_NOTHING_TO_DO, EXIT_INPUTS_CLAIMED];
+pub const EXIT_NOTHING_TO_DO: i32 = 3;
+pub const EXIT_INPUTS_CLAIMED: i32 = 4;
+
+/// FailJob on the idle exit codes; a Pod disrupted (evicted, preempted, node drained) is
+/// retried without counting against backoffLimit.
+fn compaction_failure_policy() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![
+            PodFailurePolicyRule {
+                action: "FailJob".into(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: Some(pod::CONTAINER_NAME.into()),
+                    operator: "In".into(),
+                    values: IDLE_EXIT_CODES.to_vec(),
+                }),
+                on_pod_conditions: None,
+            },
+            PodFailurePolicyRule {
+                action: "Ignore".into(),
+                on_exit_codes: None,
+                on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                    type_: "DisruptionTarget".into(),
+                    status: Some("True".into()),
+                }]),
+            },
+        ],
+    }
+}
+
+/// Whether a Job was started for compaction debt.
+pub fn is_debt(job: &Job) -> bool {
+    job.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(DEBT_ANNOTATION))
+}
+
+/// The exit code named in a `PodFailurePolicy` Failed condition's message
+/// ("Container skyvault for pod NS/POD failed with exit code 3 matching FailJob rule at
+/// index 0").
+fn policy_exit_code(message: &str) -> Option<i32> {
+    let rest = message.split("exit code ").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The result from the Job's terminal conditions: Complete is Succeeded; Failed is Failed
+/// unless the pod failure policy ended it on an idle exit code (NothingToDo, InputsClaimed).
 pub fn job_result(job: &Job) -> JobResult {
     let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
-    let is_true = |t: &str| {
-        conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == t && c.status == "True"))
+    let find =
+        |t: &str| conditions.and_then(|cs| cs.iter().find(|c| c.type_ == t && c.status == "True"));
+    if find("Complete").is_some() {
+        return JobResult::Succeeded;
+    }
+    let Some(failed) = find("Failed") else {
+        return JobResult::Running;
     };
-    if is_true("Complete") {
-        JobResult::Succeeded
-    } else if is_true("Failed") {
-        JobResult::Failed
-    } else {
-        JobResult::Running
+    let by_policy = failed.reason.as_deref() == Some("PodFailurePolicy");
+    let code = failed.message.as_deref().and_then(policy_exit_code);
+    match code {
+        Some(EXIT_NOTHING_TO_DO) if by_policy => JobResult::NothingToDo,
+        Some(EXIT_INPUTS_CLAIMED) if by_policy => JobResult::InputsClaimed,
+        _ => JobResult::Failed,
     }
 }
 
@@ -213,6 +340,7 @@ pub fn job_run(job: &Job) -> JobRun {
             .then(|| failure_message(job))
             .flatten(),
         manual: trigger_value(job).is_some(),
+        debt: is_debt(job),
     }
 }
 
@@ -224,7 +352,9 @@ fn finish_time(job: &Job) -> Option<Time> {
             .completion_time
             .clone()
             .or_else(|| condition_time(job, "Complete")),
-        JobResult::Failed => condition_time(job, "Failed"),
+        JobResult::Failed | JobResult::NothingToDo | JobResult::InputsClaimed => {
+            condition_time(job, "Failed")
+        }
         JobResult::Running => None,
     }
 }
@@ -244,19 +374,30 @@ fn condition_time(job: &Job, type_: &str) -> Option<Time> {
 pub struct JobHistory {
     /// Names of Jobs still running.
     pub active: Vec<String>,
+    /// Names of running Jobs started by the schedule or a trigger (not for debt).
+    pub active_not_debt: Vec<String>,
     /// The newest Job.
     pub latest: Option<JobRun>,
+    /// The Job that finished last (any result).
+    pub last_finished: Option<JobRun>,
+    /// The Job that finished last with a real result (Succeeded or Failed).
+    pub last_result: Option<JobRun>,
     /// Completion time of the newest successful Job.
     pub last_successful: Option<Time>,
-    /// The latest schedule time of a scheduled (not manual) Job.
+    /// The latest schedule time of a scheduled (not manual, not debt) Job.
     pub last_scheduled: Option<Timestamp>,
     /// Trigger values that already have a Job.
     pub triggers: Vec<String>,
+    /// Names of every Job (to pick free names).
+    pub names: Vec<String>,
     /// Finished Jobs beyond the history limits.
     pub to_delete: Vec<String>,
 }
 
 /// Summarize the Jobs of one kind (already filtered to one SkyVault and kind).
+/// History limits: `successfulJobsHistoryLimit` keeps that many Succeeded Jobs and, apart,
+/// that many idle ones (nothing to do, inputs claimed), so idle runs never push the last
+/// real success out; `failedJobsHistoryLimit` keeps Failed ones.
 pub fn summarize(jobs: &[Job], spec: &JobScheduleSpec) -> JobHistory {
     let mut sorted: Vec<&Job> = jobs
         .iter()
@@ -268,25 +409,46 @@ pub fn summarize(jobs: &[Job], spec: &JobScheduleSpec) -> JobHistory {
             .cmp(&(scheduled_time(a), a.metadata.name.as_deref()))
     });
     let name = |j: &Job| j.metadata.name.clone().unwrap_or_default();
-    let by_result = |r: JobResult| sorted.iter().filter(move |j| job_result(j) == r);
+    let by = |pick: fn(JobResult) -> bool| sorted.iter().filter(move |j| pick(job_result(j)));
     let keep = |limit: i32| usize::try_from(limit).unwrap_or(0);
-    let to_delete: Vec<String> = by_result(JobResult::Succeeded)
-        .skip(keep(spec.successful_jobs_history_limit))
-        .chain(by_result(JobResult::Failed).skip(keep(spec.failed_jobs_history_limit)))
+    let successful = keep(spec.successful_jobs_history_limit);
+    let to_delete: Vec<String> = by(|r| r == JobResult::Succeeded)
+        .skip(successful)
+        .chain(by(JobResult::is_idle).skip(successful))
+        .chain(by(|r| r == JobResult::Failed).skip(keep(spec.failed_jobs_history_limit)))
         .map(|j| name(j))
         .collect();
+    // Finished Jobs, newest finish first.
+    let mut finished: Vec<(Time, &Job)> = sorted
+        .iter()
+        .filter_map(|j| finish_time(j).map(|t| (t, *j)))
+        .collect();
+    finished.sort_by(|(ta, a), (tb, b)| {
+        (&tb.0, b.metadata.name.as_deref()).cmp(&(&ta.0, a.metadata.name.as_deref()))
+    });
+    let running = || by(|r| r == JobResult::Running);
     JobHistory {
-        active: by_result(JobResult::Running).map(|j| name(j)).collect(),
+        active: running().map(|j| name(j)).collect(),
+        active_not_debt: running().filter(|j| !is_debt(j)).map(|j| name(j)).collect(),
         latest: sorted.first().map(|j| job_run(j)),
-        last_successful: by_result(JobResult::Succeeded).find_map(|j| finish_time(j)),
+        last_finished: finished.first().map(|(_, j)| job_run(j)),
+        last_result: finished
+            .iter()
+            .find(|(_, j)| !job_result(j).is_idle())
+            .map(|(_, j)| job_run(j)),
+        last_successful: finished
+            .iter()
+            .find(|(_, j)| job_result(j) == JobResult::Succeeded)
+            .map(|(t, _)| t.clone()),
         last_scheduled: sorted
             .iter()
-            .filter(|j| trigger_value(j).is_none())
+            .filter(|j| trigger_value(j).is_none() && !is_debt(j))
             .find_map(|j| scheduled_time(j)),
         triggers: sorted
             .iter()
             .filter_map(|j| trigger_value(j).map(str::to_string))
             .collect(),
+        names: sorted.iter().map(|j| name(j)).collect(),
         to_delete,
     }
 }

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crd;
 pub mod crd_output;
 pub mod crd_status;
+pub mod debt;
 pub mod jobs;
 pub mod leader;
 pub mod maintenance;

@@ -70,6 +70,14 @@ struct RunArgs {
     /// Log line format.
     #[arg(long, env = "SKYVAULT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Where a SkyVault's compaction debt is read (`GET`, JSON); `{name}` and `{namespace}`
+    /// are replaced. The default reaches the index Service's HTTP port in-cluster.
+    #[arg(
+        long,
+        env = "SKYVAULT_OPERATOR_LSM_URL_TEMPLATE",
+        default_value = skyvault_operator::naming::DEFAULT_LSM_URL_TEMPLATE
+    )]
+    lsm_url_template: String,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -117,6 +125,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
+        lsm_url_template: args.lsm_url_template.clone(),
     });
     let shutdown = shutdown_signal();
     info!(namespace = args.namespace.as_deref().unwrap_or("<all>"), leader_election = args.leader_election, %identity, "starting skyvault-operator");

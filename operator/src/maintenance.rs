@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use crate::crd::{JobKindStatus, JobResult, JobRun, SkyVault};
+use crate::debt::{self, DebtDecision, DebtInput, LsmDebt};
 use crate::jobs::{self, JobKind};
 use crate::schedule::{self, Schedule, ScheduleError, ScheduleInput};
 
@@ -28,27 +29,48 @@ pub enum JobEvent {
     Failed { job: String, message: String },
     /// A Job is due but the previous one still runs.
     Blocked { running: String },
+    /// A schedule time passed while debt-driven Jobs filled every slot: they cover it.
+    Covered { at: Timestamp, running: usize },
+    /// Compaction Jobs were created for the debt the index reported.
+    DebtJobs { jobs: Vec<String>, debt: String },
 }
+
+/// Wait before looking at the debt again while compaction Jobs are due or running (a
+/// finished Job also wakes the controller at once through the Job watch).
+pub const DEBT_REQUEUE: Duration = Duration::from_secs(10);
+/// Wait between debt readings while there is no debt (or the index does not answer).
+pub const DEBT_POLL: Duration = Duration::from_secs(30);
 
 /// What to do for one kind of Job.
 #[derive(Clone, Debug)]
 pub struct JobPlan {
     pub kind: JobKind,
-    pub create: Option<Job>,
+    /// Jobs to create, oldest first.
+    pub create: Vec<Job>,
     pub delete: Vec<String>,
     pub status: JobKindStatus,
     pub events: Vec<JobEvent>,
-    /// When the next scheduled run is due.
+    /// When to look again: the next scheduled run, or sooner while compaction debt is
+    /// followed.
     pub requeue_after: Option<Duration>,
+    /// What the debt asked for (compaction only).
+    pub debt: Option<DebtDecision>,
 }
 
-/// Plan one kind. `jobs` are this SkyVault's Jobs of that kind; `previous` is its status.
+/// Plan one kind. `jobs` are this SkyVault's Jobs of that kind; `debt` is the index's
+/// reading (compaction only; `None` when it could not be read).
+///
+/// Concurrency: purge runs one Job at a time. Compaction runs up to
+/// `maxConcurrentJobs`; a scheduled run still never overlaps another scheduled or manual
+/// one (CronJob `Forbid`), a manual run waits for a free slot, and debt-driven Jobs fill the
+/// slots left, one per bounded piece of work the debt asks for.
 pub fn plan(
     sv: &SkyVault,
     kind: JobKind,
     jobs: &[Job],
     now: Timestamp,
     config_checksum: &str,
+    debt: Option<&LsmDebt>,
 ) -> Result<JobPlan, ScheduleError> {
     let spec = kind.spec(sv);
     let schedule = Schedule::parse(kind.schedule(sv))?;
@@ -70,10 +92,16 @@ pub fn plan(
     );
     let trigger = pending_trigger(sv, kind, &previous, &history.triggers);
 
-    let mut events = failed_since(&previous, history.latest.as_ref());
+    let last_result = newer_result(previous.last_result.as_ref(), history.last_result.as_ref());
+    let mut events = failed_since(&previous, last_result.as_ref());
     let mut status = JobKindStatus {
         last_run: history.latest.clone(),
-        last_successful_time: history.last_successful.clone(),
+        last_successful_time: max_opt(
+            previous.last_successful_time.as_ref().map(|t| t.0),
+            history.last_successful.as_ref().map(|t| t.0),
+        )
+        .map(Time),
+        last_result,
         last_schedule_time: last_scheduled.map(Time),
         next_schedule_time: decision.next.map(Time),
         handled_trigger: previous.handled_trigger.clone(),
@@ -83,42 +111,91 @@ pub fn plan(
         status.last_schedule_time = Some(Time(at));
     }
 
+    let max_running = match kind {
+        JobKind::Compact => {
+            usize::try_from(sv.spec.compaction.max_concurrent_jobs.max(1)).unwrap_or(1)
+        }
+        JobKind::Purge => 1,
+    };
+    let mut running = history.active.len();
     let wanted = trigger
         .as_deref()
         .map(|t| (now, Some(t)))
         .or(decision.due.map(|d| (d, None)));
-    let mut create = None;
-    match (wanted, history.active.first()) {
-        (Some(_), Some(running)) => events.push(JobEvent::Blocked {
-            running: running.clone(),
-        }),
-        (Some((time, trig)), None) => {
-            let job = jobs::build_job(sv, kind, time, trig, config_checksum);
-            let name = job.name_any();
-            let missed = if trig.is_some() { 0 } else { decision.missed };
-            events.push(JobEvent::Created {
-                job: name.clone(),
-                manual: trig.is_some(),
-                missed,
-            });
-            status.last_run = Some(JobRun {
-                job_name: name,
-                scheduled_time: Some(Time(time)),
-                start_time: None,
-                completion_time: None,
-                result: JobResult::Running,
-                message: None,
-                manual: trig.is_some(),
-            });
-            match trig {
-                Some(t) => status.handled_trigger = Some(t.to_string()),
-                None => status.last_schedule_time = Some(Time(time)),
+    let mut create = Vec::new();
+    if let Some((time, trig)) = wanted {
+        let full = running >= max_running;
+        match (trig, history.active_not_debt.first()) {
+            // A scheduled run never overlaps another scheduled or manual one.
+            (None, Some(other)) => events.push(JobEvent::Blocked {
+                running: other.clone(),
+            }),
+            // Every slot is taken by debt-driven Jobs: they do what the run would.
+            (None, None) if full => {
+                events.push(JobEvent::Covered { at: time, running });
+                status.last_schedule_time = Some(Time(time));
             }
-            create = Some(job);
+            (Some(_), _) if full => events.push(JobEvent::Blocked {
+                running: history.active.first().cloned().unwrap_or_default(),
+            }),
+            _ => {
+                let job = jobs::build_job(sv, kind, time, trig, config_checksum);
+                let name = job.name_any();
+                let missed = if trig.is_some() { 0 } else { decision.missed };
+                events.push(JobEvent::Created {
+                    job: name.clone(),
+                    manual: trig.is_some(),
+                    missed,
+                });
+                status.last_run = Some(new_run(name, time, trig.is_some(), false));
+                match trig {
+                    Some(t) => status.handled_trigger = Some(t.to_string()),
+                    None => status.last_schedule_time = Some(Time(time)),
+                }
+                create.push(job);
+                running += 1;
+            }
         }
-        (None, _) => {}
     }
-    let requeue_after = decision.next.map(|n| duration_until(now, n));
+
+    let mut requeue_after = decision.next.map(|n| duration_until(now, n));
+    let mut debt_decision = None;
+    if kind == JobKind::Compact {
+        let c = &sv.spec.compaction;
+        let d = debt::debt_jobs(DebtInput {
+            enabled: c.trigger_on_debt,
+            debt,
+            target_file_bytes: c.target_file_bytes,
+            max_concurrent: max_running,
+            running,
+            hold_until: debt::hold_until(history.last_finished.as_ref()),
+            now,
+        });
+        if let (DebtDecision::Create(n), Some(reading)) = (d, debt) {
+            let note = debt::summary(reading);
+            let slots = debt::free_slots(&history.names, |s| jobs::debt_job_name(sv, now, s), n);
+            let mut names = Vec::new();
+            for slot in slots {
+                let job = jobs::build_debt_job(sv, now, slot, &note, config_checksum);
+                names.push(job.name_any());
+                create.push(job);
+            }
+            if let Some(last) = names.last() {
+                status.last_run = Some(new_run(last.clone(), now, false, true));
+                events.push(JobEvent::DebtJobs {
+                    jobs: names,
+                    debt: note,
+                });
+            }
+        }
+        let again = match d {
+            DebtDecision::Create(_) | DebtDecision::Saturated => DEBT_REQUEUE,
+            DebtDecision::Hold(until) => duration_until(now, until),
+            DebtDecision::Idle => DEBT_POLL,
+        };
+        requeue_after = Some(requeue_after.map_or(again, |r| r.min(again)));
+        debt_decision = Some(d);
+    }
     Ok(JobPlan {
         kind,
         create,
@@ -126,7 +203,37 @@ pub fn plan(
         status,
         events,
         requeue_after,
+        debt: debt_decision,
     })
+}
+
+fn new_run(job_name: String, time: Timestamp, manual: bool, debt: bool) -> JobRun {
+    JobRun {
+        job_name,
+        scheduled_time: Some(Time(time)),
+        start_time: None,
+        completion_time: None,
+        result: JobResult::Running,
+        message: None,
+        manual,
+        debt,
+    }
+}
+
+/// The later-finished of the recorded and the observed last real result (the recorded one
+/// survives its Job being deleted by the history limits).
+fn newer_result(recorded: Option<&JobRun>, observed: Option<&JobRun>) -> Option<JobRun> {
+    match (recorded, observed) {
+        (Some(r), Some(o)) => {
+            let finished = |run: &JobRun| run.completion_time.as_ref().map(|t| t.0);
+            if r.job_name != o.job_name && finished(r) > finished(o) {
+                Some(r.clone())
+            } else {
+                Some(o.clone())
+            }
+        }
+        (r, o) => o.or(r).cloned(),
+    }
 }
 
 fn previous_status(sv: &SkyVault, kind: JobKind) -> JobKindStatus {
@@ -155,15 +262,15 @@ fn pending_trigger(
     (!value.is_empty() && !handled).then_some(value)
 }
 
-/// A failure Event, once: when the status still shows the Job running and it now failed.
-fn failed_since(previous: &JobKindStatus, latest: Option<&JobRun>) -> Vec<JobEvent> {
-    let (Some(before), Some(now)) = (previous.last_run.as_ref(), latest) else {
+/// A failure Event, once: when the last real result is a failure not recorded before.
+fn failed_since(previous: &JobKindStatus, last_result: Option<&JobRun>) -> Vec<JobEvent> {
+    let Some(now) = last_result.filter(|r| r.result == JobResult::Failed) else {
         return vec![];
     };
-    let newly_failed = before.job_name == now.job_name
-        && before.result == JobResult::Running
-        && now.result == JobResult::Failed;
-    if !newly_failed {
+    let recorded = |run: Option<&JobRun>| {
+        run.is_some_and(|r| r.job_name == now.job_name && r.result == JobResult::Failed)
+    };
+    if recorded(previous.last_result.as_ref()) || recorded(previous.last_run.as_ref()) {
         return vec![];
     }
     let message = now.message.clone().unwrap_or_else(|| "Job failed".into());

@@ -26,9 +26,10 @@ fn creates_the_due_job_and_requeues_for_the_next() {
         &[],
         ts("2030-01-01T00:10:05Z"),
         "sum",
+        None,
     )
     .unwrap();
-    let job = p.create.expect("due");
+    let job = p.create.into_iter().next().expect("due");
     assert_eq!(job.metadata.name.as_deref(), Some("vault-compact-31557610"));
     assert_eq!(
         p.status.last_schedule_time,
@@ -41,7 +42,8 @@ fn creates_the_due_job_and_requeues_for_the_next() {
     let run = p.status.last_run.unwrap();
     assert_eq!(run.result, JobResult::Running);
     assert_eq!(run.job_name, "vault-compact-31557610");
-    assert_eq!(p.requeue_after, Some(Duration::from_secs(596)));
+    // Compaction looks at the debt again well before the next schedule time ...
+    assert_eq!(p.requeue_after, Some(DEBT_POLL));
     assert_eq!(
         p.events,
         vec![JobEvent::Created {
@@ -60,15 +62,18 @@ fn nothing_due_before_the_first_time() {
         &[],
         ts("2030-01-01T00:10:00Z"),
         "sum",
+        None,
     )
     .unwrap();
-    assert!(p.create.is_none());
+    assert!(p.create.is_empty());
     assert!(p.events.is_empty());
-    // Purge runs at minute 17.
+    // Purge runs at minute 17 and wakes up just after it.
     assert_eq!(
         p.status.next_schedule_time,
         Some(Time(ts("2030-01-01T00:17:00Z")))
     );
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(421)));
+    assert_eq!(p.debt, None, "purge does not follow the debt");
 }
 
 #[test]
@@ -86,9 +91,10 @@ fn existing_job_for_the_time_is_not_created_again() {
         &jobs,
         ts("2030-01-01T00:11:00Z"),
         "sum",
+        None,
     )
     .unwrap();
-    assert!(p.create.is_none());
+    assert!(p.create.is_empty());
     assert!(p.events.is_empty());
     assert_eq!(
         p.status.last_run.unwrap().job_name,
@@ -110,9 +116,10 @@ fn never_starts_while_the_previous_job_runs() {
         &jobs,
         ts("2030-01-01T00:20:30Z"),
         "sum",
+        None,
     )
     .unwrap();
-    assert!(p.create.is_none());
+    assert!(p.create.is_empty());
     assert_eq!(
         p.events,
         vec![JobEvent::Blocked {
@@ -132,10 +139,11 @@ fn never_starts_while_the_previous_job_runs() {
         &done,
         ts("2030-01-01T00:25:00Z"),
         "sum",
+        None,
     )
     .unwrap();
     assert_eq!(
-        p.create.unwrap().metadata.name.as_deref(),
+        p.create[0].clone().metadata.name.as_deref(),
         Some("vault-compact-31557620")
     );
 }
@@ -154,10 +162,11 @@ fn missed_runs_are_reported_and_coalesced() {
         &jobs,
         ts("2030-01-01T00:45:00Z"),
         "sum",
+        None,
     )
     .unwrap();
     assert_eq!(
-        p.create.unwrap().metadata.name.as_deref(),
+        p.create[0].clone().metadata.name.as_deref(),
         Some("vault-compact-31557640")
     );
     assert_eq!(
@@ -180,9 +189,10 @@ fn too_late_run_is_skipped_once() {
         &[],
         ts("2030-01-01T00:15:00Z"),
         "sum",
+        None,
     )
     .unwrap();
-    assert!(p.create.is_none());
+    assert!(p.create.is_empty());
     assert_eq!(
         p.events,
         vec![JobEvent::MissedDeadline {
@@ -197,6 +207,7 @@ fn too_late_run_is_skipped_once() {
         &[],
         ts("2030-01-01T00:16:00Z"),
         "sum",
+        None,
     )
     .unwrap();
     assert!(p.events.is_empty());
@@ -212,10 +223,12 @@ fn suspend_stops_scheduled_runs_but_not_manual_ones() {
         &[],
         ts("2030-01-01T00:10:05Z"),
         "sum",
+        None,
     )
     .unwrap();
-    assert!(p.create.is_none());
-    assert_eq!(p.requeue_after, None);
+    assert!(p.create.is_empty());
+    // No schedule time to wake for; only the debt poll.
+    assert_eq!(p.requeue_after, Some(DEBT_POLL));
     assert_eq!(p.status.next_schedule_time, None);
     sv.metadata.annotations = Some(
         [(
@@ -230,9 +243,10 @@ fn suspend_stops_scheduled_runs_but_not_manual_ones() {
         &[],
         ts("2030-01-01T00:10:05Z"),
         "sum",
+        None,
     )
     .unwrap();
-    let job = p.create.expect("manual run");
+    let job = p.create.into_iter().next().expect("manual run");
     assert!(
         job.metadata
             .name
@@ -253,8 +267,16 @@ fn a_trigger_value_runs_one_job() {
         )]
         .into(),
     );
-    let p = plan(&sv, JobKind::Purge, &[], ts("2030-01-01T00:05:00Z"), "sum").unwrap();
-    let job = p.create.expect("triggered");
+    let p = plan(
+        &sv,
+        JobKind::Purge,
+        &[],
+        ts("2030-01-01T00:05:00Z"),
+        "sum",
+        None,
+    )
+    .unwrap();
+    let job = p.create.into_iter().next().expect("triggered");
     // Handled through the status ...
     let mut handled = sv.clone();
     handled.status = Some(SkyVaultStatus {
@@ -267,11 +289,12 @@ fn a_trigger_value_runs_one_job() {
             JobKind::Purge,
             &[],
             ts("2030-01-01T00:06:00Z"),
-            "sum"
+            "sum",
+            None
         )
         .unwrap()
         .create
-        .is_none()
+        .is_empty()
     );
     // ... or through the Job's annotation if the status write was lost.
     let name = job.metadata.name.clone().unwrap();
@@ -287,11 +310,12 @@ fn a_trigger_value_runs_one_job() {
             JobKind::Purge,
             &jobs,
             ts("2030-01-01T00:06:00Z"),
-            "sum"
+            "sum",
+            None
         )
         .unwrap()
         .create
-        .is_none()
+        .is_empty()
     );
     // A new value runs again.
     sv.metadata.annotations = Some(
@@ -307,11 +331,13 @@ fn a_trigger_value_runs_one_job() {
             JobKind::Purge,
             &jobs,
             ts("2030-01-01T00:06:00Z"),
-            "sum"
+            "sum",
+            None
         )
         .unwrap()
         .create
-        .is_some()
+        .len()
+            == 1
     );
 }
 
@@ -324,6 +350,7 @@ fn failure_is_reported_once_when_seen_finishing() {
         &[running],
         ts("2030-01-01T00:12:00Z"),
         "sum",
+        None,
     )
     .unwrap();
     let sv = with_compaction_status(vault(), p.status);
@@ -339,6 +366,7 @@ fn failure_is_reported_once_when_seen_finishing() {
         std::slice::from_ref(&failed),
         ts("2030-01-01T00:13:00Z"),
         "sum",
+        None,
     )
     .unwrap();
     assert!(
@@ -355,6 +383,7 @@ fn failure_is_reported_once_when_seen_finishing() {
         &[failed],
         ts("2030-01-01T00:14:00Z"),
         "sum",
+        None,
     )
     .unwrap();
     assert!(p.events.is_empty());
@@ -384,6 +413,7 @@ fn history_beyond_limits_is_deleted() {
         &jobs,
         ts("2030-01-01T00:25:00Z"),
         "sum",
+        None,
     )
     .unwrap();
     assert_eq!(p.delete, vec!["old"]);
@@ -393,5 +423,15 @@ fn history_beyond_limits_is_deleted() {
 fn invalid_schedule_is_an_error() {
     let mut sv = vault();
     sv.spec.purge.job.schedule = Some("99 * * * *".into());
-    assert!(plan(&sv, JobKind::Purge, &[], ts("2030-01-01T00:25:00Z"), "sum").is_err());
+    assert!(
+        plan(
+            &sv,
+            JobKind::Purge,
+            &[],
+            ts("2030-01-01T00:25:00Z"),
+            "sum",
+            None
+        )
+        .is_err()
+    );
 }

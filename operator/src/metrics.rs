@@ -19,6 +19,7 @@ pub struct Metrics {
     pub failures: IntCounterVec,
     pub duration: Histogram,
     pub jobs_created: IntCounterVec,
+    pub debt_readings: IntCounterVec,
     pub leader: IntGauge,
 }
 
@@ -59,6 +60,14 @@ impl Metrics {
             &["kind", "trigger"],
         )
         .expect("valid metric");
+        let debt_readings = IntCounterVec::new(
+            Opts::new(
+                "skyvault_operator_debt_readings_total",
+                "Compaction debt readings from the index (GET /lsm), by result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         let leader = IntGauge::new(
             "skyvault_operator_leader",
             "1 while this replica holds the leader Lease",
@@ -69,6 +78,7 @@ impl Metrics {
             Box::new(failures.clone()),
             Box::new(duration.clone()),
             Box::new(jobs_created.clone()),
+            Box::new(debt_readings.clone()),
             Box::new(leader.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -79,6 +89,7 @@ impl Metrics {
             failures,
             duration,
             jobs_created,
+            debt_readings,
             leader,
         }
     }
@@ -140,6 +151,7 @@ mod tests {
         m.jobs_created
             .with_label_values(&["compact", "schedule"])
             .inc();
+        m.debt_readings.with_label_values(&["error"]).inc();
         m.leader.set(1);
         let text = m.render();
         for name in [
@@ -147,6 +159,7 @@ mod tests {
             "skyvault_operator_reconcile_errors_total{error=\"apply\"} 1",
             "skyvault_operator_reconcile_duration_seconds_count 1",
             "skyvault_operator_jobs_created_total{kind=\"compact\",trigger=\"schedule\"} 1",
+            "skyvault_operator_debt_readings_total{result=\"error\"} 1",
             "skyvault_operator_leader 1",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");

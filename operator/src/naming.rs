@@ -24,6 +24,8 @@ pub const TRIGGER_PURGE_ANNOTATION: &str = "skyvault.io/trigger-purge";
 pub const SCHEDULED_TIME_ANNOTATION: &str = "skyvault.io/scheduled-time";
 /// Annotation on manual Jobs: the trigger value that started it.
 pub const TRIGGER_VALUE_ANNOTATION: &str = "skyvault.io/trigger";
+/// Annotation on compaction Jobs started for compaction debt: the debt when it was created.
+pub const DEBT_ANNOTATION: &str = "skyvault.io/debt";
 /// Label on Jobs: `compact` or `purge`.
 pub const JOB_KIND_LABEL: &str = "skyvault.io/job-kind";
 
@@ -140,6 +142,18 @@ pub fn cache_peers(sv: &SkyVault) -> String {
         .map(|i| format!("{sts}-{i}.{svc}.{ns}.svc:{GRPC_PORT}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Where the operator reads compaction debt by default: `GET /lsm` on the HTTP port of the
+/// index's client Service (any ready index answers; each follows the manifest).
+pub const DEFAULT_LSM_URL_TEMPLATE: &str = "http://{name}-index.{namespace}.svc:9090/lsm";
+
+/// The debt URL of a SkyVault: `{name}` and `{namespace}` in the template replaced.
+pub fn lsm_url(template: &str, sv: &SkyVault) -> String {
+    let ns = sv.namespace().unwrap_or_else(|| "default".into());
+    template
+        .replace("{name}", &sv.name_any())
+        .replace("{namespace}", &ns)
 }
 
 /// In-cluster gRPC address of a role's client Service.

@@ -18,6 +18,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::crd::SkyVault;
 use crate::naming::{self, GRPC_PORT, HTTP_PORT, RUN_AS_ID};
 
+/// Name of the one container in every data-plane and Job Pod.
+pub const CONTAINER_NAME: &str = "skyvault";
+
 /// What differs between the roles' and the Jobs' containers.
 pub struct ContainerPlan {
     /// `skyvault` subcommand: batcher, index, cache, compact, purge.
@@ -34,7 +37,7 @@ pub fn container(sv: &SkyVault, plan: ContainerPlan) -> Container {
     let mut env = secret_env(sv);
     env.extend(plan.env);
     Container {
-        name: "skyvault".into(),
+        name: CONTAINER_NAME.into(),
         image: Some(sv.spec.image.clone()),
         image_pull_policy: sv.spec.image_pull_policy.map(|p| p.as_str().to_string()),
         args: Some(vec![plan.subcommand.to_string()]),

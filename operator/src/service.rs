@@ -35,14 +35,20 @@ pub fn headless_service(sv: &SkyVault, role: Role) -> Service {
     }
 }
 
-/// `NAME-batcher` / `NAME-index`: load-balanced gRPC entry point for clients.
+/// `NAME-batcher` / `NAME-index`: load-balanced gRPC entry point for clients. The index's
+/// also carries its HTTP port: the operator reads compaction debt there (`GET /lsm`) from
+/// whichever index is ready.
 pub fn client_service(sv: &SkyVault, role: Role) -> Service {
+    let mut ports = vec![port("grpc", GRPC_PORT)];
+    if role == Role::Index {
+        ports.push(port("http", HTTP_PORT));
+    }
     Service {
         metadata: naming::child_meta(sv, naming::role_name(sv, role), role.as_str()),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             selector: Some(naming::selector_labels(sv, role.as_str())),
-            ports: Some(vec![port("grpc", GRPC_PORT)]),
+            ports: Some(ports),
             ..ServiceSpec::default()
         }),
         status: None,
@@ -107,22 +113,31 @@ mod tests {
     }
 
     #[test]
-    fn client_service_exposes_grpc_only() {
+    fn client_services_expose_grpc_and_the_index_also_http() {
         let svc = client_service(&sample(), Role::Index);
         assert_eq!(svc.metadata.name.as_deref(), Some("vault-index"));
         let spec = svc.spec.unwrap();
         assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
         assert!(spec.cluster_ip.is_none(), "allocated by the API server");
         let ports = spec.ports.unwrap();
-        assert_eq!(ports.len(), 1);
+        assert_eq!(ports.len(), 2);
         assert_eq!(ports[0].port, 50051);
         assert_eq!(
             ports[0].target_port,
             Some(IntOrString::String("grpc".into()))
         );
+        // The operator reads /lsm here (naming::DEFAULT_LSM_URL_TEMPLATE).
+        assert_eq!(ports[1].port, 9090);
+        assert_eq!(
+            ports[1].target_port,
+            Some(IntOrString::String("http".into()))
+        );
         assert_eq!(
             spec.selector.unwrap()["app.kubernetes.io/component"],
             "index"
         );
+        let batcher = client_service(&sample(), Role::Batcher).spec.unwrap();
+        let ports: Vec<_> = batcher.ports.unwrap().iter().map(|p| p.port).collect();
+        assert_eq!(ports, vec![50051]);
     }
 }

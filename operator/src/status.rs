@@ -106,7 +106,9 @@ pub struct ConditionInput<'a> {
     pub generation: Option<i64>,
     pub problem: Option<&'a Problem>,
     pub roles: &'a [RoleState],
+    /// The compaction Job that finished last with a real result (`lastResult`).
     pub last_compaction: Option<&'a JobRun>,
+    /// The purge Job that finished last with a real result.
     pub last_purge: Option<&'a JobRun>,
     /// Conditions currently in the status, for lastTransitionTime.
     pub previous: &'a [Condition],
@@ -202,9 +204,11 @@ fn job_health(input: &ConditionInput) -> (bool, &'static str, String) {
     if let Some(run) = failed(input.last_purge) {
         return (true, reason::PURGE_FAILED, describe(&run));
     }
-    // A retry that is still running has not fixed anything yet: keep the
-    // failure reported until a later run succeeds.
-    let running = |run: Option<&JobRun>| run.is_some_and(|r| r.result == JobResult::Running);
+    // A retry that is still running (or found nothing to do) has not fixed anything yet:
+    // keep the failure reported until a later run succeeds.
+    let running = |run: Option<&JobRun>| {
+        run.is_some_and(|r| r.result == JobResult::Running || r.result.is_idle())
+    };
     for (run, why) in [
         (input.last_compaction, reason::COMPACTION_FAILED),
         (input.last_purge, reason::PURGE_FAILED),
@@ -227,19 +231,35 @@ fn condition(
     reason: &str,
     message: String,
 ) -> Condition {
+    let previous = input.previous;
+    condition_at(
+        type_,
+        (status, reason, message),
+        input.generation,
+        previous,
+        input.now,
+    )
+}
+
+/// A condition whose lastTransitionTime moves only when its status flips from `previous`.
+pub fn condition_at(
+    type_: &str,
+    (status, reason, message): (bool, &str, String),
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: Timestamp,
+) -> Condition {
     let status = if status { "True" } else { "False" }.to_string();
-    // lastTransitionTime moves only when the status flips.
-    let since = input
-        .previous
+    let since = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
-        .map_or(Time(input.now), |c| c.last_transition_time.clone());
+        .map_or(Time(now), |c| c.last_transition_time.clone());
     Condition {
         type_: type_.into(),
         status,
         reason: reason.into(),
         message,
-        observed_generation: input.generation,
+        observed_generation: generation,
         last_transition_time: since,
     }
 }

@@ -182,6 +182,7 @@ fn failed_maintenance_job_degrades_but_keeps_ready() {
         result: JobResult::Failed,
         message: Some("BackoffLimitExceeded".into()),
         manual: false,
+        debt: false,
     };
     let mut i = input(&roles, None, &[]);
     i.last_purge = Some(&failed);
@@ -209,6 +210,7 @@ fn a_running_retry_keeps_the_failure_until_a_run_succeeds() {
         result,
         message: None,
         manual: true,
+        debt: false,
     };
     let (running, succeeded) = (run(JobResult::Running), run(JobResult::Succeeded));
     let mut i = input(&roles, None, &[]);

@@ -1,0 +1,338 @@
+//! Compaction debt: what the index reports on `GET /lsm`, reading it over HTTP, and the
+//! pure decisions built on it (how many compaction Jobs to start, the status block, the
+//! `AutoCompaction` condition). Only [`fetch_lsm`] touches the network.
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::Deserialize;
+
+use crate::crd::{CompactionDebtStatus, JobResult, JobRun, LevelDebtStatus};
+
+/// What the index answers on `GET /lsm` (the data plane's planner, one implementation).
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+pub struct LsmDebt {
+    /// Manifest version the numbers were computed from.
+    pub version: u64,
+    pub l0_files: u64,
+    pub l0_bytes: u64,
+    /// Estimated bytes compaction must still rewrite.
+    pub pending_bytes: u64,
+    /// Highest level score.
+    pub score: f64,
+    /// The highest score is at least 1.
+    pub needs_compaction: bool,
+    #[serde(default)]
+    pub levels: Vec<LevelDebt>,
+}
+
+/// One level in [`LsmDebt`].
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+pub struct LevelDebt {
+    pub level: u32,
+    pub files: u64,
+    pub bytes: u64,
+    pub target_bytes: u64,
+    pub score: f64,
+}
+
+/// Longest the operator waits for the index's answer.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Largest `/lsm` body accepted.
+const MAX_BODY: usize = 1 << 20;
+
+/// Why the debt could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("GET {url}: {reason}")]
+pub struct FetchError {
+    pub url: String,
+    pub reason: String,
+}
+
+/// `GET url` (plain HTTP/1.1) and parse the body as [`LsmDebt`], within `timeout`.
+pub async fn fetch_lsm(url: &str, timeout: Duration) -> Result<LsmDebt, FetchError> {
+    let fail = |reason: String| FetchError {
+        url: url.to_string(),
+        reason,
+    };
+    match tokio::time::timeout(timeout, get_json(url)).await {
+        Ok(result) => result.map_err(fail),
+        Err(_) => Err(fail(format!("no answer within {timeout:?}"))),
+    }
+}
+
+async fn get_json(url: &str) -> Result<LsmDebt, String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("only http:// URLs are supported".into());
+    }
+    let host = uri.host().ok_or("URL has no host")?.to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = uri.authority().map_or(host.clone(), |a| a.to_string());
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::ACCEPT, "application/json")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("request: {e}"))?;
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the body: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            return Err(format!("HTTP {status}: {}", text.trim()));
+        }
+        serde_json::from_slice::<LsmDebt>(&body).map_err(|e| format!("invalid body: {e}"))
+    };
+    // The connection is driven alongside the exchange; dropping both closes it.
+    let mut conn = std::pin::pin!(conn);
+    let mut exchange = std::pin::pin!(exchange);
+    tokio::select! {
+        result = &mut exchange => result,
+        closed = &mut conn => {
+            closed.map_err(|e| format!("connection: {e}"))?;
+            exchange.await
+        }
+    }
+}
+
+/// Bounded pieces of work the debt asks for: one Job while level 0 is over its trigger
+/// (level-0 files overlap, so one L0->L1 merge runs at a time), plus, per deeper level over
+/// its target, one Job per target-size file of excess (each moves about one file down).
+/// At least one while `needs_compaction`.
+pub fn wanted_jobs(debt: &LsmDebt, target_file_bytes: i64) -> usize {
+    if !debt.needs_compaction {
+        return 0;
+    }
+    let file = u64::try_from(target_file_bytes.max(1)).unwrap_or(1);
+    let mut wanted = 0usize;
+    for level in debt.levels.iter().filter(|l| l.score >= 1.0) {
+        wanted += if level.level == 0 {
+            1
+        } else {
+            let excess = level.bytes.saturating_sub(level.target_bytes);
+            usize::try_from(excess.div_ceil(file))
+                .unwrap_or(usize::MAX)
+                .max(1)
+        };
+    }
+    wanted.max(1)
+}
+
+/// After an idle Job (nothing to do, inputs claimed) no debt Job is started for this
+/// long: the index may not have caught up with the last swap yet.
+pub const IDLE_HOLD: SignedDuration = SignedDuration::from_secs(30);
+/// After a failed compaction Job no debt Job is started for this long, so a broken
+/// compaction does not become a Job storm (the schedule and triggers still run).
+pub const FAILURE_HOLD: SignedDuration = SignedDuration::from_secs(300);
+
+/// Until when debt Jobs wait, judged by the Job that finished last.
+pub fn hold_until(last_finished: Option<&JobRun>) -> Option<Timestamp> {
+    let run = last_finished?;
+    let finished = run.completion_time.as_ref()?.0;
+    let hold = match run.result {
+        JobResult::Failed => FAILURE_HOLD,
+        r if r.is_idle() => IDLE_HOLD,
+        _ => return None,
+    };
+    finished.checked_add(hold).ok()
+}
+
+/// Everything [`debt_jobs`] decides on.
+#[derive(Clone, Copy, Debug)]
+pub struct DebtInput<'a> {
+    /// `spec.compaction.triggerOnDebt`.
+    pub enabled: bool,
+    /// The debt, when the index answered.
+    pub debt: Option<&'a LsmDebt>,
+    pub target_file_bytes: i64,
+    /// `spec.compaction.maxConcurrentJobs`.
+    pub max_concurrent: usize,
+    /// Compaction Jobs running (of any origin), including one created in this reconcile.
+    pub running: usize,
+    /// From [`hold_until`].
+    pub hold_until: Option<Timestamp>,
+    pub now: Timestamp,
+}
+
+/// What the debt asks for now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DebtDecision {
+    /// Nothing: no debt, not known, or switched off.
+    Idle,
+    /// Start this many Jobs.
+    Create(usize),
+    /// Debt, but every wanted piece of work has a Job running (or the limit is reached).
+    Saturated,
+    /// Debt, but the last Job found nothing to do or failed: wait until then.
+    Hold(Timestamp),
+}
+
+/// How many debt Jobs to start: the wanted pieces of work, capped by the concurrency limit,
+/// minus the Jobs already running.
+pub fn debt_jobs(input: DebtInput) -> DebtDecision {
+    let Some(debt) = input.debt.filter(|_| input.enabled) else {
+        return DebtDecision::Idle;
+    };
+    let wanted = wanted_jobs(debt, input.target_file_bytes);
+    if wanted == 0 {
+        return DebtDecision::Idle;
+    }
+    if let Some(until) = input.hold_until.filter(|u| *u > input.now) {
+        return DebtDecision::Hold(until);
+    }
+    match wanted
+        .min(input.max_concurrent)
+        .saturating_sub(input.running)
+    {
+        0 => DebtDecision::Saturated,
+        n => DebtDecision::Create(n),
+    }
+}
+
+/// Free slot numbers for debt Job names this minute (`NAME-compact-<minute>-d<slot>`),
+/// skipping names that exist.
+pub fn free_slots(existing: &[String], name_of: impl Fn(u32) -> String, count: usize) -> Vec<u32> {
+    (0..MAX_SLOTS)
+        .filter(|slot| !existing.contains(&name_of(*slot)))
+        .take(count)
+        .collect()
+}
+
+/// Debt Jobs per minute at most (the slot keeps names within 63 characters).
+pub const MAX_SLOTS: u32 = 100;
+
+/// Bytes as `1.5Gi`, `340Mi`, `12Ki`, `512B`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "Ki", "Mi", "Gi", "Ti"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value >= 100.0 {
+        format!("{value:.0}{}", UNITS[unit])
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn int(x: u64) -> i64 {
+    i64::try_from(x).unwrap_or(i64::MAX)
+}
+
+/// One line: `score 2.10, 1.3Gi pending` (or `none` below every threshold).
+pub fn summary(debt: &LsmDebt) -> String {
+    if debt.needs_compaction {
+        format!(
+            "score {:.2}, {} pending",
+            debt.score,
+            human_bytes(debt.pending_bytes)
+        )
+    } else {
+        format!("none (score {:.2})", debt.score)
+    }
+}
+
+/// The status block for a reading taken at `now`.
+pub fn status(debt: &LsmDebt, now: Timestamp) -> CompactionDebtStatus {
+    CompactionDebtStatus {
+        l0_files: int(debt.l0_files),
+        l0_bytes: int(debt.l0_bytes),
+        pending_bytes: int(debt.pending_bytes),
+        score: round2(debt.score),
+        needs_compaction: debt.needs_compaction,
+        levels: debt
+            .levels
+            .iter()
+            .map(|l| LevelDebtStatus {
+                level: i32::try_from(l.level).unwrap_or(i32::MAX),
+                files: int(l.files),
+                bytes: int(l.bytes),
+                target_bytes: int(l.target_bytes),
+                score: round2(l.score),
+            })
+            .collect(),
+        manifest_version: int(debt.version),
+        observed_at: Time(now),
+        summary: summary(debt),
+    }
+}
+
+/// Condition type telling whether compaction follows the debt.
+pub const AUTO_COMPACTION: &str = "AutoCompaction";
+
+/// Reasons of the `AutoCompaction` condition.
+pub mod reason {
+    /// The index answered; Jobs start when a score reaches 1.
+    pub const DEBT_OBSERVED: &str = "DebtObserved";
+    /// `spec.compaction.triggerOnDebt` is false.
+    pub const DISABLED: &str = "Disabled";
+    /// The index has ready Pods but did not answer: the schedule is the only driver.
+    pub const INDEX_UNREACHABLE: &str = "IndexUnreachable";
+    /// No index Pod is ready yet (a store starting up): expected, no Warning.
+    pub const INDEX_NOT_READY: &str = "IndexNotReady";
+}
+
+/// `(status, reason, message)` of the `AutoCompaction` condition.
+pub fn condition(
+    enabled: bool,
+    reading: Result<&LsmDebt, &FetchError>,
+    index_ready: bool,
+) -> (bool, &'static str, String) {
+    let fallback = "compaction Jobs start on the schedule (and the trigger annotation) only";
+    match (enabled, reading) {
+        (false, _) => (
+            false,
+            reason::DISABLED,
+            format!("spec.compaction.triggerOnDebt is false: {fallback}"),
+        ),
+        (true, Ok(debt)) => (
+            true,
+            reason::DEBT_OBSERVED,
+            format!(
+                "index reports {} level-0 files, {} pending, highest score {:.2}; Jobs start when a score reaches 1",
+                debt.l0_files,
+                human_bytes(debt.pending_bytes),
+                debt.score
+            ),
+        ),
+        (true, Err(e)) if index_ready => (
+            false,
+            reason::INDEX_UNREACHABLE,
+            format!("cannot read compaction debt: {e}; {fallback}"),
+        ),
+        (true, Err(e)) => (
+            false,
+            reason::INDEX_NOT_READY,
+            format!("no index Pod is ready ({e}); {fallback}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+#[path = "debt_tests.rs"]
+mod tests;

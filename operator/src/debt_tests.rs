@@ -1,0 +1,304 @@
+use super::*;
+use crate::testutil::ts;
+use std::net::SocketAddr;
+
+const MIB: u64 = 1024 * 1024;
+
+/// The body the data plane serves (the contract in issue 11).
+const BODY: &str = r#"{"version":42,"l0_files":12,"l0_bytes":50331648,"pending_bytes":1395864371,
+  "score":3.0,"needs_compaction":true,
+  "levels":[{"level":0,"files":12,"bytes":50331648,"target_bytes":0,"score":3.0},
+            {"level":1,"files":6,"bytes":402653184,"target_bytes":268435456,"score":1.5},
+            {"level":2,"files":20,"bytes":1342177280,"target_bytes":2684354560,"score":0.5}]}"#;
+
+fn parsed() -> LsmDebt {
+    serde_json::from_str(BODY).unwrap()
+}
+
+fn level(level: u32, bytes: u64, target: u64) -> LevelDebt {
+    LevelDebt {
+        level,
+        files: 1,
+        bytes,
+        target_bytes: target,
+        score: bytes as f64 / target.max(1) as f64,
+    }
+}
+
+fn debt(levels: Vec<LevelDebt>) -> LsmDebt {
+    let score = levels.iter().map(|l| l.score).fold(0.0, f64::max);
+    LsmDebt {
+        version: 1,
+        l0_files: 0,
+        l0_bytes: 0,
+        pending_bytes: 0,
+        score,
+        needs_compaction: score >= 1.0,
+        levels,
+    }
+}
+
+#[test]
+fn parses_the_contract_body() {
+    let d = parsed();
+    assert_eq!(d.version, 42);
+    assert_eq!(d.l0_files, 12);
+    assert!(d.needs_compaction);
+    assert_eq!(d.levels.len(), 3);
+    assert_eq!(d.levels[1].target_bytes, 256 * MIB);
+    // Fields the operator does not know yet are ignored.
+    let extra = BODY.replacen("{", r#"{"future_field":[1,2],"#, 1);
+    assert_eq!(serde_json::from_str::<LsmDebt>(&extra).unwrap(), d);
+}
+
+#[test]
+fn wanted_jobs_one_for_level_0_and_one_per_excess_file_below() {
+    let file = 64 * MIB as i64;
+    // L0 over its trigger: one Job (L0 files overlap, one merge at a time).
+    let mut l0 = level(0, 10, 1);
+    l0.score = 3.0;
+    assert_eq!(wanted_jobs(&debt(vec![l0.clone()]), file), 1);
+    // L1 over its 256 MiB target by 136 MiB: three 64 MiB files to move down.
+    let l1 = level(1, 392 * MIB, 256 * MIB);
+    assert_eq!(wanted_jobs(&debt(vec![l1.clone()]), file), 3);
+    // Both, and a level under target adds nothing.
+    let l2 = level(2, MIB, 2560 * MIB);
+    assert_eq!(wanted_jobs(&debt(vec![l0, l1, l2.clone()]), file), 4);
+    // No debt, no Jobs.
+    assert_eq!(wanted_jobs(&debt(vec![l2]), file), 0);
+    // Debt without a level over 1 in the list (e.g. level 0 not listed): still one.
+    let mut odd = debt(vec![]);
+    odd.needs_compaction = true;
+    assert_eq!(wanted_jobs(&odd, file), 1);
+    // From the contract body: L0 (1) + L1 128 MiB over target (2).
+    assert_eq!(wanted_jobs(&parsed(), file), 3);
+}
+
+fn input(d: Option<&LsmDebt>, running: usize) -> DebtInput<'_> {
+    DebtInput {
+        enabled: true,
+        debt: d,
+        target_file_bytes: 64 * MIB as i64,
+        max_concurrent: 2,
+        running,
+        hold_until: None,
+        now: ts("2030-01-01T00:00:00Z"),
+    }
+}
+
+#[test]
+fn debt_jobs_fill_free_slots_up_to_the_wanted_work() {
+    let d = parsed(); // wants 3
+    assert_eq!(debt_jobs(input(Some(&d), 0)), DebtDecision::Create(2));
+    assert_eq!(debt_jobs(input(Some(&d), 1)), DebtDecision::Create(1));
+    assert_eq!(debt_jobs(input(Some(&d), 2)), DebtDecision::Saturated);
+    assert_eq!(debt_jobs(input(Some(&d), 5)), DebtDecision::Saturated);
+    let mut wide = input(Some(&d), 1);
+    wide.max_concurrent = 16;
+    assert_eq!(
+        debt_jobs(wide),
+        DebtDecision::Create(2),
+        "3 wanted, 1 running"
+    );
+    // Level 0 alone: a second Job would only find the inputs claimed.
+    let mut l0 = level(0, 1, 1);
+    l0.score = 1.0;
+    let only_l0 = debt(vec![l0]);
+    assert_eq!(debt_jobs(input(Some(&only_l0), 1)), DebtDecision::Saturated);
+}
+
+#[test]
+fn no_debt_jobs_without_debt_a_reading_or_permission() {
+    let d = parsed();
+    assert_eq!(
+        debt_jobs(input(None, 0)),
+        DebtDecision::Idle,
+        "index silent"
+    );
+    let mut off = input(Some(&d), 0);
+    off.enabled = false;
+    assert_eq!(debt_jobs(off), DebtDecision::Idle, "triggerOnDebt false");
+    let calm = debt(vec![level(1, MIB, 256 * MIB)]);
+    assert_eq!(debt_jobs(input(Some(&calm), 0)), DebtDecision::Idle);
+}
+
+#[test]
+fn a_hold_delays_debt_jobs_until_it_passes() {
+    let d = parsed();
+    let mut i = input(Some(&d), 0);
+    i.hold_until = Some(ts("2030-01-01T00:00:30Z"));
+    assert_eq!(debt_jobs(i), DebtDecision::Hold(ts("2030-01-01T00:00:30Z")));
+    i.now = ts("2030-01-01T00:00:31Z");
+    assert_eq!(debt_jobs(i), DebtDecision::Create(2));
+}
+
+fn finished(result: JobResult, at: &str) -> JobRun {
+    JobRun {
+        job_name: "vault-compact-1".into(),
+        scheduled_time: None,
+        start_time: None,
+        completion_time: Some(Time(ts(at))),
+        result,
+        message: None,
+        manual: false,
+        debt: true,
+    }
+}
+
+#[test]
+fn holds_follow_the_last_finished_job() {
+    let at = "2030-01-01T00:00:00Z";
+    assert_eq!(hold_until(None), None);
+    assert_eq!(hold_until(Some(&finished(JobResult::Succeeded, at))), None);
+    assert_eq!(
+        hold_until(Some(&finished(JobResult::NothingToDo, at))),
+        Some(ts("2030-01-01T00:00:30Z"))
+    );
+    assert_eq!(
+        hold_until(Some(&finished(JobResult::InputsClaimed, at))),
+        Some(ts("2030-01-01T00:00:30Z"))
+    );
+    assert_eq!(
+        hold_until(Some(&finished(JobResult::Failed, at))),
+        Some(ts("2030-01-01T00:05:00Z"))
+    );
+}
+
+#[test]
+fn free_slots_skip_existing_names() {
+    let name = |s: u32| format!("v-compact-1-d{s}");
+    let existing = vec![name(0), name(2), "v-compact-1".to_string()];
+    assert_eq!(free_slots(&existing, name, 3), vec![1, 3, 4]);
+    let all: Vec<String> = (0..MAX_SLOTS).map(name).collect();
+    assert!(free_slots(&all, name, 1).is_empty());
+}
+
+#[test]
+fn status_summary_and_bytes_read_well() {
+    assert_eq!(human_bytes(512), "512B");
+    assert_eq!(human_bytes(1536), "1.5Ki");
+    assert_eq!(human_bytes(340 * MIB), "340Mi");
+    assert_eq!(human_bytes(1_395_864_371), "1.3Gi");
+    let s = status(&parsed(), ts("2030-01-01T00:00:00Z"));
+    assert_eq!(s.l0_files, 12);
+    assert_eq!(s.pending_bytes, 1_395_864_371);
+    assert_eq!(s.manifest_version, 42);
+    assert_eq!(s.levels.len(), 3);
+    assert_eq!(s.levels[1].score, 1.5);
+    assert_eq!(s.summary, "score 3.00, 1.3Gi pending");
+    assert_eq!(s.observed_at, Time(ts("2030-01-01T00:00:00Z")));
+    let mut calm = parsed();
+    calm.needs_compaction = false;
+    calm.score = 0.123;
+    let s = status(&calm, ts("2030-01-01T00:00:00Z"));
+    assert_eq!(s.summary, "none (score 0.12)");
+    assert_eq!(s.score, 0.12, "rounded, so equal readings write no status");
+}
+
+#[test]
+fn condition_names_the_fallback() {
+    let d = parsed();
+    let err = FetchError {
+        url: "http://v-index.prod.svc:9090/lsm".into(),
+        reason: "connect: connection refused".into(),
+    };
+    let (ok, reason, msg) = condition(true, Ok(&d), true);
+    assert!(ok);
+    assert_eq!(reason, reason::DEBT_OBSERVED);
+    assert!(msg.contains("12 level-0 files"), "{msg}");
+    let (ok, reason, msg) = condition(true, Err(&err), true);
+    assert!(!ok);
+    assert_eq!(reason, reason::INDEX_UNREACHABLE);
+    assert!(
+        msg.contains("connection refused") && msg.contains("schedule"),
+        "{msg}"
+    );
+    let (_, reason, _) = condition(true, Err(&err), false);
+    assert_eq!(reason, reason::INDEX_NOT_READY);
+    let (ok, reason, _) = condition(false, Ok(&d), true);
+    assert!(!ok);
+    assert_eq!(reason, reason::DISABLED);
+}
+
+// ---------- fetch_lsm against a local HTTP server ----------
+
+async fn serve(router: axum::Router) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn fetch_reads_the_index_answer() {
+    use axum::routing::get;
+    let router = axum::Router::new()
+        .route(
+            "/lsm",
+            get(|| async { ([("content-type", "application/json")], BODY) }),
+        )
+        .route(
+            "/broken",
+            get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready") }),
+        )
+        .route("/garbage", get(|| async { "{\"version\":" }));
+    let (addr, task) = serve(router).await;
+    let got = fetch_lsm(&format!("http://{addr}/lsm"), FETCH_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(got, parsed());
+
+    let err = fetch_lsm(&format!("http://{addr}/broken"), FETCH_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(
+        err.reason.contains("503") && err.reason.contains("not ready"),
+        "{err}"
+    );
+    let err = fetch_lsm(&format!("http://{addr}/garbage"), FETCH_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(err.reason.contains("invalid body"), "{err}");
+    let err = fetch_lsm(&format!("http://{addr}/missing"), FETCH_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(err.reason.contains("404"), "{err}");
+    task.abort();
+}
+
+#[tokio::test]
+async fn fetch_fails_fast_on_refused_silent_or_bad_urls() {
+    // Nothing listens: refused.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let err = fetch_lsm(&format!("http://{addr}/lsm"), FETCH_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(err.reason.contains("connect"), "{err}");
+    assert_eq!(err.url, format!("http://{addr}/lsm"));
+
+    // Accepts but never answers: the timeout ends it.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let started = std::time::Instant::now();
+    let err = fetch_lsm(&format!("http://{addr}/lsm"), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(err.reason.contains("no answer within"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    hold.abort();
+
+    let err = fetch_lsm("https://example.invalid/lsm", FETCH_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(err.reason.contains("only http://"), "{err}");
+}
