@@ -1,6 +1,6 @@
 use super::*;
 use crate::crd::SkyVaultStatus;
-use crate::testutil::{job_with, sample, ts};
+use crate::testutil::{debt_job_with, finished_at, job_with, sample, ts};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// `vault`, created at midnight, compaction every 10 minutes.
@@ -8,6 +8,11 @@ fn vault() -> SkyVault {
     let mut sv = sample();
     sv.metadata.creation_timestamp = Some(Time(ts("2030-01-01T00:00:00Z")));
     sv
+}
+
+/// Sets the trigger annotation `key` to `value`.
+fn trigger(sv: &mut SkyVault, key: &str, value: &str) {
+    sv.metadata.annotations = Some([(key.to_string(), value.to_string())].into());
 }
 
 fn with_compaction_status(mut sv: SkyVault, st: JobKindStatus) -> SkyVault {
@@ -230,13 +235,7 @@ fn suspend_stops_scheduled_runs_but_not_manual_ones() {
     // No schedule time to wake for; only the debt poll.
     assert_eq!(p.requeue_after, Some(DEBT_POLL));
     assert_eq!(p.status.next_schedule_time, None);
-    sv.metadata.annotations = Some(
-        [(
-            crate::naming::TRIGGER_COMPACTION_ANNOTATION.to_string(),
-            "go".to_string(),
-        )]
-        .into(),
-    );
+    trigger(&mut sv, crate::naming::TRIGGER_COMPACTION_ANNOTATION, "go");
     let p = plan(
         &sv,
         JobKind::Compact,
@@ -260,13 +259,7 @@ fn suspend_stops_scheduled_runs_but_not_manual_ones() {
 #[test]
 fn a_trigger_value_runs_one_job() {
     let mut sv = vault();
-    sv.metadata.annotations = Some(
-        [(
-            crate::naming::TRIGGER_PURGE_ANNOTATION.to_string(),
-            "1".to_string(),
-        )]
-        .into(),
-    );
+    trigger(&mut sv, crate::naming::TRIGGER_PURGE_ANNOTATION, "1");
     let p = plan(
         &sv,
         JobKind::Purge,
@@ -318,13 +311,7 @@ fn a_trigger_value_runs_one_job() {
         .is_empty()
     );
     // A new value runs again.
-    sv.metadata.annotations = Some(
-        [(
-            crate::naming::TRIGGER_PURGE_ANNOTATION.to_string(),
-            "2".to_string(),
-        )]
-        .into(),
-    );
+    trigger(&mut sv, crate::naming::TRIGGER_PURGE_ANNOTATION, "2");
     assert!(
         plan(
             &sv,
@@ -433,5 +420,322 @@ fn invalid_schedule_is_an_error() {
             None
         )
         .is_err()
+    );
+}
+
+// ---------- compaction debt ----------
+
+/// The index reports level 1 three target files over its target (three Jobs wanted).
+fn heavy_debt() -> LsmDebt {
+    serde_json::from_str(
+        r#"{"version":7,"l0_files":2,"l0_bytes":1000,"pending_bytes":201326592,"score":1.75,
+            "needs_compaction":true,
+            "levels":[{"level":0,"files":2,"bytes":1000,"target_bytes":0,"score":0.5},
+                      {"level":1,"files":7,"bytes":469762048,"target_bytes":268435456,"score":1.75}]}"#,
+    )
+    .unwrap()
+}
+
+fn calm_debt() -> LsmDebt {
+    let mut d = heavy_debt();
+    d.needs_compaction = false;
+    d.score = 0.5;
+    d.levels.truncate(1);
+    d
+}
+
+fn names(p: &JobPlan) -> Vec<String> {
+    p.create.iter().map(|j| j.name_any()).collect()
+}
+
+#[test]
+fn debt_starts_jobs_up_to_the_concurrency_limit() {
+    let d = heavy_debt();
+    let now = ts("2030-01-01T00:03:20Z");
+    let p = plan(&vault(), JobKind::Compact, &[], now, "sum", Some(&d)).unwrap();
+    assert_eq!(
+        names(&p),
+        vec!["vault-compact-31557603-d0", "vault-compact-31557603-d1"],
+        "3 wanted, maxConcurrentJobs 2"
+    );
+    assert!(p.create.iter().all(jobs::is_debt));
+    assert_eq!(p.debt, Some(DebtDecision::Create(2)));
+    assert_eq!(p.requeue_after, Some(DEBT_REQUEUE));
+    assert_eq!(
+        p.events,
+        vec![JobEvent::DebtJobs {
+            jobs: names(&p),
+            debt: "score 1.75, 192Mi pending".into()
+        }]
+    );
+    let last = p.status.last_run.as_ref().unwrap();
+    assert!(last.debt && last.result == JobResult::Running);
+    assert_eq!(last.job_name, "vault-compact-31557603-d1");
+    assert_eq!(
+        p.status.last_schedule_time, None,
+        "debt Jobs are not schedule runs"
+    );
+
+    // With both running (Jobs created by the last reconcile), nothing more in the same minute.
+    let running: Vec<Job> = names(&p)
+        .iter()
+        .map(|n| debt_job_with(n, "2030-01-01T00:03:20Z", None))
+        .collect();
+    let p = plan(&vault(), JobKind::Compact, &running, now, "sum", Some(&d)).unwrap();
+    assert!(p.create.is_empty());
+    assert_eq!(p.debt, Some(DebtDecision::Saturated));
+
+    // One finished with real work: its slot is refilled under a free name.
+    let mut one_done = running.clone();
+    one_done[0] = debt_job_with(
+        "vault-compact-31557603-d0",
+        "2030-01-01T00:03:20Z",
+        Some(JobResult::Succeeded),
+    );
+    let p = plan(&vault(), JobKind::Compact, &one_done, now, "sum", Some(&d)).unwrap();
+    assert_eq!(names(&p), vec!["vault-compact-31557603-d2"]);
+    assert!(
+        p.status.last_successful_time.is_some(),
+        "a compaction that did work is a success"
+    );
+
+    // A higher limit lets all three wanted pieces run.
+    let mut wide = vault();
+    wide.spec.compaction.max_concurrent_jobs = 8;
+    let p = plan(&wide, JobKind::Compact, &[], now, "sum", Some(&d)).unwrap();
+    assert_eq!(p.create.len(), 3);
+}
+
+#[test]
+fn no_debt_jobs_without_debt_a_reading_or_the_switch() {
+    let now = ts("2030-01-01T00:03:20Z");
+    let calm = calm_debt();
+    let p = plan(&vault(), JobKind::Compact, &[], now, "sum", Some(&calm)).unwrap();
+    assert!(p.create.is_empty());
+    assert_eq!(p.requeue_after, Some(DEBT_POLL));
+    // The index did not answer: only the schedule (not due before 00:10).
+    let p = plan(&vault(), JobKind::Compact, &[], now, "sum", None).unwrap();
+    assert!(p.create.is_empty());
+    assert_eq!(p.debt, Some(DebtDecision::Idle));
+    let mut off = vault();
+    off.spec.compaction.trigger_on_debt = false;
+    let d = heavy_debt();
+    let p = plan(&off, JobKind::Compact, &[], now, "sum", Some(&d)).unwrap();
+    assert!(p.create.is_empty());
+    // The schedule still runs when the index is silent.
+    let p = plan(
+        &vault(),
+        JobKind::Compact,
+        &[],
+        ts("2030-01-01T00:10:05Z"),
+        "sum",
+        None,
+    )
+    .unwrap();
+    assert_eq!(names(&p), vec!["vault-compact-31557610"]);
+}
+
+#[test]
+fn schedule_times_are_covered_while_debt_jobs_fill_every_slot() {
+    let d = heavy_debt();
+    let running = vec![
+        debt_job_with("vault-compact-31557609-d0", "2030-01-01T00:09:00Z", None),
+        debt_job_with("vault-compact-31557609-d1", "2030-01-01T00:09:00Z", None),
+    ];
+    let now = ts("2030-01-01T00:10:05Z");
+    let p = plan(&vault(), JobKind::Compact, &running, now, "sum", Some(&d)).unwrap();
+    assert!(p.create.is_empty());
+    assert_eq!(
+        p.events,
+        vec![JobEvent::Covered {
+            at: ts("2030-01-01T00:10:00Z"),
+            running: 2
+        }]
+    );
+    assert_eq!(
+        p.status.last_schedule_time,
+        Some(Time(ts("2030-01-01T00:10:00Z"))),
+        "covered, so not due again"
+    );
+    // With a slot free the scheduled run starts next to the debt Job, and no debt Job
+    // takes that slot as well.
+    let p = plan(
+        &vault(),
+        JobKind::Compact,
+        &running[..1],
+        now,
+        "sum",
+        Some(&d),
+    )
+    .unwrap();
+    assert_eq!(names(&p), vec!["vault-compact-31557610"]);
+}
+
+#[test]
+fn scheduled_runs_still_never_overlap_and_triggers_take_a_free_slot() {
+    let d = calm_debt();
+    let scheduled = job_with("vault-compact-31557600", "2030-01-01T00:00:00Z", None, None);
+    let now = ts("2030-01-01T00:10:05Z");
+    let p = plan(
+        &vault(),
+        JobKind::Compact,
+        std::slice::from_ref(&scheduled),
+        now,
+        "sum",
+        Some(&d),
+    )
+    .unwrap();
+    assert!(p.create.is_empty());
+    assert!(matches!(&p.events[..], [JobEvent::Blocked { .. }]));
+    // A manual run uses the second slot.
+    let mut sv = vault();
+    trigger(&mut sv, crate::naming::TRIGGER_COMPACTION_ANNOTATION, "go");
+    let p = plan(
+        &sv,
+        JobKind::Compact,
+        std::slice::from_ref(&scheduled),
+        now,
+        "sum",
+        Some(&d),
+    )
+    .unwrap();
+    assert_eq!(p.create.len(), 1);
+    assert!(jobs::trigger_value(&p.create[0]).is_some());
+    // With maxConcurrentJobs 1 it waits.
+    sv.spec.compaction.max_concurrent_jobs = 1;
+    let p = plan(&sv, JobKind::Compact, &[scheduled], now, "sum", Some(&d)).unwrap();
+    assert!(p.create.is_empty());
+}
+
+#[test]
+fn idle_runs_hold_debt_jobs_briefly_and_failures_longer() {
+    let d = heavy_debt();
+    let idle = finished_at(
+        debt_job_with(
+            "vault-compact-31557603-d0",
+            "2030-01-01T00:03:00Z",
+            Some(JobResult::NothingToDo),
+        ),
+        "2030-01-01T00:03:10Z",
+    );
+    let at = |t: &str| {
+        plan(
+            &vault(),
+            JobKind::Compact,
+            std::slice::from_ref(&idle),
+            ts(t),
+            "sum",
+            Some(&d),
+        )
+        .unwrap()
+    };
+    let p = at("2030-01-01T00:03:20Z");
+    assert!(p.create.is_empty());
+    assert_eq!(p.debt, Some(DebtDecision::Hold(ts("2030-01-01T00:03:40Z"))));
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(21)));
+    assert!(
+        p.status.last_successful_time.is_none(),
+        "nothing to do is no success"
+    );
+    assert!(p.status.last_result.is_none(), "nor a result");
+    assert!(p.events.is_empty(), "nor a failure");
+    assert_eq!(at("2030-01-01T00:03:41Z").create.len(), 2);
+
+    let failed = finished_at(
+        debt_job_with(
+            "vault-compact-31557603-d0",
+            "2030-01-01T00:03:00Z",
+            Some(JobResult::Failed),
+        ),
+        "2030-01-01T00:03:10Z",
+    );
+    let p = plan(
+        &vault(),
+        JobKind::Compact,
+        &[failed],
+        ts("2030-01-01T00:05:00Z"),
+        "sum",
+        Some(&d),
+    )
+    .unwrap();
+    assert!(p.create.is_empty());
+    assert_eq!(p.debt, Some(DebtDecision::Hold(ts("2030-01-01T00:08:10Z"))));
+}
+
+#[test]
+fn a_failure_among_concurrent_jobs_is_reported_once_and_kept_until_a_success() {
+    let d = calm_debt();
+    let failed = finished_at(
+        debt_job_with(
+            "vault-compact-31557603-d0",
+            "2030-01-01T00:03:00Z",
+            Some(JobResult::Failed),
+        ),
+        "2030-01-01T00:04:00Z",
+    );
+    // A newer Job is running: the failure of the older one is still seen and reported.
+    let newer = debt_job_with("vault-compact-31557603-d1", "2030-01-01T00:03:30Z", None);
+    let jobs = vec![failed.clone(), newer];
+    let now = ts("2030-01-01T00:05:00Z");
+    let p = plan(&vault(), JobKind::Compact, &jobs, now, "sum", Some(&d)).unwrap();
+    assert!(
+        matches!(&p.events[..], [JobEvent::Failed { job, .. }] if job == "vault-compact-31557603-d0")
+    );
+    assert_eq!(
+        p.status.last_run.as_ref().unwrap().result,
+        JobResult::Running
+    );
+    assert_eq!(
+        p.status.last_result.as_ref().unwrap().result,
+        JobResult::Failed
+    );
+    let sv = with_compaction_status(vault(), p.status);
+    let p = plan(&sv, JobKind::Compact, &jobs, now, "sum", Some(&d)).unwrap();
+    assert!(p.events.is_empty(), "reported once");
+
+    // The newer one finds nothing to do, and the failed Job is deleted by the history
+    // limits: the recorded failure stays the last result.
+    let idle = finished_at(
+        debt_job_with(
+            "vault-compact-31557603-d1",
+            "2030-01-01T00:03:30Z",
+            Some(JobResult::NothingToDo),
+        ),
+        "2030-01-01T00:06:00Z",
+    );
+    let p = plan(
+        &sv,
+        JobKind::Compact,
+        std::slice::from_ref(&idle),
+        now,
+        "sum",
+        Some(&d),
+    )
+    .unwrap();
+    assert_eq!(
+        p.status.last_result.as_ref().unwrap().job_name,
+        "vault-compact-31557603-d0"
+    );
+    assert!(p.events.is_empty());
+
+    // A later success replaces it.
+    let ok = finished_at(
+        debt_job_with(
+            "vault-compact-31557603-d2",
+            "2030-01-01T00:04:00Z",
+            Some(JobResult::Succeeded),
+        ),
+        "2030-01-01T00:07:00Z",
+    );
+    let sv = with_compaction_status(vault(), p.status);
+    let p = plan(&sv, JobKind::Compact, &[idle, ok], now, "sum", Some(&d)).unwrap();
+    let last = p.status.last_result.as_ref().unwrap();
+    assert_eq!(
+        (last.job_name.as_str(), last.result),
+        ("vault-compact-31557603-d2", JobResult::Succeeded)
+    );
+    assert_eq!(
+        p.status.last_successful_time,
+        Some(Time(ts("2030-01-01T00:07:00Z")))
     );
 }

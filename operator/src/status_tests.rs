@@ -232,6 +232,17 @@ fn a_running_retry_keeps_the_failure_until_a_run_succeeds() {
         (degraded.status.as_str(), degraded.reason.as_str()),
         ("True", reason::COMPACTION_FAILED)
     );
+    for idle in [JobResult::NothingToDo, JobResult::InputsClaimed] {
+        let idle = run(idle);
+        let mut i = input(&roles, None, &failed_before);
+        i.last_compaction = Some(&idle);
+        assert_eq!(
+            find(&conditions(&i), DEGRADED).status,
+            "True",
+            "{:?} fixes nothing",
+            idle.result
+        );
+    }
     let mut i = input(&roles, None, &failed_before);
     i.last_compaction = Some(&succeeded);
     assert_eq!(
