@@ -145,28 +145,7 @@ impl BlockCache {
     }
 
     async fn load_table(&self, object: &str) -> Result<Arc<TableMeta>, ReadError> {
-        let corrupt = |source| ReadError::Corrupt {
-            object: object.to_string(),
-            source,
-        };
-        let want = SPECULATIVE_TAIL_BYTES.max(FOOTER_LEN as u64);
-        let (tail, size) = self.store.get_suffix(object, want).await?;
-        let tail_start = size - tail.len() as u64;
-        if tail.len() < FOOTER_LEN {
-            return Err(ReadError::TooShort {
-                object: object.to_string(),
-                size,
-            });
-        }
-        let footer = Footer::decode(&tail[tail.len() - FOOTER_LEN..]).map_err(corrupt)?;
-        let range = footer.meta_range();
-        let meta_bytes = if range.start >= tail_start && range.end <= size {
-            tail.slice((range.start - tail_start) as usize..(range.end - tail_start) as usize)
-        } else {
-            self.store.get_range(object, range).await?
-        };
-        let meta = TableMeta::decode(&footer, &meta_bytes).map_err(corrupt)?;
-        Ok(Arc::new(meta))
+        Ok(Arc::new(read_table_meta(&self.store, object).await?))
     }
 
     async fn load_block(
@@ -197,4 +176,30 @@ impl BlockCache {
             .with_label_values(&["block"])
             .set(self.blocks.weighted_size() as i64);
     }
+}
+
+/// Reads and decodes an object's footer and meta region: one ranged GET of
+/// the tail, a second one only when the meta region is larger than that.
+pub async fn read_table_meta(store: &DynStore, object: &str) -> Result<TableMeta, ReadError> {
+    let corrupt = |source| ReadError::Corrupt {
+        object: object.to_string(),
+        source,
+    };
+    let want = SPECULATIVE_TAIL_BYTES.max(FOOTER_LEN as u64);
+    let (tail, size) = store.get_suffix(object, want).await?;
+    let tail_start = size - tail.len() as u64;
+    if tail.len() < FOOTER_LEN {
+        return Err(ReadError::TooShort {
+            object: object.to_string(),
+            size,
+        });
+    }
+    let footer = Footer::decode(&tail[tail.len() - FOOTER_LEN..]).map_err(corrupt)?;
+    let range = footer.meta_range();
+    let meta_bytes = if range.start >= tail_start && range.end <= size {
+        tail.slice((range.start - tail_start) as usize..(range.end - tail_start) as usize)
+    } else {
+        store.get_range(object, range).await?
+    };
+    TableMeta::decode(&footer, &meta_bytes).map_err(corrupt)
 }

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod compaction;
 pub mod config;
 pub mod index;
+pub mod lsm;
 pub mod meta;
 pub mod metrics;
 pub mod objstore;

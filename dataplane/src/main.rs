@@ -49,6 +49,9 @@ enum Command {
         role: skyvault::roles::RoleArgs,
         #[command(flatten)]
         tuning: Tuning,
+        /// Level targets the compaction debt at /lsm is measured against.
+        #[command(flatten)]
+        lsm: skyvault::compaction::LsmArgs,
     },
     /// Run a cache replica (CacheService): point lookups in the files it owns, for the indexes.
     Cache(skyvault::cache_tier::CacheArgs),
@@ -85,15 +88,14 @@ enum Command {
     Compact {
         #[command(flatten)]
         storage: StorageArgs,
-        /// Cut output files at about this size.
-        #[arg(long, env = "SKYVAULT_COMPACT_TARGET_FILE_BYTES", default_value_t = 64 << 20)]
-        target_file_bytes: u64,
-        /// WAL bytes taken by one run (at least one file).
-        #[arg(long, env = "SKYVAULT_COMPACT_MAX_INPUT_BYTES", default_value_t = 1 << 30)]
-        max_input_bytes: u64,
+        #[command(flatten)]
+        compaction: skyvault::compaction::CompactionArgs,
         /// Only report what would be compacted.
         #[arg(long)]
         dry_run: bool,
+        /// Also write the JSON summary here (e.g. /dev/termination-log in a Kubernetes Job).
+        #[arg(long, env = "SKYVAULT_COMPACT_SUMMARY_FILE")]
+        summary_file: Option<PathBuf>,
     },
     /// Delete unreferenced objects older than the grace period once; prints a JSON summary.
     Purge {
@@ -280,6 +282,12 @@ struct StandaloneArgs {
     /// Purge grace period of the background runs (seconds).
     #[arg(long, env = "SKYVAULT_PURGE_GRACE_SECS", default_value_t = 600)]
     purge_grace_secs: u64,
+    /// Compaction jobs run at once in the background (on disjoint inputs).
+    #[arg(long, env = "SKYVAULT_COMPACTION_WORKERS", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=16))]
+    compaction_workers: u64,
+    #[command(flatten)]
+    compaction: skyvault::compaction::CompactionArgs,
 }
 
 #[derive(clap::Args)]
@@ -350,9 +358,12 @@ async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     config.http_addr = args.http_addr;
     config.batcher = args.tuning.batcher();
     config.cache = args.tuning.cache();
+    config.index.lsm = args.compaction.lsm.config();
     config.maintenance = (args.maintenance_interval_secs > 0).then(|| {
         let mut m = standalone::Maintenance {
             interval: Duration::from_secs(args.maintenance_interval_secs),
+            compaction_workers: args.compaction_workers as usize,
+            compaction: args.compaction.config(),
             ..Default::default()
         };
         m.purge.grace = Duration::from_secs(args.purge_grace_secs);
@@ -367,16 +378,27 @@ async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     running.wait().await
 }
 
+/// One bounded compaction job; exits 0 when it did work, 3 when nothing was
+/// due, 4 when other jobs hold every candidate's inputs (docs/operations.md).
 async fn run_compact(
     storage: &StorageArgs,
     config: skyvault::compaction::CompactionConfig,
+    summary_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let (store, meta) = storage.open().await?;
     let summary = skyvault::compaction::compact(&store, &meta, &config)
         .await
         .context("compaction failed; nothing was swapped")?;
-    println!("{}", serde_json::to_string(&summary)?);
-    Ok(())
+    let json = serde_json::to_string(&summary)?;
+    println!("{json}");
+    if let Some(path) = summary_file {
+        std::fs::write(&path, &json)
+            .with_context(|| format!("writing the summary to {}", path.display()))?;
+    }
+    match summary.outcome.exit_code() {
+        0 => Ok(()),
+        code => std::process::exit(code),
+    }
 }
 
 async fn run_purge(
@@ -408,18 +430,16 @@ async fn main() {
         Command::Delete { keys, client } => cli::delete(&client.addr, keys).await,
         Command::Compact {
             storage,
-            target_file_bytes,
-            max_input_bytes,
+            compaction,
             dry_run,
+            summary_file,
         } => {
             init_logging();
             let config = skyvault::compaction::CompactionConfig {
-                target_file_bytes,
-                max_input_bytes,
                 dry_run,
-                ..Default::default()
+                ..compaction.config()
             };
-            run_compact(&storage, config).await
+            run_compact(&storage, config, summary_file).await
         }
         Command::Purge {
             storage,
@@ -438,9 +458,10 @@ async fn main() {
             let config = role.config(tuning.batcher(), tuning.cache());
             skyvault::roles::run(skyvault::roles::Role::Batcher, config, shutdown_signal()).await
         }
-        Command::Index { role, tuning } => {
+        Command::Index { role, tuning, lsm } => {
             init_logging();
-            let config = role.config(tuning.batcher(), tuning.cache());
+            let mut config = role.config(tuning.batcher(), tuning.cache());
+            config.index.lsm = lsm.config();
             skyvault::roles::run(skyvault::roles::Role::Index, config, shutdown_signal()).await
         }
         Command::Cache(args) => {

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub cache_fallbacks: IntCounterVec,
     pub index_applied_seq: IntGauge,
     pub index_files: IntGauge,
+    pub lsm_files: IntGaugeVec,
+    pub lsm_bytes: IntGaugeVec,
     pub index_files_probed: Histogram,
     pub jobs: IntCounterVec,
     pub job_bytes: IntCounterVec,
@@ -62,6 +64,14 @@ fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -
         .register(Box::new(h.clone()))
         .expect("unique metric");
     h
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -186,6 +196,8 @@ impl Metrics {
                 "Highest commit sequence applied to the index's manifest",
             ),
             index_files: gauge(&r, "index_live_files", "Files in the index's manifest"),
+            lsm_files: gauge_vec(&r, "lsm_files", "Live files per LSM level", &["level"]),
+            lsm_bytes: gauge_vec(&r, "lsm_bytes", "Live bytes per LSM level", &["level"]),
             index_files_probed: histogram(
                 &r,
                 "index_files_probed",

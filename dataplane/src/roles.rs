@@ -124,7 +124,19 @@ pub async fn run(
     let readiness = Readiness::default();
     let http = server::bind(&config.http_addr, "HTTP").await?;
     let http_addr = server::local_addr(&http);
-    let http_task = tokio::spawn(server::serve_http(http, readiness.clone(), until_stopped()));
+    // The index answers /lsm (compaction debt) once its manifest is loaded.
+    let loaded_index: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<Index>>> =
+        Default::default();
+    let debt = matches!(role, Role::Index).then(|| {
+        let slot = loaded_index.clone();
+        std::sync::Arc::new(move || slot.get().map(|index| index.debt())) as server::DebtSource
+    });
+    let http_task = tokio::spawn(server::serve_http(
+        http,
+        readiness.clone(),
+        debt,
+        until_stopped(),
+    ));
 
     let opened = tokio::select! {
         opened = open_dependencies(&config) => opened?,
@@ -162,6 +174,7 @@ pub async fn run(
                 Index::start_with_peers(meta.clone(), cache, peers, config.index.clone())
                     .await
                     .context("loading the manifest")?;
+            let _ = loaded_index.set(index.clone());
             routes.add_service(
                 IndexServiceServer::new(IndexApi::new(index, config.limits.clone()))
                     .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)

@@ -6,6 +6,7 @@ use crate::metrics::metrics;
 use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,12 +105,36 @@ pub async fn serve_grpc(
         .context("gRPC server failed")
 }
 
+/// Where `/lsm` gets the compaction debt from (roles that follow the
+/// manifest); `None` until the manifest is loaded.
+pub type DebtSource = std::sync::Arc<dyn Fn() -> Option<crate::lsm::Debt> + Send + Sync>;
+
 pub async fn serve_http(
     listener: TcpListener,
     readiness: Readiness,
+    debt: Option<DebtSource>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = Router::new()
+    let mut app = Router::new();
+    if let Some(debt) = debt {
+        // The operator polls this to decide when to start compaction Jobs.
+        app = app.route(
+            "/lsm",
+            get(move || {
+                let answer = match debt() {
+                    Some(debt) => (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        serde_json::to_string(&debt).unwrap_or_default(),
+                    )
+                        .into_response(),
+                    None => (StatusCode::SERVICE_UNAVAILABLE, "manifest not loaded yet\n")
+                        .into_response(),
+                };
+                std::future::ready(answer)
+            }),
+        );
+    }
+    let app = app
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",

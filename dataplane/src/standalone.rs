@@ -10,7 +10,7 @@ use crate::cache::{BlockCache, CacheConfig};
 use crate::compaction::{self, CompactionConfig};
 use crate::config::{Limits, MAX_GRPC_MESSAGE_BYTES};
 use crate::index::{Index, IndexConfig};
-use crate::meta::{DynMeta, FileKind};
+use crate::meta::DynMeta;
 use crate::objstore::{DEFAULT_MAX_REQUESTS, DynStore, LimitedStore, LocalStore, MeteredStore};
 use crate::purge::{self, PurgeConfig};
 use crate::server::{self, Readiness, StopSignal};
@@ -38,11 +38,11 @@ pub struct StandaloneConfig {
 /// store never grows without bound.
 #[derive(Clone, Debug)]
 pub struct Maintenance {
-    /// Purge (and compaction, if not triggered earlier) run this often.
+    /// Purge runs this often.
     pub interval: Duration,
-    /// Compaction also starts as soon as this many WAL files are live: every
-    /// point read may probe each WAL file, so their count bounds read cost.
-    pub compaction_trigger_files: usize,
+    /// Compaction jobs run at once, each doing one bounded job at a time for
+    /// as long as the debt (`crate::lsm`) says a level is due.
+    pub compaction_workers: usize,
     pub compaction: CompactionConfig,
     pub purge: PurgeConfig,
 }
@@ -51,7 +51,7 @@ impl Default for Maintenance {
     fn default() -> Self {
         Maintenance {
             interval: Duration::from_secs(60),
-            compaction_trigger_files: 8,
+            compaction_workers: 2,
             compaction: CompactionConfig::default(),
             // One process: no reader holds a manifest longer than a request.
             purge: PurgeConfig {
@@ -146,7 +146,15 @@ impl Running {
 pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow::Result<Running> {
     let parts = open(&config, store).await?;
     if let Some(maintenance) = config.maintenance.clone() {
-        tokio::spawn(maintain(
+        for _ in 0..maintenance.compaction_workers.max(1) {
+            tokio::spawn(compact_while_due(
+                parts.store.clone(),
+                parts.meta.clone(),
+                parts.index.clone(),
+                maintenance.compaction.clone(),
+            ));
+        }
+        tokio::spawn(purge_every(
             parts.store.clone(),
             parts.meta.clone(),
             maintenance,
@@ -163,7 +171,7 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(
-            IndexServiceServer::new(IndexApi::new(parts.index, config.limits.clone()))
+            IndexServiceServer::new(IndexApi::new(parts.index.clone(), config.limits.clone()))
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         );
@@ -174,7 +182,16 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
         let shutdown = until_stopped();
         tokio::spawn(async move { server::serve_grpc(grpc, routes, &services, shutdown).await })
     };
-    let http_task = tokio::spawn(server::serve_http(http, readiness.clone(), until_stopped()));
+    let debt = {
+        let index = parts.index.clone();
+        Arc::new(move || Some(index.debt())) as server::DebtSource
+    };
+    let http_task = tokio::spawn(server::serve_http(
+        http,
+        readiness.clone(),
+        Some(debt),
+        until_stopped(),
+    ));
     readiness.set(true);
     tracing::info!(%grpc_addr, %http_addr, data_dir = %config.data_dir.display(), "skyvault standalone serving");
     let stop_on_failure = stop.clone();
@@ -199,44 +216,49 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
     })
 }
 
-/// Compacts when WAL files pile up (checked every second) or every
-/// `interval`; purges every `interval`. Errors are logged and retried.
-async fn maintain(store: DynStore, meta: DynMeta, config: Maintenance) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(1).min(config.interval));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_full = tokio::time::Instant::now();
+/// One compaction worker: whenever the manifest the index serves has a level
+/// due (checked on every manifest change and every second), runs one bounded
+/// job, and again until nothing is due or other workers hold the work.
+async fn compact_while_due(
+    store: DynStore,
+    meta: DynMeta,
+    index: Arc<Index>,
+    config: CompactionConfig,
+) {
+    let mut changes = meta.subscribe();
     loop {
-        ticks.tick().await;
-        let periodic = last_full.elapsed() >= config.interval;
-        let wal_files = match meta.live_files().await {
-            Ok(files) => files.iter().filter(|f| f.kind == FileKind::Wal).count(),
-            Err(e) => {
-                tracing::warn!(error = %e, "maintenance cannot read the manifest");
-                continue;
+        if index.debt().needs_compaction {
+            match compaction::compact(&store, &meta, &config).await {
+                Ok(s) if s.outcome.exit_code() == 0 => {
+                    tracing::info!(
+                        outcome = ?s.outcome,
+                        level_in = ?s.level_in,
+                        level_out = ?s.level_out,
+                        inputs = s.inputs.len(),
+                        outputs = s.outputs.len(),
+                        bytes_in = s.bytes_in,
+                        bytes_out = s.bytes_out,
+                        "compacted"
+                    );
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "compaction failed; will retry"),
             }
-        };
-        if periodic || wal_files >= config.compaction_trigger_files {
-            compact_once(&store, &meta, &config.compaction).await;
         }
-        if periodic {
-            purge_once(&store, &meta, &config.purge).await;
-            last_full = tokio::time::Instant::now();
-        }
+        // Wait for the next manifest change (or a second, for the retry after an error).
+        let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
     }
 }
 
-async fn compact_once(store: &DynStore, meta: &DynMeta, config: &CompactionConfig) {
-    match compaction::compact(store, meta, config).await {
-        Ok(s) if s.outcome == compaction::Outcome::Compacted => tracing::info!(
-            inputs = s.inputs.len(),
-            outputs = s.outputs.len(),
-            bytes_in = s.bytes_in,
-            bytes_out = s.bytes_out,
-            dropped = s.entries_dropped,
-            "compacted"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "compaction failed; will retry"),
+/// Purges every `interval`. Errors are logged and retried.
+async fn purge_every(store: DynStore, meta: DynMeta, config: Maintenance) {
+    let mut ticks = tokio::time::interval(config.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        purge_once(&store, &meta, &config.purge).await;
     }
 }
 

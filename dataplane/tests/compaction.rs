@@ -6,6 +6,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use skyvault::compaction::{self, CompactionConfig, Outcome};
 use skyvault::index::{KeyRange, PageLimits};
+use skyvault::lsm::LsmConfig;
+use skyvault::meta::ClaimRange;
 use skyvault::objstore::{DynStore, LocalStore, ObjectStore};
 use skyvault::purge::{self, PurgeConfig};
 use skyvault::sstable::{Entry, Value};
@@ -34,6 +36,22 @@ fn small_outputs() -> CompactionConfig {
     }
 }
 
+/// A tiny tree: levels of a few KiB, so a few hundred writes build four or
+/// five levels, L0 picks are partial and files move down without rewrites.
+fn tiny_tree() -> CompactionConfig {
+    CompactionConfig {
+        lsm: LsmConfig {
+            level_base_bytes: 2048,
+            level_size_ratio: 3,
+            l0_trigger_files: 3,
+        },
+        target_file_bytes: 1024,
+        max_input_bytes: 6 * 1024,
+        max_l0_files: 4,
+        ..Default::default()
+    }
+}
+
 type Model = BTreeMap<Bytes, Bytes>;
 
 /// Every key of the key space reads as the model says, by point reads and by scan.
@@ -52,69 +70,168 @@ async fn verify(parts: &Parts, model: &Model, keys: &[Bytes], context: &str) {
     assert_eq!(&scanned, model, "{context}: scan");
 }
 
+/// A random batch of puts and deletes over `keys`, applied to `model` too.
+fn random_batch(rng: &mut StdRng, keys: &[Bytes], model: &mut Model, tag: &str) -> Vec<Entry> {
+    let mut batch = Vec::new();
+    for _ in 0..rng.random_range(1..12) {
+        let key = keys[rng.random_range(0..keys.len())].clone();
+        if rng.random_bool(0.3) {
+            model.remove(&key);
+            batch.push(Entry {
+                key,
+                value: Value::Delete,
+            });
+        } else {
+            // About 100 bytes, so a few hundred keys span four or five levels.
+            let value = Bytes::from(format!("{tag}-{}-{:>80}", rng.random::<u32>(), "v"));
+            model.insert(key.clone(), value.clone());
+            batch.push(Entry {
+                key,
+                value: Value::Put(value),
+            });
+        }
+    }
+    batch
+}
+
+/// What the random test saw happen, so it can insist each path was exercised.
+#[derive(Debug, Default)]
+struct Seen {
+    trivial_moves: usize,
+    partial_l0_picks: usize,
+    tombstones_dropped: u64,
+    deepest_level: u32,
+    lost_claims: usize,
+    concurrent_swaps: usize,
+}
+
 #[tokio::test]
-async fn random_operations_read_like_a_map_across_compactions_and_purges() {
-    for seed in 0..4u64 {
+async fn random_operations_read_like_a_map_across_a_multi_level_tree() {
+    let mut seen = Seen::default();
+    for seed in 0..3u64 {
         let dir = tempfile::tempdir().unwrap();
         let parts = open(dir.path()).await;
         let mut rng = StdRng::seed_from_u64(seed);
-        let keys: Vec<Bytes> = (0..60).map(|i| Bytes::from(format!("key{i:03}"))).collect();
+        let keys: Vec<Bytes> = (0..300)
+            .map(|i| Bytes::from(format!("key{i:03}")))
+            .collect();
         let mut model = Model::new();
         let no_grace = PurgeConfig {
             grace: Duration::ZERO,
             dry_run: false,
         };
-        for step in 0..40 {
-            let mut batch = Vec::new();
-            for _ in 0..rng.random_range(1..12) {
-                let key = keys[rng.random_range(0..keys.len())].clone();
-                if rng.random_bool(0.3) {
-                    model.remove(&key);
-                    batch.push(Entry {
-                        key,
-                        value: Value::Delete,
-                    });
-                } else {
-                    let value = Bytes::from(format!("s{seed}-{step}-{}", rng.random::<u16>()));
-                    model.insert(key.clone(), value.clone());
-                    batch.push(Entry {
-                        key,
-                        value: Value::Put(value),
-                    });
-                }
-            }
-            parts.batcher.write(batch).await.unwrap();
-            parts.index.catch_up().await.unwrap();
+        let cfg = tiny_tree();
+        for step in 0..120 {
             let context = format!("seed {seed} step {step}");
-            verify(&parts, &model, &keys, &format!("{context} after write")).await;
-            if rng.random_bool(0.3) {
-                let summary = compaction::compact(&parts.store, &parts.meta, &small_outputs())
+            let batch = random_batch(&mut rng, &keys, &mut model, &format!("s{seed}-{step}"));
+            if rng.random_bool(0.4) {
+                // Two jobs and a write at once: the jobs run on disjoint inputs
+                // (or one finds them claimed), the write lands in L0 above them.
+                let (a, b, w) = tokio::join!(
+                    compaction::compact(&parts.store, &parts.meta, &cfg),
+                    compaction::compact(&parts.store, &parts.meta, &cfg),
+                    parts.batcher.write(batch)
+                );
+                w.unwrap();
+                let (a, b) = (a.unwrap(), b.unwrap());
+                if a.outcome.exit_code() == 0 && b.outcome.exit_code() == 0 {
+                    seen.concurrent_swaps += 1;
+                }
+                for s in [&a, &b] {
+                    note(&mut seen, &parts, s).await;
+                }
+            } else {
+                parts.batcher.write(batch).await.unwrap();
+                parts.index.catch_up().await.unwrap();
+                verify(&parts, &model, &keys, &format!("{context} after write")).await;
+                let s = compaction::compact(&parts.store, &parts.meta, &cfg)
                     .await
                     .unwrap();
-                assert_eq!(summary.outcome, Outcome::Compacted);
-                // Still on the old manifest: the replaced files must still be readable.
+                note(&mut seen, &parts, &s).await;
+                // Possibly still on the old manifest: replaced files must still be readable.
                 verify(&parts, &model, &keys, &format!("{context} old manifest")).await;
+            }
+            parts.index.catch_up().await.unwrap();
+            verify(
+                &parts,
+                &model,
+                &keys,
+                &format!("{context} after compaction"),
+            )
+            .await;
+            if rng.random_bool(0.1) {
+                // A job whose claim lapses (zero TTL) must not change anything.
+                let lapsing = CompactionConfig {
+                    claim_ttl: Duration::ZERO,
+                    ..cfg.clone()
+                };
+                if compaction::compact(&parts.store, &parts.meta, &lapsing)
+                    .await
+                    .is_err()
+                {
+                    seen.lost_claims += 1;
+                }
                 parts.index.catch_up().await.unwrap();
                 verify(
                     &parts,
                     &model,
                     &keys,
-                    &format!("{context} after compaction"),
+                    &format!("{context} after a lost claim"),
                 )
                 .await;
             }
-            if rng.random_bool(0.3) {
+            if rng.random_bool(0.2) {
                 purge::purge(&parts.store, &parts.meta, &no_grace)
                     .await
                     .unwrap();
                 verify(&parts, &model, &keys, &format!("{context} after purge")).await;
             }
         }
+        // Drain every due job; the tree ends within its targets and reads the same.
+        for _ in 0..200 {
+            let s = compaction::compact(&parts.store, &parts.meta, &cfg)
+                .await
+                .unwrap();
+            note(&mut seen, &parts, &s).await;
+            if s.outcome == Outcome::NothingToDo {
+                break;
+            }
+        }
+        parts.index.catch_up().await.unwrap();
+        assert!(
+            !parts.index.debt().needs_compaction,
+            "seed {seed}: {:?}",
+            parts.index.debt()
+        );
+        verify(&parts, &model, &keys, &format!("seed {seed} drained")).await;
+    }
+    assert!(seen.trivial_moves > 0, "{seen:?}");
+    assert!(seen.partial_l0_picks > 0, "{seen:?}");
+    assert!(seen.tombstones_dropped > 0, "{seen:?}");
+    assert!(seen.deepest_level >= 3, "{seen:?}");
+    assert!(seen.lost_claims > 0, "{seen:?}");
+    assert!(seen.concurrent_swaps > 0, "{seen:?}");
+}
+
+async fn note(seen: &mut Seen, parts: &Parts, s: &compaction::CompactionSummary) {
+    match s.outcome {
+        Outcome::TrivialMove => seen.trivial_moves += 1,
+        Outcome::Compacted => {
+            seen.tombstones_dropped += s.tombstones_dropped;
+            let live = parts.meta.live_files().await.unwrap();
+            if s.level_in == Some(0) && live.iter().any(|f| f.level == 0) {
+                seen.partial_l0_picks += 1;
+            }
+        }
+        _ => {}
+    }
+    if let Some(level) = s.level_out {
+        seen.deepest_level = seen.deepest_level.max(level);
     }
 }
 
 #[tokio::test]
-async fn two_compactions_started_together_do_not_both_swap() {
+async fn a_job_whose_inputs_are_claimed_says_so_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let parts = open(dir.path()).await;
     for i in 0..20 {
@@ -126,17 +243,46 @@ async fn two_compactions_started_together_do_not_both_swap() {
             .collect();
         parts.batcher.write(entries).await.unwrap();
     }
-    let cfg = small_outputs();
-    let (a, b) = tokio::join!(
-        compaction::compact(&parts.store, &parts.meta, &cfg),
-        compaction::compact(&parts.store, &parts.meta, &cfg)
+    // Another job holds all of L0 (as a running L0 compaction does).
+    let l0 = ClaimRange {
+        level: 0,
+        min_key: Vec::new(),
+        max_key: None,
+    };
+    let ttl = Duration::from_secs(60);
+    assert!(
+        parts
+            .meta
+            .claim("other", std::slice::from_ref(&l0), ttl)
+            .await
+            .unwrap()
     );
-    let outcomes = [a.unwrap().outcome, b.unwrap().outcome];
-    let compacted = outcomes
-        .iter()
-        .filter(|o| **o == Outcome::Compacted)
-        .count();
-    assert_eq!(compacted, 1, "{outcomes:?}");
+    let before = parts.meta.current_version().await.unwrap();
+    let cfg = small_outputs();
+    let held = compaction::compact(&parts.store, &parts.meta, &cfg)
+        .await
+        .unwrap();
+    assert_eq!(held.outcome, Outcome::InputsClaimed);
+    assert_eq!(held.outcome.exit_code(), 4);
+    assert_eq!(
+        parts.meta.current_version().await.unwrap(),
+        before,
+        "nothing swapped"
+    );
+    parts.meta.release_claim("other").await.unwrap();
+    let done = compaction::compact(&parts.store, &parts.meta, &cfg)
+        .await
+        .unwrap();
+    assert_eq!(done.outcome, Outcome::Compacted);
+    // With the L0 claim free again, a second claim on it conflicts only while held.
+    assert!(
+        parts
+            .meta
+            .claim("x", std::slice::from_ref(&l0), ttl)
+            .await
+            .unwrap()
+    );
+    assert!(!parts.meta.claim("y", &[l0], ttl).await.unwrap());
     parts.index.catch_up().await.unwrap();
     let got = parts.index.get_many(&[Bytes::from("k007")]).await.unwrap();
     assert_eq!(got[0].as_deref(), Some(&b"19"[..]));
@@ -224,6 +370,12 @@ struct Counting {
 impl ObjectStore for Counting {
     async fn put(&self, p: &str, d: Bytes) -> skyvault::objstore::StoreResult<()> {
         self.inner.put(p, d).await
+    }
+    async fn upload<'a>(
+        &'a self,
+        p: &str,
+    ) -> skyvault::objstore::StoreResult<skyvault::objstore::BoxUpload<'a>> {
+        self.inner.upload(p).await
     }
     async fn get(&self, p: &str) -> skyvault::objstore::StoreResult<Bytes> {
         self.inner.get(p).await

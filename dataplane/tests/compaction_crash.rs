@@ -40,7 +40,12 @@ fn list(dir: &Path, sub: &str) -> usize {
 
 #[tokio::test]
 async fn compact_killed_at_each_stage_leaves_a_readable_store() {
-    for stage in ["after_outputs", "after_swap"] {
+    for stage in [
+        "before_output_upload",
+        "after_output_upload",
+        "before_swap",
+        "after_swap",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let expected = write_data(dir.path()).await;
         let out = Command::new(env!("CARGO_BIN_EXE_skyvault"))
@@ -53,7 +58,12 @@ async fn compact_killed_at_each_stage_leaves_a_readable_store() {
             !out.status.success(),
             "{stage}: the crash hook did not fire"
         );
-        assert!(list(dir.path(), "run") > 0, "{stage}: outputs were written");
+        let uploaded = list(dir.path(), "run") > 0;
+        assert_eq!(
+            uploaded,
+            stage != "before_output_upload",
+            "{stage}: outputs written exactly from the first upload on"
+        );
 
         let mut config = StandaloneConfig::new(dir.path());
         config.maintenance = None;
@@ -89,13 +99,15 @@ fn compact_prints_a_json_summary_and_reports_bad_arguments() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "nothing to do has its own exit status: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["outcome"], "nothing_to_do");
+    assert!(summary["peak_rss_bytes"].as_u64().unwrap() > 0);
     let out = Command::new(bin)
         .args(["purge", "--dry-run", "--data-dir"])
         .arg(dir.path())

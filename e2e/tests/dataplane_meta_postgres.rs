@@ -4,7 +4,7 @@
 
 use skyvault::cache::{BlockCache, CacheConfig};
 use skyvault::index::{Index, IndexConfig};
-use skyvault::meta::{FileKind, MetaError, MetaStore, NewFile, PostgresMeta};
+use skyvault::meta::{FileKind, MetaError, MetaStore, NewFile, PostgresMeta, Swap};
 use skyvault::objstore::{LocalStore, MeteredStore};
 use skyvault_e2e::services::PostgresServer;
 use sqlx::Row;
@@ -49,6 +49,14 @@ async fn commits_are_sequenced_and_caught_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_trivial_moves_behave_as_on_sqlite() {
+    let pg = PostgresServer::start().unwrap();
+    let meta = PostgresMeta::open(&pg.url()).await.unwrap();
+    skyvault::meta::conformance::claims_exclude_and_swaps_check_them(&meta).await;
+    skyvault::meta::conformance::moves_change_levels_and_are_reported(&meta).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swap_replaces_live_inputs_once() {
     let pg = PostgresServer::start().unwrap();
     let meta = PostgresMeta::open(&pg.url()).await.unwrap();
@@ -64,7 +72,17 @@ async fn swap_replaces_live_inputs_once() {
     let mut run = wal("run1", "a", "d");
     run.kind = FileKind::Run;
     run.level = 1;
-    assert_eq!(meta.swap(&ids, vec![run.clone()], 2).await.unwrap(), 3);
+    assert_eq!(
+        meta.swap(Swap {
+            inputs: ids.clone(),
+            outputs: vec![run.clone()],
+            seq: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap(),
+        3
+    );
     let live = meta.live_files().await.unwrap();
     assert_eq!(
         (live.len(), live[0].seq, live[0].kind),
@@ -77,7 +95,13 @@ async fn swap_replaces_live_inputs_once() {
     assert_eq!((fresh.added.len(), fresh.removed_ids.len()), (1, 0));
     run.object = "run/run2.sst".into();
     assert!(matches!(
-        meta.swap(&ids, vec![run], 2).await,
+        meta.swap(Swap {
+            inputs: ids.clone(),
+            outputs: vec![run],
+            seq: 2,
+            ..Default::default()
+        })
+        .await,
         Err(MetaError::Conflict(_))
     ));
     assert_eq!(meta.current_version().await.unwrap(), 3);
@@ -182,6 +206,7 @@ async fn out_of_order_commit_is_never_skipped() {
     // A long poll interval: only explicit catch-ups and NOTIFY move the index.
     let config = IndexConfig {
         poll_interval: Duration::from_secs(3600),
+        ..Default::default()
     };
     let (index, _follow) = Index::start(meta.clone(), cache, config).await.unwrap();
 

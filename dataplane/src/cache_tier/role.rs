@@ -68,7 +68,12 @@ pub async fn run(
     let readiness = Readiness::default();
     let http = server::bind(&config.http_addr, "HTTP").await?;
     let http_addr = server::local_addr(&http);
-    let http_task = tokio::spawn(server::serve_http(http, readiness.clone(), until_stopped()));
+    let http_task = tokio::spawn(server::serve_http(
+        http,
+        readiness.clone(),
+        None,
+        until_stopped(),
+    ));
 
     let store = tokio::select! {
         store = crate::roles::open_store(&config.object_store_url, config.object_store_max_requests) => store?,

@@ -65,8 +65,11 @@ impl LiveFile {
 #[derive(Debug, Default)]
 pub struct Manifest {
     pub version: u64,
-    /// Newest first: higher `seq` wins, so a lookup stops at the first file
-    /// that has the key.
+    /// Newest data first, so a lookup stops at the first file that has the
+    /// key: L0 by descending sequence, then L1, L2, ... (each level's files
+    /// do not overlap; ordered by key). Level order, not sequence, decides
+    /// between levels: a deeper file can carry a higher sequence than a
+    /// shallower one whose keys it does not share (see decision 0003).
     pub files: Vec<Arc<LiveFile>>,
 }
 
@@ -74,26 +77,54 @@ impl Manifest {
     /// The next snapshot after applying `delta`.
     pub fn apply(&self, delta: ManifestDelta) -> Manifest {
         let removed: HashSet<i64> = delta.removed_ids.into_iter().collect();
-        let known: HashSet<i64> = self.files.iter().map(|f| f.record.id).collect();
+        // A file delivered again is either a retried catch-up (same record)
+        // or a trivial move (new level): the delivered record wins.
+        let delivered: HashSet<i64> = delta.added.iter().map(|f| f.id).collect();
         let mut files: Vec<Arc<LiveFile>> = self
             .files
             .iter()
             .filter(|f| !removed.contains(&f.record.id))
+            .filter(|f| !delivered.contains(&f.record.id) || Self::unchanged(f, &delta.added))
             .cloned()
             .collect();
+        let kept: HashSet<i64> = files.iter().map(|f| f.record.id).collect();
         for record in delta.added {
-            // A retried catch-up may deliver a file twice; keep one copy.
-            if known.contains(&record.id) || removed.contains(&record.id) {
+            if kept.contains(&record.id) || removed.contains(&record.id) {
                 continue;
             }
             files.push(Arc::new(LiveFile::new(record)));
         }
-        files.sort_by_key(|f| std::cmp::Reverse((f.record.seq, f.record.id)));
+        files.sort_by(|a, b| read_order(&a.record, &b.record));
         Manifest {
             version: delta.version.max(self.version),
             files,
         }
     }
+}
+
+impl Manifest {
+    /// Whether `file`'s record is delivered again unchanged (keeps its pinned metadata).
+    fn unchanged(file: &LiveFile, added: &[FileRecord]) -> bool {
+        added
+            .iter()
+            .any(|r| r.id == file.record.id && r.level == file.record.level)
+    }
+
+    /// The live files by level (for the compaction debt and gauges).
+    pub fn levels(&self) -> crate::lsm::Levels {
+        crate::lsm::Levels::new(self.files.iter().map(|f| f.record.clone()).collect())
+    }
+}
+
+/// Newest data first: L0 by descending (seq, id); deeper levels after, by key.
+fn read_order(a: &FileRecord, b: &FileRecord) -> std::cmp::Ordering {
+    a.level.cmp(&b.level).then_with(|| {
+        if a.level == 0 {
+            (b.seq, b.id).cmp(&(a.seq, a.id))
+        } else {
+            a.min_key.cmp(&b.min_key)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -163,5 +194,37 @@ mod tests {
         });
         let ids: Vec<i64> = m.files.iter().map(|f| f.record.id).collect();
         assert_eq!((m.version, ids), (4, vec![3, 1]));
+    }
+
+    #[test]
+    fn levels_order_before_sequence_and_moves_change_the_level() {
+        let at = |id, level, seq| FileRecord {
+            level,
+            kind: if level == 0 {
+                FileKind::Wal
+            } else {
+                FileKind::Run
+            },
+            ..record(id, seq)
+        };
+        let m = Manifest::default().apply(ManifestDelta {
+            version: 5,
+            added: vec![at(1, 2, 9), at(2, 1, 4), at(3, 0, 5), at(4, 0, 7)],
+            removed_ids: vec![],
+        });
+        let ids: Vec<i64> = m.files.iter().map(|f| f.record.id).collect();
+        assert_eq!(ids, vec![4, 3, 2, 1], "L0 newest first, then L1, then L2");
+        // File 2 moves to L3: delivered again with its new level.
+        let m = m.apply(ManifestDelta {
+            version: 6,
+            added: vec![at(2, 3, 4)],
+            removed_ids: vec![],
+        });
+        let order: Vec<(i64, u32)> = m
+            .files
+            .iter()
+            .map(|f| (f.record.id, f.record.level))
+            .collect();
+        assert_eq!(order, vec![(4, 0), (3, 0), (1, 2), (2, 3)]);
     }
 }

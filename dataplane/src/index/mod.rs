@@ -28,12 +28,15 @@ use tokio::sync::watch;
 pub struct IndexConfig {
     /// Catch-up runs at least this often even without a notification.
     pub poll_interval: Duration,
+    /// Level targets, for the compaction debt this index reports at `/lsm`.
+    pub lsm: crate::lsm::LsmConfig,
 }
 
 impl Default for IndexConfig {
     fn default() -> Self {
         IndexConfig {
             poll_interval: Duration::from_millis(500),
+            lsm: crate::lsm::LsmConfig::default(),
         }
     }
 }
@@ -54,6 +57,7 @@ pub struct Index {
     peers: Option<Arc<CachePeers>>,
     manifest: RwLock<Arc<Manifest>>,
     applied: watch::Sender<u64>,
+    lsm: crate::lsm::LsmConfig,
 }
 
 impl Index {
@@ -80,6 +84,7 @@ impl Index {
             cache,
             peers: peers.filter(|p| !p.is_empty()),
             manifest: RwLock::new(Arc::new(Manifest::default())),
+            lsm: config.lsm.clone(),
             applied: watch::channel(0).0,
         });
         index.catch_up().await?;
@@ -89,6 +94,12 @@ impl Index {
 
     pub fn manifest(&self) -> Arc<Manifest> {
         self.manifest.read().expect("manifest lock").clone()
+    }
+
+    /// Compaction debt of the manifest this index serves (see `crate::lsm`).
+    pub fn debt(&self) -> crate::lsm::Debt {
+        let manifest = self.manifest();
+        crate::lsm::debt(&manifest.levels(), &self.lsm, manifest.version)
     }
 
     pub fn applied_sequence(&self) -> u64 {
@@ -109,6 +120,7 @@ impl Index {
         let next = Arc::new(current.apply(delta));
         let version = next.version;
         metrics().index_files.set(next.files.len() as i64);
+        publish_levels(&next.levels());
         *self.manifest.write().expect("manifest lock") = next;
         self.applied.send_replace(version);
         metrics().index_applied_seq.set(version as i64);
@@ -144,6 +156,20 @@ impl Index {
     pub async fn scan(&self, range: &KeyRange, limits: PageLimits) -> Result<Page, IndexError> {
         let manifest = self.manifest();
         Ok(scan::scan(&self.cache, &manifest, range, limits).await?)
+    }
+}
+
+/// The `skyvault_lsm_files` / `skyvault_lsm_bytes` gauges, per level.
+fn publish_levels(levels: &crate::lsm::Levels) {
+    let m = metrics();
+    for level in 0..crate::lsm::NUM_LEVELS {
+        let label = level.to_string();
+        m.lsm_files
+            .with_label_values(&[&label])
+            .set(levels.files(level).len() as i64);
+        m.lsm_bytes
+            .with_label_values(&[&label])
+            .set(levels.bytes(level) as i64);
     }
 }
 

@@ -9,6 +9,8 @@
 //! committed it and is what `BatchWrite` returns; readers catch up with
 //! "changes with version > applied", which can never skip a commit.
 
+#[doc(hidden)]
+pub mod conformance;
 pub mod postgres;
 mod sqlite;
 
@@ -74,6 +76,39 @@ pub struct FileRecord {
     pub removed_at_ms: Option<i64>,
 }
 
+/// A compaction's change to the manifest, applied in one transaction: every
+/// input must still be live, every move's file still at its old level, and
+/// the job's claim (if any) still held; otherwise nothing changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Swap {
+    /// Files the outputs replace (ids of live files).
+    pub inputs: Vec<i64>,
+    /// New files, all with data sequence `seq`.
+    pub outputs: Vec<NewFile>,
+    pub seq: u64,
+    /// Trivial moves: (live file id, from level, to level), no rewrite.
+    pub moves: Vec<(i64, u32, u32)>,
+    /// The compaction job whose claim must still be live; it is released by the swap.
+    pub claim: Option<String>,
+}
+
+/// A key range a running compaction holds on one level (inclusive bounds;
+/// `max_key = None` is unbounded). See docs/decisions/0003-level-layout-and-claims.md.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimRange {
+    pub level: u32,
+    pub min_key: Vec<u8>,
+    pub max_key: Option<Vec<u8>>,
+}
+
+impl ClaimRange {
+    pub fn overlaps(&self, other: &ClaimRange) -> bool {
+        self.level == other.level
+            && other.max_key.as_ref().is_none_or(|hi| &self.min_key <= hi)
+            && self.max_key.as_ref().is_none_or(|hi| &other.min_key <= hi)
+    }
+}
+
 /// What changed in the manifest after a version.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ManifestDelta {
@@ -122,9 +157,19 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn changes_since(&self, version: u64) -> MetaResult<ManifestDelta>;
     /// Live files, for tools and jobs.
     async fn live_files(&self) -> MetaResult<Vec<FileRecord>>;
-    /// Replaces `inputs` (which must all still be live) by `outputs`, all with
-    /// data sequence `seq`, in one transaction; returns the new version.
-    async fn swap(&self, inputs: &[i64], outputs: Vec<NewFile>, seq: u64) -> MetaResult<u64>;
+    /// Applies a compaction's result in one transaction (see [`Swap`]); returns the new version.
+    async fn swap(&self, swap: Swap) -> MetaResult<u64>;
+    /// Records `ranges` for `job` until `ttl` from now, unless a live claim of
+    /// another job overlaps one of them (then nothing is recorded: `false`).
+    async fn claim(
+        &self,
+        job: &str,
+        ranges: &[ClaimRange],
+        ttl: std::time::Duration,
+    ) -> MetaResult<bool>;
+    /// Extends `job`'s claim; `false` when it had already expired (or never existed).
+    async fn renew_claim(&self, job: &str, ttl: std::time::Duration) -> MetaResult<bool>;
+    async fn release_claim(&self, job: &str) -> MetaResult<()>;
     /// Every row, live or replaced, for purge.
     async fn all_files(&self) -> MetaResult<Vec<FileRecord>>;
     /// Deletes rows of replaced files whose objects are gone.
@@ -145,6 +190,11 @@ pub trait MetaStore: Send + Sync + 'static {
 }
 
 pub type DynMeta = Arc<dyn MetaStore>;
+
+/// Whether any of `wanted` overlaps any of `held` (claims of other jobs).
+pub fn claims_conflict(held: &[ClaimRange], wanted: &[ClaimRange]) -> bool {
+    wanted.iter().any(|w| held.iter().any(|h| h.overlaps(w)))
+}
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -12,7 +12,8 @@
 //! while the listener reconnects, which is why the index also polls.
 
 use super::{
-    FileKind, FileRecord, ManifestDelta, MetaError, MetaResult, MetaStore, NewFile, now_ms,
+    ClaimRange, FileKind, FileRecord, ManifestDelta, MetaError, MetaResult, MetaStore, NewFile,
+    Swap, claims_conflict, now_ms,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -122,6 +123,33 @@ impl PostgresMeta {
     fn published(&self, version: u64) {
         publish(&self.notify, version);
     }
+}
+
+fn claim_from_row(row: &PgRow) -> MetaResult<ClaimRange> {
+    Ok(ClaimRange {
+        level: row.try_get::<i64, _>("level")? as u32,
+        min_key: row.try_get("min_key")?,
+        max_key: row.try_get("max_key")?,
+    })
+}
+
+/// Inside a swap: fails unless `job` still holds a live claim, then drops it.
+async fn take_claim(tx: &mut Transaction<'_, Postgres>, job: &str) -> MetaResult<()> {
+    let live = sqlx::query("DELETE FROM compaction_claims WHERE job = $1 AND expires_at_ms > $2")
+        .bind(job)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    if live.rows_affected() == 0 {
+        return Err(MetaError::Conflict(format!(
+            "compaction {job} lost its claim"
+        )));
+    }
+    sqlx::query("DELETE FROM compaction_claims WHERE job = $1")
+        .bind(job)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 fn publish(notify: &watch::Sender<u64>, version: u64) {
@@ -243,7 +271,7 @@ impl MetaStore for PostgresMeta {
             .await?;
         let sql = format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE added_version > $1 OR removed_version > $1 \
-             ORDER BY added_version, id"
+             OR level_version > $1 ORDER BY added_version, id"
         );
         let rows = sqlx::query(&sql)
             .bind(version as i64)
@@ -274,10 +302,15 @@ impl MetaStore for PostgresMeta {
         rows.iter().map(file_from_row).collect()
     }
 
-    async fn swap(&self, inputs: &[i64], outputs: Vec<NewFile>, seq: u64) -> MetaResult<u64> {
+    async fn swap(&self, swap: Swap) -> MetaResult<u64> {
         let mut tx = self.pool.begin().await?;
         let version = Self::next_version(&mut tx).await?;
-        for id in inputs {
+        // Every early return drops `tx`, which rolls everything back, the
+        // version bump and NOTIFY included.
+        if let Some(job) = &swap.claim {
+            take_claim(&mut tx, job).await?;
+        }
+        for id in &swap.inputs {
             let done = sqlx::query(
                 "UPDATE files SET removed_version = $1, removed_at_ms = $2 \
                  WHERE id = $3 AND removed_version IS NULL",
@@ -288,18 +321,96 @@ impl MetaStore for PostgresMeta {
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() != 1 {
-                // Dropping `tx` rolls everything back, the version bump and NOTIFY included.
                 return Err(MetaError::Conflict(format!(
                     "input file {id} is no longer live"
                 )));
             }
         }
-        for file in &outputs {
-            Self::insert_file(&mut tx, file, seq, version).await?;
+        for &(id, from, to) in &swap.moves {
+            let done = sqlx::query(
+                "UPDATE files SET level = $1, level_version = $2 \
+                 WHERE id = $3 AND level = $4 AND removed_version IS NULL",
+            )
+            .bind(to as i64)
+            .bind(version as i64)
+            .bind(id)
+            .bind(from as i64)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(MetaError::Conflict(format!(
+                    "file {id} is no longer live at level {from}"
+                )));
+            }
+        }
+        for file in &swap.outputs {
+            Self::insert_file(&mut tx, file, swap.seq, version).await?;
         }
         tx.commit().await?;
         self.published(version);
         Ok(version)
+    }
+
+    async fn claim(&self, job: &str, ranges: &[ClaimRange], ttl: Duration) -> MetaResult<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // Claimers queue on this lock, so none inserts between another's check
+        // and insert; renewals and swaps wait only for this short transaction.
+        sqlx::query("LOCK TABLE compaction_claims IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM compaction_claims WHERE expires_at_ms <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let rows =
+            sqlx::query("SELECT level, min_key, max_key FROM compaction_claims WHERE job <> $1")
+                .bind(job)
+                .fetch_all(&mut *tx)
+                .await?;
+        let held = rows
+            .iter()
+            .map(claim_from_row)
+            .collect::<MetaResult<Vec<_>>>()?;
+        if claims_conflict(&held, ranges) {
+            return Ok(false);
+        }
+        for r in ranges {
+            sqlx::query(
+                "INSERT INTO compaction_claims (job, level, min_key, max_key, expires_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(job)
+            .bind(r.level as i64)
+            .bind(&r.min_key)
+            .bind(&r.max_key)
+            .bind(now + ttl.as_millis() as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn renew_claim(&self, job: &str, ttl: Duration) -> MetaResult<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE compaction_claims SET expires_at_ms = $1 WHERE job = $2 AND expires_at_ms > $3",
+        )
+        .bind(now + ttl.as_millis() as i64)
+        .bind(job)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release_claim(&self, job: &str) -> MetaResult<()> {
+        sqlx::query("DELETE FROM compaction_claims WHERE job = $1")
+            .bind(job)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn all_files(&self) -> MetaResult<Vec<FileRecord>> {

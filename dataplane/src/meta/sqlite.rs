@@ -6,7 +6,8 @@
 //! process crash (invariant 1).
 
 use super::{
-    FileKind, FileRecord, ManifestDelta, MetaError, MetaResult, MetaStore, NewFile, now_ms,
+    ClaimRange, FileKind, FileRecord, ManifestDelta, MetaError, MetaResult, MetaStore, NewFile,
+    Swap, claims_conflict, now_ms,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -128,6 +129,33 @@ fn file_from_row(row: &SqliteRow) -> MetaResult<FileRecord> {
     })
 }
 
+fn claim_from_row(row: &SqliteRow) -> MetaResult<ClaimRange> {
+    Ok(ClaimRange {
+        level: row.try_get::<i64, _>("level")? as u32,
+        min_key: row.try_get("min_key")?,
+        max_key: row.try_get("max_key")?,
+    })
+}
+
+/// Inside a swap: fails unless `job` still holds a live claim, then drops it.
+async fn take_claim(tx: &mut Transaction<'_, Sqlite>, job: &str) -> MetaResult<()> {
+    let live = sqlx::query("DELETE FROM compaction_claims WHERE job = ? AND expires_at_ms > ?")
+        .bind(job)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    if live.rows_affected() == 0 {
+        return Err(MetaError::Conflict(format!(
+            "compaction {job} lost its claim"
+        )));
+    }
+    sqlx::query("DELETE FROM compaction_claims WHERE job = ?")
+        .bind(job)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl MetaStore for SqliteMeta {
     async fn commit_wals(&self, files: Vec<NewFile>) -> MetaResult<Vec<u64>> {
@@ -153,7 +181,7 @@ impl MetaStore for SqliteMeta {
             .await?;
         let sql = format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE added_version > ?1 OR removed_version > ?1 \
-             ORDER BY added_version, id"
+             OR level_version > ?1 ORDER BY added_version, id"
         );
         let rows = sqlx::query(&sql)
             .bind(version as i64)
@@ -184,10 +212,14 @@ impl MetaStore for SqliteMeta {
         rows.iter().map(file_from_row).collect()
     }
 
-    async fn swap(&self, inputs: &[i64], outputs: Vec<NewFile>, seq: u64) -> MetaResult<u64> {
+    async fn swap(&self, swap: Swap) -> MetaResult<u64> {
         let mut tx = self.writer.begin().await?;
         let version = Self::next_version(&mut tx).await?;
-        for id in inputs {
+        // Every early return drops `tx`, which rolls everything back, the version bump included.
+        if let Some(job) = &swap.claim {
+            take_claim(&mut tx, job).await?;
+        }
+        for id in &swap.inputs {
             let done = sqlx::query(
                 "UPDATE files SET removed_version = ?, removed_at_ms = ? \
                  WHERE id = ? AND removed_version IS NULL",
@@ -198,14 +230,30 @@ impl MetaStore for SqliteMeta {
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() != 1 {
-                // Dropping `tx` rolls everything back, the version bump included.
                 return Err(MetaError::Conflict(format!(
                     "input file {id} is no longer live"
                 )));
             }
         }
-        for file in &outputs {
-            Self::insert_file(&mut tx, file, seq, version).await?;
+        for &(id, from, to) in &swap.moves {
+            let done = sqlx::query(
+                "UPDATE files SET level = ?, level_version = ? \
+                 WHERE id = ? AND level = ? AND removed_version IS NULL",
+            )
+            .bind(to as i64)
+            .bind(version as i64)
+            .bind(id)
+            .bind(from as i64)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(MetaError::Conflict(format!(
+                    "file {id} is no longer live at level {from}"
+                )));
+            }
+        }
+        for file in &swap.outputs {
+            Self::insert_file(&mut tx, file, swap.seq, version).await?;
         }
         tx.commit().await?;
         self.published(version);
@@ -244,6 +292,65 @@ impl MetaStore for SqliteMeta {
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn claim(&self, job: &str, ranges: &[ClaimRange], ttl: Duration) -> MetaResult<bool> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        // Write first: it takes SQLite's write lock, so no other process can
+        // claim between our read of the held ranges and our insert.
+        sqlx::query("DELETE FROM compaction_claims WHERE expires_at_ms <= ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let rows =
+            sqlx::query("SELECT level, min_key, max_key FROM compaction_claims WHERE job <> ?")
+                .bind(job)
+                .fetch_all(&mut *tx)
+                .await?;
+        let held = rows
+            .iter()
+            .map(claim_from_row)
+            .collect::<MetaResult<Vec<_>>>()?;
+        if claims_conflict(&held, ranges) {
+            return Ok(false);
+        }
+        for r in ranges {
+            sqlx::query(
+                "INSERT INTO compaction_claims (job, level, min_key, max_key, expires_at_ms) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(job)
+            .bind(r.level as i64)
+            .bind(&r.min_key)
+            .bind(&r.max_key)
+            .bind(now + ttl.as_millis() as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn renew_claim(&self, job: &str, ttl: Duration) -> MetaResult<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE compaction_claims SET expires_at_ms = ? WHERE job = ? AND expires_at_ms > ?",
+        )
+        .bind(now + ttl.as_millis() as i64)
+        .bind(job)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release_claim(&self, job: &str) -> MetaResult<()> {
+        sqlx::query("DELETE FROM compaction_claims WHERE job = ?")
+            .bind(job)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()> {
@@ -355,7 +462,15 @@ mod tests {
         let mut run = wal("run1", "a", "d");
         run.kind = FileKind::Run;
         run.level = 1;
-        let v = meta.swap(&ids, vec![run.clone()], 2).await.unwrap();
+        let v = meta
+            .swap(Swap {
+                inputs: ids.clone(),
+                outputs: vec![run.clone()],
+                seq: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(v, 3);
         let live = meta.live_files().await.unwrap();
         assert_eq!(
@@ -367,7 +482,13 @@ mod tests {
         // A second swap of the same inputs (a racing compaction) changes nothing.
         run.object = "run/run2.sst".into();
         assert!(matches!(
-            meta.swap(&ids, vec![run], 2).await,
+            meta.swap(Swap {
+                inputs: ids.clone(),
+                outputs: vec![run],
+                seq: 2,
+                ..Default::default()
+            })
+            .await,
             Err(MetaError::Conflict(_))
         ));
         assert_eq!(meta.current_version().await.unwrap(), 3);
@@ -404,5 +525,24 @@ mod tests {
         meta.commit_wal(wal("a", "a", "b")).await.unwrap();
         assert!(meta.commit_wal(wal("a", "a", "b")).await.is_err());
         assert_eq!(meta.current_version().await.unwrap(), 1);
+    }
+
+    async fn fresh() -> (tempfile::TempDir, SqliteMeta) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/meta.db", dir.path().display());
+        let meta = SqliteMeta::open(&url).await.unwrap();
+        (dir, meta)
+    }
+
+    #[tokio::test]
+    async fn claims_exclude_and_swaps_check_them() {
+        let (_dir, meta) = fresh().await;
+        crate::meta::conformance::claims_exclude_and_swaps_check_them(&meta).await;
+    }
+
+    #[tokio::test]
+    async fn moves_change_levels_and_are_reported() {
+        let (_dir, meta) = fresh().await;
+        crate::meta::conformance::moves_change_levels_and_are_reported(&meta).await;
     }
 }

@@ -1,7 +1,7 @@
 //! Fault injection for tests: a layer that fails or corrupts chosen requests,
 //! so the write and read paths can be proven against a misbehaving store.
 
-use super::{ObjectMeta, ObjectStore, StoreError, StoreResult};
+use super::{BoxUpload, ObjectMeta, ObjectStore, StoreError, StoreResult, Upload};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use std::ops::Range;
@@ -87,6 +87,16 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.inner.put(path, data).await
     }
 
+    /// Faults apply when the upload starts and when it completes.
+    async fn upload<'a>(&'a self, path: &str) -> StoreResult<BoxUpload<'a>> {
+        self.wait_while_hung().await;
+        self.check(true)?;
+        Ok(Box::new(FaultyUpload {
+            store: self,
+            inner: self.inner.upload(path).await?,
+        }))
+    }
+
     async fn get(&self, path: &str) -> StoreResult<Bytes> {
         self.check(false)?;
         Ok(self.maybe_corrupt(self.inner.get(path).await?))
@@ -115,5 +125,28 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
 
     fn describe(&self) -> String {
         format!("faulty({})", self.inner.describe())
+    }
+}
+
+struct FaultyUpload<'a, S> {
+    store: &'a FaultyStore<S>,
+    inner: BoxUpload<'a>,
+}
+
+#[async_trait]
+impl<S: ObjectStore> Upload for FaultyUpload<'_, S> {
+    async fn write(&mut self, data: Bytes) -> StoreResult<()> {
+        self.store.check(true)?;
+        self.inner.write(data).await
+    }
+
+    async fn finish(self: Box<Self>) -> StoreResult<()> {
+        self.store.wait_while_hung().await;
+        self.store.check(true)?;
+        self.inner.finish().await
+    }
+
+    async fn abort(self: Box<Self>) {
+        self.inner.abort().await
     }
 }

@@ -4,7 +4,7 @@
 //! into place, fsync the directory. A crash leaves either the whole object or
 //! only a temporary file (cleaned up on open).
 
-use super::{ObjectMeta, ObjectStore, StoreError, StoreResult, check_path};
+use super::{BoxUpload, ObjectMeta, ObjectStore, StoreError, StoreResult, Upload, check_path};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::fs::{self, File};
@@ -66,22 +66,68 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn put_durably(root: &Path, target: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = target.parent().expect("object paths have a parent");
-    fs::create_dir_all(dir)?;
-    let tmp = root
-        .join(TMP_DIR)
-        .join(format!("{:016x}", rand::random::<u64>()));
+    let tmp = tmp_path(root);
     let result = (|| {
         let mut file = File::create(&tmp)?;
         file.write_all(data)?;
-        file.sync_all()?;
-        fs::rename(&tmp, target)?;
-        File::open(dir)?.sync_all()
+        publish(file, &tmp, target)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+fn tmp_path(root: &Path) -> PathBuf {
+    root.join(TMP_DIR)
+        .join(format!("{:016x}", rand::random::<u64>()))
+}
+
+/// Makes a fully written temporary file the object, durably: fsync the data,
+/// rename it into place, fsync the directory.
+fn publish(file: File, tmp: &Path, target: &Path) -> std::io::Result<()> {
+    file.sync_all()?;
+    let dir = target.parent().expect("object paths have a parent");
+    fs::create_dir_all(dir)?;
+    fs::rename(tmp, target)?;
+    File::open(dir)?.sync_all()
+}
+
+/// A streamed write into a temporary file, renamed into place by `finish`.
+struct LocalUpload {
+    path: String,
+    tmp: PathBuf,
+    target: PathBuf,
+    file: Option<File>,
+}
+
+#[async_trait]
+impl Upload for LocalUpload {
+    async fn write(&mut self, data: Bytes) -> StoreResult<()> {
+        let mut file = self.file.take().ok_or_else(|| {
+            StoreError::Unavailable(format!("upload of {:?} failed earlier", self.path))
+        })?;
+        let file = blocking(&self.path, move || file.write_all(&data).map(|()| file)).await?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> StoreResult<()> {
+        let file = self.file.take().ok_or_else(|| {
+            StoreError::Unavailable(format!("upload of {:?} failed earlier", self.path))
+        })?;
+        let (tmp, target) = (self.tmp.clone(), self.target.clone());
+        let result = blocking(&self.path, move || publish(file, &tmp, &target)).await;
+        if result.is_err() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+        result
+    }
+
+    async fn abort(self: Box<Self>) {
+        drop(self.file);
+        let _ = fs::remove_file(&self.tmp);
+    }
 }
 
 fn read_range(file: &Path, start: u64, len: usize) -> std::io::Result<Vec<u8>> {
@@ -130,6 +176,19 @@ impl ObjectStore for LocalStore {
         let target = self.object_path(path)?;
         let root = self.root.clone();
         blocking(path, move || put_durably(&root, &target, &data)).await
+    }
+
+    async fn upload<'a>(&'a self, path: &str) -> StoreResult<BoxUpload<'a>> {
+        let target = self.object_path(path)?;
+        let tmp = tmp_path(&self.root);
+        let created = tmp.clone();
+        let file = blocking(path, move || File::create(&created)).await?;
+        Ok(Box::new(LocalUpload {
+            path: path.into(),
+            tmp,
+            target,
+            file: Some(file),
+        }))
     }
 
     async fn get(&self, path: &str) -> StoreResult<Bytes> {

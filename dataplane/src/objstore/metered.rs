@@ -1,7 +1,7 @@
 //! Counts every object-store request by operation and result, with latency
 //! and bytes: object-store requests are the main running cost of the store.
 
-use super::{ObjectMeta, ObjectStore, StoreResult};
+use super::{BoxUpload, ObjectMeta, ObjectStore, StoreResult, Upload};
 use crate::metrics::metrics;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -45,6 +45,13 @@ impl<S: ObjectStore> ObjectStore for MeteredStore<S> {
             count_bytes("out", len);
         }
         result
+    }
+
+    async fn upload<'a>(&'a self, path: &str) -> StoreResult<BoxUpload<'a>> {
+        let started = Instant::now();
+        let result = self.inner.upload(path).await;
+        record("upload_start", started, &result);
+        Ok(Box::new(MeteredUpload { inner: result? }))
     }
 
     async fn get(&self, path: &str) -> StoreResult<Bytes> {
@@ -93,5 +100,34 @@ impl<S: ObjectStore> ObjectStore for MeteredStore<S> {
 
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+}
+
+/// Counts an upload's writes (bytes out) and its completion.
+struct MeteredUpload<'a> {
+    inner: BoxUpload<'a>,
+}
+
+#[async_trait]
+impl Upload for MeteredUpload<'_> {
+    async fn write(&mut self, data: Bytes) -> StoreResult<()> {
+        let (started, len) = (Instant::now(), data.len());
+        let result = self.inner.write(data).await;
+        record("upload_write", started, &result);
+        if result.is_ok() {
+            count_bytes("out", len);
+        }
+        result
+    }
+
+    async fn finish(self: Box<Self>) -> StoreResult<()> {
+        let started = Instant::now();
+        let result = self.inner.finish().await;
+        record("upload_finish", started, &result);
+        result
+    }
+
+    async fn abort(self: Box<Self>) {
+        self.inner.abort().await
     }
 }

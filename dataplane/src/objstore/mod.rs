@@ -9,12 +9,15 @@ mod limited;
 mod local;
 mod metered;
 mod s3;
+mod s3_multipart;
+mod upload;
 
 pub use faulty::{Fault, FaultyStore};
 pub use limited::{DEFAULT_MAX_REQUESTS, LimitedStore};
 pub use local::LocalStore;
 pub use metered::MeteredStore;
 pub use s3::{S3Config, S3Store};
+pub use upload::{BoxUpload, PART_BYTES, Upload};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -70,6 +73,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait ObjectStore: Send + Sync + 'static {
     /// Writes the whole object atomically: readers see all of it or nothing.
     async fn put(&self, path: &str, data: Bytes) -> StoreResult<()>;
+    /// Starts writing `path` part by part (see [`Upload`]); for objects too
+    /// large to hold in memory.
+    async fn upload<'a>(&'a self, path: &str) -> StoreResult<BoxUpload<'a>>;
     async fn get(&self, path: &str) -> StoreResult<Bytes>;
     /// Reads bytes `range` of the object; the range must lie inside it.
     async fn get_range(&self, path: &str, range: Range<u64>) -> StoreResult<Bytes>;

@@ -13,7 +13,8 @@
 //! `Rejected` (a configuration error: retrying cannot help), the rest
 //! (timeouts, 5xx, connection failures) to `Unavailable`.
 
-use super::{ObjectMeta, ObjectStore, StoreError, StoreResult, check_path};
+use super::s3_multipart::S3Upload;
+use super::{BoxUpload, ObjectMeta, ObjectStore, StoreError, StoreResult, check_path};
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -78,8 +79,8 @@ impl S3Config {
 }
 
 pub struct S3Store {
-    client: Client,
-    config: S3Config,
+    pub(super) client: Client,
+    pub(super) config: S3Config,
 }
 
 impl S3Store {
@@ -115,7 +116,7 @@ impl S3Store {
         }
     }
 
-    fn key(&self, path: &str) -> String {
+    pub(super) fn key(&self, path: &str) -> String {
         if self.config.prefix.is_empty() {
             path.to_string()
         } else {
@@ -124,7 +125,7 @@ impl S3Store {
     }
 
     /// Maps an SDK failure on `path` to a store error (see the module docs).
-    fn error<E>(
+    pub(super) fn error<E>(
         &self,
         path: &str,
         err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
@@ -219,6 +220,11 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| self.error(path, e))?;
         Ok(())
+    }
+
+    async fn upload<'a>(&'a self, path: &str) -> StoreResult<BoxUpload<'a>> {
+        check_path(path)?;
+        Ok(Box::new(S3Upload::new(self, path)))
     }
 
     async fn get(&self, path: &str) -> StoreResult<Bytes> {

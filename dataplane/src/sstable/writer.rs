@@ -1,4 +1,7 @@
-//! Builds a table in memory from entries added in key order.
+//! Builds a table from entries added in key order. The whole file can stay in
+//! memory (`finish` returns it), or a streaming writer takes the finished data
+//! blocks out as it goes (`take_data`) and `finish` returns only the rest, so
+//! memory stays bounded by one block plus the meta region.
 
 use bytes::Bytes;
 
@@ -16,8 +19,10 @@ const MAX_TARGET_BLOCK_SIZE: usize = 16 * 1024 * 1024;
 
 pub struct Writer {
     opts: WriterOptions,
-    /// The file so far: finished data blocks.
+    /// Finished data blocks not yet taken by `take_data`.
     out: Vec<u8>,
+    /// Bytes already handed out by `take_data` (the offset of `out`).
+    taken: u64,
     block: BlockBuilder,
     index: IndexBuilder,
     key_hashes: Vec<u64>,
@@ -35,6 +40,7 @@ impl Writer {
         Writer {
             opts,
             out: Vec::new(),
+            taken: 0,
             block: BlockBuilder::default(),
             index: IndexBuilder::default(),
             key_hashes: Vec::new(),
@@ -97,6 +103,19 @@ impl Writer {
         self.data_block_count += 1;
     }
 
+    /// Hands out the finished data blocks so far (the file's next bytes);
+    /// later calls and `finish` continue where this one stopped.
+    pub fn take_data(&mut self) -> Bytes {
+        let data = std::mem::take(&mut self.out);
+        self.taken += data.len() as u64;
+        Bytes::from(data)
+    }
+
+    /// Bytes of finished data blocks not yet taken.
+    pub fn pending_data_len(&self) -> usize {
+        self.out.len()
+    }
+
     pub fn entry_count(&self) -> u64 {
         self.entry_count
     }
@@ -107,7 +126,8 @@ impl Writer {
         let trailers = 4 * frame::TRAILER_LEN;
         let filter = self.key_hashes.len() * self.opts.bloom_bits_per_key.min(64) as usize / 8 + 9;
         let props = 2 * self.block.last_key().len() + 80;
-        self.out.len()
+        self.taken as usize
+            + self.out.len()
             + self.block.estimated_len()
             + self.index.contents().len()
             + self.block.last_key().len()
@@ -117,8 +137,9 @@ impl Writer {
             + FOOTER_LEN
     }
 
-    /// Writes the meta region and footer and returns the whole file. `min_seq..=max_seq` is the
-    /// range of write sequence numbers this table holds, recorded in its properties.
+    /// Writes the meta region and footer and returns the file's remaining bytes (the whole file
+    /// unless `take_data` was called). `min_seq..=max_seq` is the range of write sequence
+    /// numbers this table holds, recorded in its properties.
     pub fn finish(mut self, min_seq: u64, max_seq: u64) -> Result<Bytes, FormatError> {
         if min_seq > max_seq {
             return Err(FormatError::SeqRange {
@@ -133,7 +154,7 @@ impl Writer {
             self.flush_block();
         }
         let compression = self.opts.compression;
-        let meta_offset = self.out.len() as u64;
+        let meta_offset = self.taken + self.out.len() as u64;
         let index_len = frame::encode(&mut self.out, self.index.contents(), compression);
         // Filter bits are random: compressing them never pays.
         let filter = BloomFilter::build(&self.key_hashes, self.opts.bloom_bits_per_key);
@@ -155,5 +176,33 @@ impl Writer {
         let footer = Footer::new(meta_offset, index_len, filter_len, props_len);
         self.out.extend_from_slice(&footer.encode());
         Ok(Bytes::from(self.out))
+    }
+}
+
+#[cfg(test)]
+mod streaming_tests {
+    use super::*;
+
+    #[test]
+    fn taking_data_as_it_goes_yields_the_same_file() {
+        let opts = WriterOptions {
+            block_size: 256,
+            ..Default::default()
+        };
+        let (mut whole, mut streamed) = (Writer::new(opts.clone()), Writer::new(opts));
+        let mut parts = Vec::new();
+        for i in 0..2_000u32 {
+            let key = format!("key{i:06}");
+            let value = Value::Put(Bytes::from(format!("value-{i}")));
+            whole.add(key.as_bytes(), &value).unwrap();
+            streamed.add(key.as_bytes(), &value).unwrap();
+            if i % 97 == 0 {
+                parts.extend_from_slice(&streamed.take_data());
+                assert_eq!(streamed.pending_data_len(), 0);
+            }
+        }
+        assert_eq!(whole.estimated_size(), streamed.estimated_size());
+        parts.extend_from_slice(&streamed.finish(1, 2).unwrap());
+        assert_eq!(parts, whole.finish(1, 2).unwrap().to_vec());
     }
 }

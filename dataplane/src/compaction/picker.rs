@@ -1,0 +1,354 @@
+//! Picking: which bounded piece of work a compaction job does, from the
+//! levels and their scores (`crate::lsm`). Pure functions, no I/O.
+//!
+//! - L0 → base level: the oldest L0 files (a prefix by sequence, so every L0
+//!   file left behind is newer than every output) up to a byte budget, plus
+//!   the base-level files they overlap. One at a time: it claims all of L0.
+//! - Li → Li+1: one Li file, preferring the least overlap below (RocksDB's
+//!   `kMinOverlappingRatio`), plus the Li+1 files it overlaps.
+//! - Trivial move: Li files with nothing overlapping on Li+1 change level
+//!   without a rewrite.
+//!
+//! Every pick carries the claims that make it safe to run beside others
+//! (docs/decisions/0003-level-layout-and-claims.md).
+
+use crate::lsm::{self, LAST_LEVEL, Levels, LsmConfig};
+use crate::meta::{ClaimRange, FileRecord};
+
+/// Candidates per level tried when the best ones are claimed by other jobs.
+const CANDIDATES_PER_LEVEL: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PickKind {
+    Merge,
+    Move,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pick {
+    pub kind: PickKind,
+    pub input_level: u32,
+    pub output_level: u32,
+    /// Newest first: L0 files by sequence, then input-level, then output-level files.
+    pub inputs: Vec<FileRecord>,
+    pub claims: Vec<ClaimRange>,
+}
+
+impl Pick {
+    pub fn bytes(&self) -> u64 {
+        self.inputs.iter().map(|f| f.size_bytes).sum()
+    }
+
+    pub fn ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.inputs.iter().map(|f| f.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The same pick recomputed on a newer snapshot: the files it starts from
+    /// and everything they overlap. Differs from `self` when the manifest
+    /// changed under it in a way that matters.
+    pub fn refreshed(&self, levels: &Levels) -> Option<Pick> {
+        let seeds: Vec<FileRecord> = self
+            .inputs
+            .iter()
+            .filter(|f| f.level == self.input_level)
+            .cloned()
+            .collect();
+        let live = levels.files(self.input_level);
+        if !seeds.iter().all(|s| live.iter().any(|f| f == s)) {
+            return None;
+        }
+        match self.kind {
+            PickKind::Move => move_pick(levels, self.input_level, seeds),
+            PickKind::Merge => Some(merge_pick(
+                levels,
+                self.input_level,
+                self.output_level,
+                seeds,
+            )),
+        }
+    }
+}
+
+/// Bounds of one job.
+#[derive(Clone, Debug)]
+pub struct PickLimits {
+    /// Input bytes per job (at least one file is always taken).
+    pub max_input_bytes: u64,
+    /// L0 files per job (each is read with its own cursor).
+    pub max_l0_files: usize,
+}
+
+/// Picks in order of preference: levels by score (highest first, only those
+/// due), several candidates per level. The caller claims the first it can.
+pub fn candidates(levels: &Levels, config: &LsmConfig, limits: &PickLimits) -> Vec<Pick> {
+    let debt = lsm::debt(levels, config, 0);
+    let targets = lsm::targets(levels, config);
+    let mut due: Vec<_> = debt
+        .levels
+        .iter()
+        .filter(|l| l.level < LAST_LEVEL && l.score >= 1.0)
+        .collect();
+    due.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut picks = Vec::new();
+    for level in due {
+        if level.level == 0 {
+            picks.extend(l0_pick(levels, targets.base_level, limits));
+        } else {
+            picks.extend(level_picks(levels, level.level, limits));
+        }
+    }
+    picks
+}
+
+/// L0's output level: the base level, or a shallower one that still holds
+/// data (an upgraded store): L0 may never skip over older data.
+pub fn l0_output_level(levels: &Levels, base_level: u32) -> u32 {
+    (1..base_level)
+        .find(|&l| !levels.files(l).is_empty())
+        .unwrap_or(base_level)
+}
+
+fn l0_pick(levels: &Levels, base_level: u32, limits: &PickLimits) -> Option<Pick> {
+    let out = l0_output_level(levels, base_level);
+    let mut oldest_first: Vec<FileRecord> = levels.l0.iter().rev().cloned().collect();
+    oldest_first.truncate(limits.max_l0_files.max(1));
+    // The budget covers the overlapped files too; shrink the L0 prefix until
+    // it fits (one file at least).
+    let mut take = prefix_within(&oldest_first, limits.max_input_bytes);
+    loop {
+        let pick = merge_pick(levels, 0, out, oldest_first[..take].to_vec());
+        if take <= 1 || pick.bytes() <= limits.max_input_bytes {
+            return Some(pick);
+        }
+        take -= 1;
+    }
+}
+
+/// How many of `files` (at least one) fit in `budget` bytes.
+fn prefix_within(files: &[FileRecord], budget: u64) -> usize {
+    let mut bytes = 0;
+    let n = files
+        .iter()
+        .take_while(|f| {
+            bytes += f.size_bytes;
+            bytes <= budget
+        })
+        .count();
+    n.max(1).min(files.len())
+}
+
+fn level_picks(levels: &Levels, level: u32, limits: &PickLimits) -> Vec<Pick> {
+    let next = level + 1;
+    let mut by_ratio: Vec<(f64, &FileRecord)> = levels
+        .files(level)
+        .iter()
+        .map(|f| {
+            let below: u64 = levels
+                .overlapping(next, &f.min_key, &f.max_key)
+                .iter()
+                .map(|o| o.size_bytes)
+                .sum();
+            (below as f64 / f.size_bytes.max(1) as f64, f)
+        })
+        .collect();
+    by_ratio.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let movable: Vec<FileRecord> = by_ratio
+        .iter()
+        .take_while(|(ratio, _)| *ratio == 0.0)
+        .map(|(_, f)| (*f).clone())
+        .collect();
+    let mut picks = Vec::new();
+    if !movable.is_empty() {
+        let take = prefix_within(&movable, limits.max_input_bytes);
+        picks.extend(move_pick(levels, level, movable[..take].to_vec()));
+    }
+    picks.extend(
+        by_ratio
+            .iter()
+            .filter(|(ratio, _)| *ratio > 0.0)
+            .take(CANDIDATES_PER_LEVEL)
+            .map(|(_, f)| merge_pick(levels, level, next, vec![(*f).clone()])),
+    );
+    picks
+}
+
+/// Moves `files` from `level` to the next one; `None` if one of them now overlaps there.
+fn move_pick(levels: &Levels, level: u32, files: Vec<FileRecord>) -> Option<Pick> {
+    let next = level + 1;
+    let mut claims = Vec::new();
+    for f in &files {
+        if !levels.overlapping(next, &f.min_key, &f.max_key).is_empty() {
+            return None;
+        }
+        for l in [level, next] {
+            claims.push(ClaimRange {
+                level: l,
+                min_key: f.min_key.clone(),
+                max_key: Some(f.max_key.clone()),
+            });
+        }
+    }
+    Some(Pick {
+        kind: PickKind::Move,
+        input_level: level,
+        output_level: next,
+        inputs: files,
+        claims,
+    })
+}
+
+/// Merges `seeds` (files of `level`) with everything they overlap on `out`.
+fn merge_pick(levels: &Levels, level: u32, out: u32, mut seeds: Vec<FileRecord>) -> Pick {
+    let lo = seeds
+        .iter()
+        .map(|f| f.min_key.clone())
+        .min()
+        .unwrap_or_default();
+    let hi = seeds
+        .iter()
+        .map(|f| f.max_key.clone())
+        .max()
+        .unwrap_or_default();
+    let below = levels.overlapping(out, &lo, &hi);
+    let out_lo = below
+        .first()
+        .map_or(lo.clone(), |f| f.min_key.clone().min(lo.clone()));
+    let out_hi = below
+        .last()
+        .map_or(hi.clone(), |f| f.max_key.clone().max(hi.clone()));
+    let input_claim = if level == 0 {
+        // L0 files overlap each other and must go oldest first: one L0 job at a time.
+        ClaimRange {
+            level: 0,
+            min_key: Vec::new(),
+            max_key: None,
+        }
+    } else {
+        ClaimRange {
+            level,
+            min_key: lo,
+            max_key: Some(hi),
+        }
+    };
+    let output_claim = ClaimRange {
+        level: out,
+        min_key: out_lo,
+        max_key: Some(out_hi),
+    };
+    seeds.sort_by_key(|f| std::cmp::Reverse((f.seq, f.id)));
+    seeds.extend(below);
+    Pick {
+        kind: PickKind::Merge,
+        input_level: level,
+        output_level: out,
+        inputs: seeds,
+        claims: vec![input_claim, output_claim],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lsm::tests::file;
+
+    const MIB: u64 = 1 << 20;
+
+    fn config() -> LsmConfig {
+        LsmConfig {
+            level_base_bytes: 8 * MIB,
+            level_size_ratio: 10,
+            l0_trigger_files: 2,
+        }
+    }
+
+    fn limits(max_input_bytes: u64) -> PickLimits {
+        PickLimits {
+            max_input_bytes,
+            max_l0_files: 64,
+        }
+    }
+
+    fn ids(p: &Pick) -> Vec<i64> {
+        p.inputs.iter().map(|f| f.id).collect()
+    }
+
+    #[test]
+    fn l0_takes_the_oldest_prefix_and_only_overlapping_base_files() {
+        let live = vec![
+            file(10, 6, "a", "c", 2 * MIB),
+            file(11, 6, "d", "f", 2 * MIB),
+            file(12, 6, "x", "z", 2 * MIB),
+            // L0, oldest = lowest seq (= id here).
+            file(20, 0, "b", "e", MIB),
+            file(21, 0, "a", "b", MIB),
+            file(22, 0, "x", "y", MIB),
+        ];
+        let levels = Levels::new(live);
+        let base = lsm::targets(&levels, &config()).base_level;
+        let pick = l0_pick(&levels, base, &limits(6 * MIB)).unwrap();
+        assert_eq!(
+            pick.output_level, 6,
+            "6 MiB at the bottom: L6 is the base level"
+        );
+        // 20, 21 and the two L6 files under [a, e]: 6 MiB; adding 22 (and 12) would not fit.
+        assert_eq!(
+            ids(&pick),
+            vec![21, 20, 10, 11],
+            "newest first, then level 6"
+        );
+        assert_eq!(pick.claims[0].max_key, None, "one L0 job at a time");
+        assert_eq!(
+            (
+                pick.claims[1].min_key.as_slice(),
+                pick.claims[1].max_key.as_deref()
+            ),
+            (&b"a"[..], Some(&b"f"[..]))
+        );
+        // A tiny budget still takes one file.
+        assert_eq!(
+            ids(&l0_pick(&levels, base, &limits(1)).unwrap()),
+            vec![20, 10, 11]
+        );
+    }
+
+    #[test]
+    fn a_file_with_nothing_below_moves_without_a_rewrite() {
+        let levels = Levels::new(vec![
+            file(1, 4, "a", "b", MIB),
+            file(2, 4, "m", "n", MIB),
+            file(3, 5, "m", "m", MIB),
+        ]);
+        let picks = level_picks(&levels, 4, &limits(u64::MAX));
+        assert_eq!(picks[0].kind, PickKind::Move);
+        assert_eq!(ids(&picks[0]), vec![1]);
+        assert_eq!(picks[1].kind, PickKind::Merge);
+        assert_eq!(ids(&picks[1]), vec![2, 3]);
+        // Moves are refused once something overlapping lands below.
+        let later = Levels::new(vec![file(1, 4, "a", "b", MIB), file(9, 5, "b", "c", MIB)]);
+        assert_eq!(picks[0].refreshed(&later), None);
+    }
+
+    #[test]
+    fn l0_never_skips_a_level_that_still_holds_data() {
+        let levels = Levels::new(vec![file(1, 1, "a", "z", MIB), file(2, 0, "a", "b", 1)]);
+        assert_eq!(l0_output_level(&levels, 5), 1);
+        assert_eq!(l0_output_level(&Levels::new(vec![]), 5), 5);
+    }
+
+    #[test]
+    fn candidates_follow_the_scores() {
+        let levels = Levels::new(vec![
+            file(1, 0, "a", "b", 1),
+            file(2, 0, "a", "b", 1),
+            file(3, 1, "c", "d", MIB),
+        ]);
+        let picks = candidates(&levels, &config(), &limits(u64::MAX));
+        // L1 (the base level) is further over its target than L0: it goes first.
+        assert_eq!(picks[0].input_level, 1);
+        assert_eq!(picks[0].kind, PickKind::Move);
+        assert!(picks.iter().any(|p| p.input_level == 0));
+        assert!(candidates(&Levels::new(vec![]), &config(), &limits(1)).is_empty());
+    }
+}

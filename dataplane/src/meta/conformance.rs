@@ -1,0 +1,134 @@
+//! Checks every metadata backend must pass, shared by SQLite's unit tests and
+//! the PostgreSQL test in e2e/ (which starts a real server). Panics on failure.
+
+use super::{ClaimRange, FileKind, MetaError, MetaStore, NewFile, Swap};
+use std::time::Duration;
+
+fn run(name: &str, level: u32, min: &str, max: &str) -> NewFile {
+    NewFile {
+        object: format!("run/{name}.sst"),
+        kind: if level == 0 {
+            FileKind::Wal
+        } else {
+            FileKind::Run
+        },
+        level,
+        min_key: min.into(),
+        max_key: max.into(),
+        entry_count: 1,
+        size_bytes: 100,
+    }
+}
+
+fn range(level: u32, min: &str, max: Option<&str>) -> ClaimRange {
+    ClaimRange {
+        level,
+        min_key: min.into(),
+        max_key: max.map(Into::into),
+    }
+}
+
+/// Claims exclude overlapping ranges of other jobs per level, renew, expire,
+/// and a swap needs its job's live claim and drops it.
+pub async fn claims_exclude_and_swaps_check_them(meta: &dyn MetaStore) {
+    let ttl = Duration::from_secs(60);
+    meta.commit_wal(run("w1", 0, "a", "m")).await.unwrap();
+    let id = meta.live_files().await.unwrap()[0].id;
+    assert!(
+        meta.claim("a", &[range(0, "", None), range(1, "a", Some("m"))], ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !meta
+            .claim("b", &[range(1, "m", Some("z"))], ttl)
+            .await
+            .unwrap(),
+        "overlap on L1"
+    );
+    assert!(
+        meta.claim("b", &[range(2, "m", Some("z"))], ttl)
+            .await
+            .unwrap(),
+        "other level"
+    );
+    assert!(
+        meta.claim("c", &[range(1, "n", Some("z"))], ttl)
+            .await
+            .unwrap(),
+        "disjoint range"
+    );
+    assert!(meta.renew_claim("a", ttl).await.unwrap());
+    // A swap by a job without a claim changes nothing.
+    let version = meta.current_version().await.unwrap();
+    let lost = Swap {
+        inputs: vec![id],
+        outputs: vec![run("r1", 1, "a", "m")],
+        seq: 1,
+        claim: Some("nobody".into()),
+        ..Default::default()
+    };
+    assert!(matches!(meta.swap(lost).await, Err(MetaError::Conflict(_))));
+    assert_eq!(meta.current_version().await.unwrap(), version);
+    // With its claim it installs, and the claim is gone afterwards.
+    let ok = Swap {
+        inputs: vec![id],
+        outputs: vec![run("r1", 1, "a", "m")],
+        seq: 1,
+        claim: Some("a".into()),
+        ..Default::default()
+    };
+    meta.swap(ok).await.unwrap();
+    assert!(
+        !meta.renew_claim("a", ttl).await.unwrap(),
+        "the swap dropped the claim"
+    );
+    assert!(
+        meta.claim("d", &[range(1, "a", Some("c"))], ttl)
+            .await
+            .unwrap()
+    );
+    // An expired claim belongs to nobody: its ranges can be claimed again.
+    meta.release_claim("d").await.unwrap();
+    assert!(
+        meta.claim("e", &[range(3, "a", Some("c"))], Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    assert!(!meta.renew_claim("e", ttl).await.unwrap());
+    assert!(
+        meta.claim("f", &[range(3, "a", Some("c"))], ttl)
+            .await
+            .unwrap()
+    );
+}
+
+/// A trivial move changes a live file's level in place and a reader that
+/// knew the file learns the new level from `changes_since`.
+pub async fn moves_change_levels_and_are_reported(meta: &dyn MetaStore) {
+    meta.commit_wal(run("m1", 0, "a", "b")).await.unwrap();
+    let file = meta.live_files().await.unwrap().remove(0);
+    let seen = meta.current_version().await.unwrap();
+    let move_down = |from, to| Swap {
+        moves: vec![(file.id, from, to)],
+        ..Default::default()
+    };
+    let v = meta.swap(move_down(1, 2)).await;
+    assert!(matches!(v, Err(MetaError::Conflict(_))), "not at level 1");
+    meta.swap(move_down(0, 1)).await.unwrap();
+    let delta = meta.changes_since(seen).await.unwrap();
+    assert_eq!(delta.added.len(), 1);
+    assert_eq!((delta.added[0].id, delta.added[0].level), (file.id, 1));
+    // Moved, then replaced: a reader that knew the file is told it is gone.
+    let swap = Swap {
+        inputs: vec![file.id],
+        outputs: vec![run("m2", 2, "a", "b")],
+        seq: file.seq,
+        ..Default::default()
+    };
+    meta.swap(swap).await.unwrap();
+    let delta = meta.changes_since(seen).await.unwrap();
+    assert_eq!(delta.removed_ids, vec![file.id]);
+    assert_eq!(delta.added.len(), 1);
+    assert_eq!(delta.added[0].level, 2);
+}
