@@ -28,6 +28,8 @@ async fn main() -> Result<()> {
     let pids: Vec<String> = roles.iter().map(|r| r.process.pid().to_string()).collect();
     println!("export SKYVAULT_BENCH_BATCHER={}", batcher.grpc);
     println!("export SKYVAULT_BENCH_INDEX={}", index.grpc);
+    // Where the compaction debt is (GET /lsm), as the operator reads it.
+    println!("export SKYVAULT_BENCH_INDEX_HTTP={}", index.http);
     println!("export SKYVAULT_BENCH_HTTP='{}'", http.join(" "));
     println!("export SKYVAULT_BENCH_PIDS='{}'", pids.join(" "));
     // What `skyvault compact` (the Kubernetes Job's command) needs to reach the same store.

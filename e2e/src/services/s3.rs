@@ -1,8 +1,11 @@
 //! An S3 HTTP server on loopback for tests: `moto_server` (PyPI
 //! `moto[server]`) on 127.0.0.1 and a free port, with one bucket created.
 //!
-//! `SKYVAULT_TEST_S3` selects the server; only `moto` (the default) is
-//! implemented, anything else fails loudly rather than silently using moto.
+//! `SKYVAULT_TEST_S3` selects the server: `moto` (the default; slow, ~450
+//! GETs/s, fine for tests) or `s3s-fs` (crates.io `s3s-fs` 0.14, objects on
+//! disk; fast enough for benchmarks; binary from `SKYVAULT_S3S_FS_BIN` or
+//! `~/.cache/skyvault/tools/s3s-fs-0.14.1/bin/s3s-fs`, installed by
+//! `e2e/bench-sustained.sh`). Anything else fails loudly.
 
 use super::find_binary;
 use crate::process::{ManagedProcess, free_port, random_hex};
@@ -29,8 +32,9 @@ impl S3Server {
     pub fn start() -> Result<Self> {
         match std::env::var("SKYVAULT_TEST_S3").as_deref() {
             Err(_) | Ok("") | Ok("moto") => Self::start_moto(),
+            Ok("s3s-fs") => Self::start_s3s_fs(),
             Ok(other) => bail!(
-                "SKYVAULT_TEST_S3={other:?} is not supported by this harness (only `moto`); unset it"
+                "SKYVAULT_TEST_S3={other:?} is not supported by this harness (`moto` or `s3s-fs`)"
             ),
         }
     }
@@ -61,6 +65,35 @@ impl S3Server {
             }
         }
         Err(last.expect("one attempt"))
+    }
+
+    fn start_s3s_fs() -> Result<Self> {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let bin = std::env::var("SKYVAULT_S3S_FS_BIN")
+            .unwrap_or_else(|_| format!("{home}/.cache/skyvault/tools/s3s-fs-0.14.1/bin/s3s-fs"));
+        if !std::path::Path::new(&bin).exists() {
+            bail!(
+                "s3s-fs not found at {bin}: cargo install s3s-fs --version 0.14.1 --features binary \
+                 --locked --root ~/.cache/skyvault/tools/s3s-fs-0.14.1"
+            );
+        }
+        let dir = tempfile::Builder::new().prefix("skyvault-s3-").tempdir()?;
+        let bucket = format!("skyvault-{}", random_hex(4));
+        // A bucket is a directory under the root.
+        std::fs::create_dir_all(dir.path().join("root").join(&bucket))?;
+        let port = free_port()?;
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(dir.path().join("root"));
+        let process = ManagedProcess::spawn("s3s-fs", cmd, &dir.path().join("s3s-fs.log"))?;
+        wait_ready(&process, port, Duration::from_secs(30))?;
+        Ok(S3Server {
+            process: Some(process),
+            _dir: dir,
+            port,
+            bucket,
+        })
     }
 
     pub fn endpoint(&self) -> String {
@@ -133,12 +166,13 @@ fn wait_ready(process: &ManagedProcess, port: u16, timeout: Duration) -> Result<
     let deadline = Instant::now() + timeout;
     loop {
         process.ensure_running()?;
-        if let Ok((200, _)) = http(port, "GET", "/") {
+        // Any HTTP answer will do: s3s-fs refuses the unsigned request.
+        if http(port, "GET", "/").is_ok() {
             return Ok(());
         }
         if Instant::now() >= deadline {
             bail!(
-                "moto_server not ready after {timeout:?}:\n{}",
+                "S3 server not ready after {timeout:?}:\n{}",
                 process.log_tail(20)
             );
         }
