@@ -5,8 +5,11 @@
 //! The grace period must exceed the longest time a reader can hold an old
 //! manifest (an in-flight request, or an index that lost its database) plus
 //! the longest flush (PUT → commit), so no object a reader may still open and
-//! no object about to be committed is deleted.
+//! no object about to be committed is deleted. Compaction outputs do not rely
+//! on the grace period: their names carry the job's id, and an output of a job
+//! whose claim is live is never an orphan, however long the job runs.
 
+use crate::compaction::job_of_output;
 use crate::meta::{DynMeta, MetaError, now_ms};
 use crate::metrics::metrics;
 use crate::objstore::{DynStore, StoreError};
@@ -50,6 +53,8 @@ pub struct PurgeSummary {
     pub orphans_deleted: Vec<String>,
     /// Unreferenced but still within the grace period.
     pub kept_young: u64,
+    /// Outputs of compaction jobs still running (claim live), not yet installed.
+    pub kept_in_progress: u64,
     pub live_objects: u64,
     pub duration_ms: u64,
 }
@@ -87,6 +92,9 @@ async fn run(
     for prefix in OBJECT_PREFIXES {
         objects.extend(store.list(prefix).await?);
     }
+    // Claims before rows: a job whose claim is gone by now has either
+    // installed its outputs (the rows read next include them) or given up.
+    let running: HashSet<String> = meta.live_claim_jobs().await?.into_iter().collect();
     let rows = meta.all_files().await?;
     let known: HashSet<&str> = rows.iter().map(|f| f.object.as_str()).collect();
     summary.live_objects = rows.iter().filter(|f| f.removed_version.is_none()).count() as u64;
@@ -107,6 +115,10 @@ async fn run(
     }
     let cutoff = SystemTime::now() - config.grace;
     for object in objects.iter().filter(|o| !known.contains(o.path.as_str())) {
+        if job_of_output(&object.path).is_some_and(|job| running.contains(job)) {
+            summary.kept_in_progress += 1;
+            continue;
+        }
         if object.last_modified > cutoff {
             summary.kept_young += 1;
             continue;

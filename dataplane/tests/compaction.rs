@@ -457,3 +457,43 @@ async fn after_full_compaction_a_point_read_touches_one_run() {
         assert!(gets <= 3, "key {j}: {gets} GETs (footer+meta, block)");
     }
 }
+
+#[tokio::test]
+async fn purge_keeps_the_outputs_of_a_running_compaction_however_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = open(dir.path()).await;
+    let job = "0123456789abcdef";
+    let range = ClaimRange {
+        level: 6,
+        min_key: b"a".to_vec(),
+        max_key: Some(b"z".to_vec()),
+    };
+    let ttl = Duration::from_secs(60);
+    assert!(parts.meta.claim(job, &[range], ttl).await.unwrap());
+    // An output uploaded long ago by that job, not installed yet.
+    let output = format!("run/0000000000001-{job}-0000.sst");
+    parts
+        .store
+        .put(&output, Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    age(
+        &dir.path().join("objects").join(&output),
+        Duration::from_secs(7200),
+    );
+    let no_grace = PurgeConfig {
+        grace: Duration::ZERO,
+        dry_run: false,
+    };
+    let summary = purge::purge(&parts.store, &parts.meta, &no_grace)
+        .await
+        .unwrap();
+    assert_eq!(summary.kept_in_progress, 1);
+    assert!(summary.orphans_deleted.is_empty(), "{summary:?}");
+    // Once the job is gone (claim released or expired), it is an orphan.
+    parts.meta.release_claim(job).await.unwrap();
+    let summary = purge::purge(&parts.store, &parts.meta, &no_grace)
+        .await
+        .unwrap();
+    assert_eq!(summary.orphans_deleted, vec![output]);
+}

@@ -34,6 +34,7 @@ pub struct Merged {
 /// `lost` is set when the job's claim lapsed: the merge stops there.
 pub async fn merge(
     store: &DynStore,
+    job: &str,
     config: &CompactionConfig,
     pick: &Pick,
     levels: &Levels,
@@ -43,7 +44,7 @@ pub async fn merge(
         pick.inputs.iter().map(|f| f.seq).min().unwrap_or(0),
         pick.inputs.iter().map(|f| f.seq).max().unwrap_or(0),
     );
-    let mut outputs = Outputs::new(store, config, pick.output_level, seqs);
+    let mut outputs = Outputs::new(store, job, config, pick.output_level, seqs);
     let result = run(store, pick, levels, lost, &mut outputs).await;
     match result {
         Ok((entries_in, tombstones_dropped)) => Ok(Merged {

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 pub use args::{CompactionArgs, LsmArgs};
 pub use input::CHUNK_BYTES;
+pub use output::job_of_output;
 
 #[derive(Clone, Debug)]
 pub struct CompactionConfig {
@@ -303,7 +304,7 @@ async fn install(
             .collect();
     } else {
         summary = planned(pick, Outcome::Compacted);
-        let merged = merge::merge(store, config, pick, levels, &claim.lost).await?;
+        let merged = merge::merge(store, &claim.job, config, pick, levels, &claim.lost).await?;
         summary.outputs = merged.outputs.iter().map(|f| f.object.clone()).collect();
         summary.bytes_out = merged.outputs.iter().map(|f| f.size_bytes).sum();
         summary.entries_in = merged.entries_in;

@@ -25,6 +25,9 @@ struct Open<'a> {
 
 pub struct Outputs<'a> {
     store: &'a DynStore,
+    /// The job's id: output names carry it, so purge can tell outputs of a
+    /// running job (claim live) from orphans.
+    job: &'a str,
     config: &'a CompactionConfig,
     level: u32,
     seqs: (u64, u64),
@@ -36,12 +39,14 @@ pub struct Outputs<'a> {
 impl<'a> Outputs<'a> {
     pub fn new(
         store: &'a DynStore,
+        job: &'a str,
         config: &'a CompactionConfig,
         level: u32,
         seqs: (u64, u64),
     ) -> Self {
         Outputs {
             store,
+            job,
             config,
             level,
             seqs,
@@ -73,11 +78,7 @@ impl<'a> Outputs<'a> {
     }
 
     async fn start(&self, first: &Bytes) -> Result<Open<'a>, CompactionError> {
-        let object = format!(
-            "run/{:013}-{:016x}.sst",
-            crate::meta::now_ms(),
-            rand::random::<u64>()
-        );
+        let object = output_name(self.job, self.done.len());
         crash_point("before_output_upload");
         let upload = self.store.upload(&object).await?;
         Ok(Open {
@@ -124,9 +125,38 @@ impl<'a> Outputs<'a> {
     }
 }
 
+/// `run/<ms>-<job>-<n>.sst`; see [`job_of_output`].
+pub fn output_name(job: &str, n: usize) -> String {
+    format!("run/{:013}-{job}-{n:04}.sst", crate::meta::now_ms())
+}
+
+/// The job that wrote an output named by [`output_name`] (None for other names).
+pub fn job_of_output(path: &str) -> Option<&str> {
+    let name = path.strip_prefix("run/")?.strip_suffix(".sst")?;
+    let mut parts = name.split('-');
+    let (_ms, job, _n) = (parts.next()?, parts.next()?, parts.next()?);
+    (parts.next().is_none() && !job.is_empty()).then_some(job)
+}
+
 fn output_corrupt(object: &str, source: FormatError) -> CompactionError {
     CompactionError::Corrupt {
         object: object.to_string(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_names_carry_their_job() {
+        let name = output_name("0123456789abcdef", 7);
+        assert_eq!(job_of_output(&name), Some("0123456789abcdef"));
+        assert_eq!(
+            job_of_output("run/1796033117710-60e0d134f8959356.sst"),
+            None
+        );
+        assert_eq!(job_of_output("wal/1-2-3.sst"), None);
     }
 }

@@ -170,6 +170,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Extends `job`'s claim; `false` when it had already expired (or never existed).
     async fn renew_claim(&self, job: &str, ttl: std::time::Duration) -> MetaResult<bool>;
     async fn release_claim(&self, job: &str) -> MetaResult<()>;
+    /// Jobs holding an unexpired claim: purge keeps their uploaded but not yet
+    /// installed outputs (see `purge`).
+    async fn live_claim_jobs(&self) -> MetaResult<Vec<String>>;
     /// Every row, live or replaced, for purge.
     async fn all_files(&self) -> MetaResult<Vec<FileRecord>>;
     /// Deletes rows of replaced files whose objects are gone.

@@ -345,6 +345,16 @@ impl MetaStore for SqliteMeta {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn live_claim_jobs(&self) -> MetaResult<Vec<String>> {
+        let jobs = sqlx::query_scalar(
+            "SELECT DISTINCT job FROM compaction_claims WHERE expires_at_ms > ?",
+        )
+        .bind(now_ms())
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(jobs)
+    }
+
     async fn release_claim(&self, job: &str) -> MetaResult<()> {
         sqlx::query("DELETE FROM compaction_claims WHERE job = ?")
             .bind(job)
