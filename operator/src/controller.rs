@@ -156,7 +156,7 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
     };
     let index_ready = states.iter().any(|r| r.role == Role::Index && r.ready > 0);
     let auto = debt::condition(
-        sv.spec.compaction.trigger_on_debt,
+        debt::switched_off(&sv.spec.compaction),
         reading.as_ref(),
         index_ready,
     );

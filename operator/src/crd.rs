@@ -343,7 +343,8 @@ pub struct JobScheduleSpec {
         pattern(r"^(@(yearly|annually|monthly|weekly|daily|hourly))$|^(\S+\s+){4}\S+$")
     )]
     pub schedule: Option<String>,
-    /// Stop creating scheduled Jobs (a running Job is left alone; manual triggers still run).
+    /// Stop creating scheduled Jobs and, for compaction, debt-driven ones (a running Job is
+    /// left alone; manual triggers still run).
     #[serde(default)]
     pub suspend: bool,
     /// A run missed by more than this many seconds (operator down, previous Job still
@@ -385,8 +386,8 @@ pub struct CompactionSpec {
     #[schemars(range(min = 1_048_576, max = 4_294_967_296_i64))]
     pub target_file_bytes: i64,
     /// Create compaction Jobs as soon as the index reports debt (a level-0 file count or a
-    /// level size over its target). When false only the schedule and the trigger
-    /// annotation start Jobs; the debt is still shown in the status.
+    /// level size over its target). When false (or while `suspend` is true) only the
+    /// schedule and the trigger annotation start Jobs; the debt is still shown in the status.
     #[serde(default = "default_true")]
     pub trigger_on_debt: bool,
     /// Compaction Jobs running at once (debt-driven, scheduled and manual together).

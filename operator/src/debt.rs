@@ -10,7 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
 
-use crate::crd::{CompactionDebtStatus, JobResult, JobRun, LevelDebtStatus};
+use crate::crd::{CompactionDebtStatus, CompactionSpec, JobResult, JobRun, LevelDebtStatus};
 
 /// What the index answers on `GET /lsm` (the data plane's planner, one implementation).
 #[derive(Deserialize, Clone, Debug, PartialEq)]
@@ -159,7 +159,7 @@ pub fn hold_until(last_finished: Option<&JobRun>) -> Option<Timestamp> {
 /// Everything [`debt_jobs`] decides on.
 #[derive(Clone, Copy, Debug)]
 pub struct DebtInput<'a> {
-    /// `spec.compaction.triggerOnDebt`.
+    /// Not [`switched_off`].
     pub enabled: bool,
     /// The debt, when the index answered.
     pub debt: Option<&'a LsmDebt>,
@@ -289,7 +289,7 @@ pub const AUTO_COMPACTION: &str = "AutoCompaction";
 pub mod reason {
     /// The index answered; Jobs start when a score reaches 1.
     pub const DEBT_OBSERVED: &str = "DebtObserved";
-    /// `spec.compaction.triggerOnDebt` is false.
+    /// `spec.compaction.triggerOnDebt` is false or `suspend` is true.
     pub const DISABLED: &str = "Disabled";
     /// The index has ready Pods but did not answer: the schedule is the only driver.
     pub const INDEX_UNREACHABLE: &str = "IndexUnreachable";
@@ -297,20 +297,33 @@ pub mod reason {
     pub const INDEX_NOT_READY: &str = "IndexNotReady";
 }
 
-/// `(status, reason, message)` of the `AutoCompaction` condition.
+/// Why debt-driven Jobs are switched off, if they are: `triggerOnDebt: false`, or
+/// `suspend: true` (which stops every automatic compaction; triggers still run).
+pub fn switched_off(spec: &CompactionSpec) -> Option<&'static str> {
+    if !spec.trigger_on_debt {
+        Some("spec.compaction.triggerOnDebt is false")
+    } else if spec.job.suspend {
+        Some("spec.compaction.suspend is true")
+    } else {
+        None
+    }
+}
+
+/// `(status, reason, message)` of the `AutoCompaction` condition; `off` from
+/// [`switched_off`].
 pub fn condition(
-    enabled: bool,
+    off: Option<&str>,
     reading: Result<&LsmDebt, &FetchError>,
     index_ready: bool,
 ) -> (bool, &'static str, String) {
     let fallback = "compaction Jobs start on the schedule (and the trigger annotation) only";
-    match (enabled, reading) {
-        (false, _) => (
+    match (off, reading) {
+        (Some(why), _) => (
             false,
             reason::DISABLED,
-            format!("spec.compaction.triggerOnDebt is false: {fallback}"),
+            format!("{why}: no debt-driven Jobs"),
         ),
-        (true, Ok(debt)) => (
+        (None, Ok(debt)) => (
             true,
             reason::DEBT_OBSERVED,
             format!(
@@ -320,12 +333,12 @@ pub fn condition(
                 debt.score
             ),
         ),
-        (true, Err(e)) if index_ready => (
+        (None, Err(e)) if index_ready => (
             false,
             reason::INDEX_UNREACHABLE,
             format!("cannot read compaction debt: {e}; {fallback}"),
         ),
-        (true, Err(e)) => (
+        (None, Err(e)) => (
             false,
             reason::INDEX_NOT_READY,
             format!("no index Pod is ready ({e}); {fallback}"),

@@ -202,22 +202,36 @@ fn condition_names_the_fallback() {
         url: "http://v-index.prod.svc:9090/lsm".into(),
         reason: "connect: connection refused".into(),
     };
-    let (ok, reason, msg) = condition(true, Ok(&d), true);
+    let (ok, reason, msg) = condition(None, Ok(&d), true);
     assert!(ok);
     assert_eq!(reason, reason::DEBT_OBSERVED);
     assert!(msg.contains("12 level-0 files"), "{msg}");
-    let (ok, reason, msg) = condition(true, Err(&err), true);
+    let (ok, reason, msg) = condition(None, Err(&err), true);
     assert!(!ok);
     assert_eq!(reason, reason::INDEX_UNREACHABLE);
     assert!(
         msg.contains("connection refused") && msg.contains("schedule"),
         "{msg}"
     );
-    let (_, reason, _) = condition(true, Err(&err), false);
+    let (_, reason, _) = condition(None, Err(&err), false);
     assert_eq!(reason, reason::INDEX_NOT_READY);
-    let (ok, reason, _) = condition(false, Ok(&d), true);
+    let (ok, reason, msg) = condition(Some("spec.compaction.suspend is true"), Ok(&d), true);
     assert!(!ok);
     assert_eq!(reason, reason::DISABLED);
+    assert!(msg.contains("suspend"), "{msg}");
+}
+
+#[test]
+fn suspend_or_the_switch_turns_debt_jobs_off() {
+    let mut spec = CompactionSpec::default();
+    assert_eq!(switched_off(&spec), None);
+    spec.job.suspend = true;
+    assert_eq!(switched_off(&spec), Some("spec.compaction.suspend is true"));
+    spec.trigger_on_debt = false;
+    assert_eq!(
+        switched_off(&spec),
+        Some("spec.compaction.triggerOnDebt is false")
+    );
 }
 
 // ---------- fetch_lsm against a local HTTP server ----------

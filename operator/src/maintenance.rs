@@ -163,7 +163,7 @@ pub fn plan(
     if kind == JobKind::Compact {
         let c = &sv.spec.compaction;
         let d = debt::debt_jobs(DebtInput {
-            enabled: c.trigger_on_debt,
+            enabled: debt::switched_off(c).is_none(),
             debt,
             target_file_bytes: c.target_file_bytes,
             max_concurrent: max_running,

@@ -522,6 +522,10 @@ fn no_debt_jobs_without_debt_a_reading_or_the_switch() {
     let d = heavy_debt();
     let p = plan(&off, JobKind::Compact, &[], now, "sum", Some(&d)).unwrap();
     assert!(p.create.is_empty());
+    let mut suspended = vault();
+    suspended.spec.compaction.job.suspend = true;
+    let p = plan(&suspended, JobKind::Compact, &[], now, "sum", Some(&d)).unwrap();
+    assert!(p.create.is_empty(), "suspend stops every automatic run");
     // The schedule still runs when the index is silent.
     let p = plan(
         &vault(),
