@@ -87,6 +87,8 @@ pub struct OperatorOptions {
     pub identity: String,
     /// Where the log goes.
     pub log_path: PathBuf,
+    /// More `run` flags (e.g. `--lsm-url-template=...`).
+    pub extra_args: Vec<String>,
 }
 
 /// A running operator process (stopped on drop).
@@ -129,6 +131,7 @@ impl Operator {
         if let Some(name) = &options.lease_name {
             cmd.arg(format!("--lease-name={name}"));
         }
+        cmd.args(&options.extra_args);
         let process = ManagedProcess::spawn(
             &format!("skyvault-operator[{}]", options.identity),
             cmd,

@@ -177,6 +177,17 @@ impl OperatorEnv {
     /// Starts an operator as the chart's ServiceAccount, watching only this
     /// test's namespace, with its Lease there too.
     pub async fn start_operator(&mut self, identity: &str, leader_election: bool) -> Result<usize> {
+        self.start_operator_with(identity, leader_election, &[])
+            .await
+    }
+
+    /// [`Self::start_operator`] with more `run` flags.
+    pub async fn start_operator_with(
+        &mut self,
+        identity: &str,
+        leader_election: bool,
+        extra_args: &[String],
+    ) -> Result<usize> {
         let options = OperatorOptions {
             kubeconfig: self.operator_kubeconfig.clone(),
             watch_namespace: Some(self.namespace().to_owned()),
@@ -189,6 +200,7 @@ impl OperatorEnv {
                 .cluster
                 .work_dir()
                 .join(format!("operator-{}-{identity}.log", self.namespace())),
+            extra_args: extra_args.to_vec(),
         };
         let op = Operator::start(&options)?;
         op.wait_healthy().await?;
@@ -334,6 +346,30 @@ impl OperatorEnv {
                                cond("Failed", "BackoffLimitExceeded")],
             }})
         };
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .map_err(crate::manifests::api_message)
+            .with_context(|| format!("write status of Job {name}"))?;
+        Ok(())
+    }
+
+    /// Marks a Job ended by its pod failure policy on `exit_code`, the way the Job
+    /// controller does (FailJob rule at index 0).
+    pub async fn end_job_by_policy(&self, name: &str, exit_code: i32) -> Result<()> {
+        let api: Api<Job> = self.api();
+        let now = chrono_like_now();
+        let message = format!(
+            "Container skyvault for pod {}/{name}-x7k2p failed with exit code {exit_code} matching FailJob rule at index 0",
+            self.namespace()
+        );
+        let cond = |t: &str| {
+            json!({"type": t, "status": "True", "reason": "PodFailurePolicy", "message": message,
+                   "lastProbeTime": now, "lastTransitionTime": now})
+        };
+        let status = json!({"status": {
+            "startTime": now, "active": 0, "ready": 0, "failed": 1, "terminating": 0,
+            "conditions": [cond("FailureTarget"), cond("Failed")],
+        }});
         api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
             .await
             .map_err(crate::manifests::api_message)
