@@ -16,6 +16,16 @@ e2e *ARGS:
     cargo build -p skyvault-operator --bin skyvault-operator
     cargo test -p skyvault-e2e --test controlplane --test crd --test chart --test operator {{ARGS}}
 
+# The user journey on a real one-node cluster built here (kubelet, containerd, CNI, kube-proxy,
+# CoreDNS; root needed): helm install, a SkyVault under load through pod deaths and a rolling
+# change, compaction/purge Jobs, delete. Builds and caches what it needs.
+e2e-node *ARGS:
+    bash e2e/controlplane/build.sh kube-apiserver kube-controller-manager etcd helm node
+    bash e2e/node/node.sh install
+    cargo build -p skyvault --bin skyvault
+    cargo build -p skyvault-operator --bin skyvault-operator
+    cargo test -p skyvault-e2e --test node_journey {{ARGS}} -- --nocapture
+
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all --check

@@ -33,9 +33,15 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "==> Helm charts (lint + render; builds helm from the Go module proxy once)"
 bash charts/scripts/test-charts.sh
 
-echo "==> Kubernetes control plane for the e2e tests (etcd, kube-apiserver, kube-controller-manager,"
-echo "    helm from pinned Go modules; built once, cached in \${SKYVAULT_TOOLS_DIR:-~/.cache/skyvault/tools})"
-bash e2e/controlplane/build.sh
+echo "==> Kubernetes for the e2e tests (etcd, kube-apiserver, kube-controller-manager, helm, and the"
+echo "    one-node cluster's kubelet, kube-scheduler, kube-proxy, CoreDNS, crictl, pause from pinned"
+echo "    Go modules; built once, cached in \${SKYVAULT_TOOLS_DIR:-~/.cache/skyvault/tools}); containerd,"
+echo "    runc and the CNI plugins from Debian"
+bash e2e/controlplane/build.sh kube-apiserver kube-controller-manager etcd helm node
+bash e2e/node/node.sh install
+# Whatever happens to the tests, no node state outlives the run (a crashed
+# test process leaves its run dir; its pid is gone by now).
+trap 'bash e2e/node/node.sh sweep || true' EXIT
 
 echo "==> tests"
 # The end-to-end tests start these binaries as real processes. Built one

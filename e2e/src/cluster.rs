@@ -80,6 +80,7 @@ impl TestCluster {
             .get_or_try_init(|| async {
                 let c = TestCluster::start(ControlPlaneOptions {
                     garbage_collector: true,
+                    ..Default::default()
                 })
                 .await?;
                 // Statics are never dropped; stop the processes at exit instead.

@@ -32,6 +32,21 @@ pub struct ControlPlaneOptions {
     /// Also run kube-controller-manager with only the garbage collector, so
     /// owner references actually delete children.
     pub garbage_collector: bool,
+    /// For a cluster with a node (see [`crate::node`]): the API server binds
+    /// and advertises this (bridge) address instead of 127.0.0.1, keeps the
+    /// `kubernetes` Service's endpoints, and kube-controller-manager runs
+    /// every default controller (workloads, endpoints, namespaces, the root CA
+    /// publisher) rather than only the garbage collector.
+    pub node: Option<NodeControlPlane>,
+}
+
+/// What a control plane for a real node needs to differ in.
+#[derive(Clone, Debug)]
+pub struct NodeControlPlane {
+    /// Address the API server binds and advertises (reachable from pods).
+    pub address: String,
+    /// `--service-cluster-ip-range`.
+    pub service_cidr: String,
 }
 
 #[derive(Debug)]
@@ -87,7 +102,7 @@ impl ControlPlane {
     /// `/readyz` answers `ok`, and writes an admin kubeconfig.
     pub async fn start(options: ControlPlaneOptions) -> Result<Self> {
         let mut tools = vec![Tool::Etcd, Tool::KubeApiserver];
-        if options.garbage_collector {
+        if options.garbage_collector || options.node.is_some() {
             tools.push(Tool::KubeControllerManager);
         }
         let paths = tokio::task::spawn_blocking(move || tool_paths(&tools)).await??;
@@ -135,11 +150,23 @@ impl ControlPlane {
         )?;
 
         let (etcd, etcd_url) = start_etcd(etcd_bin, &d).await?;
-        let (apiserver, server, cluster, admin_kubeconfig) =
-            start_apiserver(apiserver_bin, &d, &etcd_url, &admin_token, &sa_key).await?;
+        let (apiserver, server, cluster, admin_kubeconfig) = start_apiserver(
+            apiserver_bin,
+            &d,
+            &etcd_url,
+            &admin_token,
+            &sa_key,
+            options.node.as_ref(),
+        )
+        .await?;
 
-        let controller_manager = if options.garbage_collector {
-            Some(start_controller_manager(&paths[2], &d, &admin_kubeconfig)?)
+        let controller_manager = if options.garbage_collector || options.node.is_some() {
+            Some(start_controller_manager(
+                &paths[2],
+                &d,
+                &admin_kubeconfig,
+                options.node.is_some().then_some(sa_key.as_path()),
+            )?)
         } else {
             None
         };
@@ -277,8 +304,10 @@ async fn start_apiserver(
     etcd_url: &str,
     admin_token: &str,
     sa_key: &Path,
+    node: Option<&NodeControlPlane>,
 ) -> Result<(ManagedProcess, String, kube::config::Cluster, PathBuf)> {
     let cert_dir = d.join("apiserver-certs");
+    let host = node.map_or("127.0.0.1", |n| n.address.as_str());
     let mut last_err = None;
     for attempt in 0..START_ATTEMPTS {
         let port = free_port()?;
@@ -288,13 +317,18 @@ async fn start_apiserver(
         cmd.arg(format!("--etcd-servers={etcd_url}"))
             .arg(format!("--cert-dir={}", cert_dir.display()))
             .arg(format!("--secure-port={port}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--bind-address={host}"))
+            .arg(format!("--advertise-address={host}"));
+        match node {
+            // Pods reach the API server through the `kubernetes` Service.
+            Some(n) => cmd.arg(format!("--service-cluster-ip-range={}", n.service_cidr)),
             // The endpoint reconciler refuses a loopback address; nothing here
             // needs endpoints for the `kubernetes` Service.
-            .arg("--endpoint-reconciler-type=none")
-            .arg("--service-cluster-ip-range=10.0.0.0/24")
-            .arg("--authorization-mode=RBAC")
+            None => cmd
+                .arg("--endpoint-reconciler-type=none")
+                .arg("--service-cluster-ip-range=10.0.0.0/24"),
+        };
+        cmd.arg("--authorization-mode=RBAC")
             .arg(format!(
                 "--token-auth-file={}",
                 d.join("tokens.csv").display()
@@ -312,7 +346,7 @@ async fn start_apiserver(
             cmd,
             &d.join(format!("logs/kube-apiserver-{attempt}.log")),
         )?;
-        let server = format!("https://127.0.0.1:{port}");
+        let server = format!("https://{host}:{port}");
         match wait_apiserver_ready(&proc, &server, &cert_dir, d, admin_token).await {
             Ok((cluster, kubeconfig)) => return Ok((proc, server, cluster, kubeconfig)),
             Err(e) => {
@@ -373,11 +407,33 @@ async fn wait_apiserver_ready(
     }
 }
 
-fn start_controller_manager(bin: &Path, d: &Path, kubeconfig: &Path) -> Result<ManagedProcess> {
+/// `node_sa_key`: run every default controller (a node's cluster), with the
+/// ServiceAccount key and the API server's (self-signed) certificate as the
+/// root CA that the `kube-root-ca.crt` ConfigMaps publish to pods.
+fn start_controller_manager(
+    bin: &Path,
+    d: &Path,
+    kubeconfig: &Path,
+    node_sa_key: Option<&Path>,
+) -> Result<ManagedProcess> {
     let mut cmd = Command::new(bin);
-    cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .arg("--controllers=garbagecollector")
-        .arg("--leader-elect=false")
+    cmd.arg(format!("--kubeconfig={}", kubeconfig.display()));
+    match node_sa_key {
+        Some(key) => cmd
+            // The serving certificate is self-signed without the CA bit, so
+            // publishing it as a ClusterTrustBundle fails (forever, noisily).
+            .arg("--controllers=*,-kube-apiserver-serving-clustertrustbundle-publisher-controller")
+            .arg(format!(
+                "--service-account-private-key-file={}",
+                key.display()
+            ))
+            .arg(format!(
+                "--root-ca-file={}",
+                d.join("apiserver-certs/apiserver.crt").display()
+            )),
+        None => cmd.arg("--controllers=garbagecollector"),
+    };
+    cmd.arg("--leader-elect=false")
         .arg("--bind-address=127.0.0.1")
         .arg(format!("--secure-port={}", free_port()?))
         .arg(format!(

@@ -13,7 +13,8 @@ pub fn operator_chart_dir() -> PathBuf {
     repo_root().join("charts/skyvault-operator")
 }
 
-fn helm(args: &[&str]) -> Result<String> {
+/// Runs the pinned `helm` with `args`; returns its stdout.
+pub fn helm(args: &[&str]) -> Result<String> {
     let bin = tool_path(Tool::Helm)?;
     let out = Command::new(&bin)
         .args(args)

@@ -10,6 +10,7 @@ pub mod controlplane;
 pub mod helm;
 pub mod kubeconfig;
 pub mod manifests;
+pub mod node;
 pub mod operator;
 pub mod operator_env;
 pub mod process;

@@ -20,6 +20,13 @@ pub enum Tool {
     KubeControllerManager,
     Etcd,
     Helm,
+    // The one-node cluster's (crate::node).
+    KubeScheduler,
+    KubeProxy,
+    Kubelet,
+    Coredns,
+    Crictl,
+    Pause,
 }
 
 impl Tool {
@@ -29,6 +36,12 @@ impl Tool {
             Tool::KubeControllerManager => "kube-controller-manager",
             Tool::Etcd => "etcd",
             Tool::Helm => "helm",
+            Tool::KubeScheduler => "kube-scheduler",
+            Tool::KubeProxy => "kube-proxy",
+            Tool::Kubelet => "kubelet",
+            Tool::Coredns => "coredns",
+            Tool::Crictl => "crictl",
+            Tool::Pause => "pause",
         }
     }
 
