@@ -296,6 +296,7 @@ impl ObjectStore for S3Store {
         };
         let mut objects = Vec::new();
         let mut token: Option<String> = None;
+        let listed_at = SystemTime::now();
         loop {
             let page = self
                 .client
@@ -311,10 +312,7 @@ impl ObjectStore for S3Store {
                 let Some(path) = key.strip_prefix(&root) else {
                     continue;
                 };
-                let last_modified = object
-                    .last_modified()
-                    .and_then(|t| SystemTime::try_from(*t).ok())
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                let last_modified = listed_time(object.last_modified(), listed_at);
                 objects.push(ObjectMeta {
                     path: path.to_string(),
                     size: object.size().unwrap_or(0).max(0) as u64,
@@ -338,9 +336,38 @@ impl ObjectStore for S3Store {
     }
 }
 
+/// An object's modification time as listed. A missing or unrepresentable
+/// `LastModified` counts as "just written" (`listed_at`): purge deletes only
+/// objects older than its grace period, so an unknown age must mean young,
+/// never ancient.
+fn listed_time(
+    last_modified: Option<&aws_sdk_s3::primitives::DateTime>,
+    listed_at: SystemTime,
+) -> SystemTime {
+    last_modified
+        .and_then(|t| SystemTime::try_from(*t).ok())
+        .unwrap_or(listed_at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_modification_time_counts_as_young() {
+        let now = SystemTime::now();
+        assert_eq!(listed_time(None, now), now);
+        // Beyond what SystemTime holds: unrepresentable, so unknown.
+        let unrepresentable = aws_sdk_s3::primitives::DateTime::from_secs(i64::MIN);
+        if SystemTime::try_from(unrepresentable).is_err() {
+            assert_eq!(listed_time(Some(&unrepresentable), now), now);
+        }
+        let known = aws_sdk_s3::primitives::DateTime::from_secs(1_000_000_000);
+        assert_eq!(
+            listed_time(Some(&known), now),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000)
+        );
+    }
 
     #[test]
     fn content_range_gives_the_size() {
