@@ -61,18 +61,60 @@ fn code_name(code: Code) -> &'static str {
     }
 }
 
-/// The client's deadline (grpc-timeout header), if it sent one.
+/// The client's deadline (grpc-timeout header), if it sent one. Values too
+/// large for a `Duration` (the header allows any digits here) saturate to
+/// `Duration::MAX`, i.e. "no practical deadline", instead of overflowing.
 pub(crate) fn request_deadline<T>(request: &tonic::Request<T>) -> Option<Duration> {
-    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    parse_grpc_timeout(request.metadata().get("grpc-timeout")?.to_str().ok()?)
+}
+
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // More digits than a u64 holds: far beyond any real deadline.
+    let n: u64 = digits.parse().unwrap_or(u64::MAX);
+    let secs = |per: u64| Duration::from_secs(n.saturating_mul(per));
     Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
+        "H" => secs(3600),
+        "M" => secs(60),
+        "S" => secs(1),
         "m" => Duration::from_millis(n),
         "u" => Duration::from_micros(n),
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_and_huge_ones_saturate() {
+        assert_eq!(parse_grpc_timeout("200m"), Some(Duration::from_millis(200)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_grpc_timeout("3H"),
+            Some(Duration::from_secs(3 * 3600))
+        );
+        for bad in ["", "m", "12", "-1S", "1x", "+5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+        // n * 3600 and n * 60 overflow u64 here.
+        let huge = u64::MAX / 2;
+        assert_eq!(
+            parse_grpc_timeout(&format!("{huge}H")),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(
+            parse_grpc_timeout(&format!("{huge}M")),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(
+            parse_grpc_timeout("99999999999999999999999S"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+    }
 }
