@@ -7,7 +7,7 @@
 
 use crate::metrics::metrics;
 use crate::objstore::{DynStore, StoreError};
-use crate::sstable::{DataBlock, FOOTER_LEN, Footer, FormatError, TableMeta};
+use crate::sstable::{BlockKind, DataBlock, FOOTER_LEN, Footer, FormatError, TableMeta};
 use moka::future::Cache;
 use prometheus::IntCounter;
 use std::sync::Arc;
@@ -195,6 +195,16 @@ pub async fn read_table_meta(store: &DynStore, object: &str) -> Result<TableMeta
         });
     }
     let footer = Footer::decode(&tail[tail.len() - FOOTER_LEN..]).map_err(corrupt)?;
+    // A footer describing a file of another length (its meta region running
+    // past the object, say) is corruption, not a store failure to retry.
+    if footer.file_len() != size {
+        return Err(corrupt(FormatError::LengthMismatch {
+            kind: BlockKind::File,
+            offset: 0,
+            expected: footer.file_len(),
+            actual: size,
+        }));
+    }
     let range = footer.meta_range();
     let meta_bytes = if range.start >= tail_start && range.end <= size {
         tail.slice((range.start - tail_start) as usize..(range.end - tail_start) as usize)
@@ -202,4 +212,30 @@ pub async fn read_table_meta(store: &DynStore, object: &str) -> Result<TableMeta
         store.get_range(object, range).await?
     };
     TableMeta::decode(&footer, &meta_bytes).map_err(corrupt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objstore::LocalStore;
+
+    /// A footer whose meta region runs past the end of the object is
+    /// corruption (DATA_LOSS), not an object-store failure (UNAVAILABLE).
+    #[tokio::test]
+    async fn a_footer_running_past_the_object_is_data_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+        let mut object = vec![0u8; 100];
+        object.extend_from_slice(&Footer::new(50, 1_000, 10, 10).encode());
+        store
+            .put("wal/past-end.sst", bytes::Bytes::from(object))
+            .await
+            .unwrap();
+        let Err(err) = read_table_meta(&store, "wal/past-end.sst").await else {
+            panic!("a footer running past the object was accepted");
+        };
+        assert!(matches!(err, ReadError::Corrupt { .. }), "{err:?}");
+        let status = tonic::Status::from(crate::index::IndexError::Read(Arc::new(err)));
+        assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
+    }
 }

@@ -7,6 +7,7 @@ use super::{BoxUpload, ObjectMeta, ObjectStore, StoreError, StoreResult};
 use crate::metrics::metrics;
 use async_trait::async_trait;
 use bytes::Bytes;
+use prometheus::IntGauge;
 use std::ops::Range;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -17,6 +18,8 @@ pub const DEFAULT_MAX_REQUESTS: usize = 64;
 pub struct LimitedStore<S> {
     inner: S,
     permits: Semaphore,
+    /// `skyvault_objstore_waiting`: requests waiting for their turn.
+    waiting: IntGauge,
 }
 
 impl<S> LimitedStore<S> {
@@ -25,16 +28,33 @@ impl<S> LimitedStore<S> {
         LimitedStore {
             inner,
             permits: Semaphore::new(max_requests.max(1)),
+            waiting: metrics().objstore_waiting.clone(),
         }
     }
 
     async fn permit(&self) -> StoreResult<SemaphorePermit<'_>> {
-        let waiting = &metrics().objstore_waiting;
-        waiting.inc();
+        // Counted while waiting; the guard also uncounts a caller that is
+        // cancelled (dropped) before its turn comes.
+        let _waiting = Waiting::new(&self.waiting);
         let permit = self.permits.acquire().await;
-        waiting.dec();
         // The semaphore is never closed; the error arm is only for completeness.
         permit.map_err(|_| StoreError::Unavailable("object store limiter closed".into()))
+    }
+}
+
+/// One request in the waiting gauge for as long as it lives.
+struct Waiting<'a>(&'a IntGauge);
+
+impl<'a> Waiting<'a> {
+    fn new(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        Waiting(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -136,5 +156,22 @@ mod tests {
         let results = futures::future::join_all(reads).await;
         assert!(results.iter().all(Result::is_ok));
         assert_eq!(gauge.peak.load(Ordering::SeqCst), 3);
+    }
+
+    /// A request cancelled while waiting for its turn leaves the waiting
+    /// gauge as it found it.
+    #[tokio::test]
+    async fn a_cancelled_wait_is_uncounted() {
+        let mut store = LimitedStore::new(Arc::new(Gauge::default()), 1);
+        store.waiting = IntGauge::new("test_waiting", "private to this test").unwrap();
+        let turn = store.permits.acquire().await.unwrap();
+        let mut read = Box::pin(store.get("o/1"));
+        assert!(futures::poll!(&mut read).is_pending());
+        assert_eq!(store.waiting.get(), 1);
+        drop(read); // the caller gave up (deadline, client gone)
+        assert_eq!(store.waiting.get(), 0);
+        drop(turn);
+        store.get("o/2").await.unwrap();
+        assert_eq!(store.waiting.get(), 0);
     }
 }
