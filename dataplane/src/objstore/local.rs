@@ -2,7 +2,7 @@
 //!
 //! `put` is atomic and durable: write a temporary file, fsync it, rename it
 //! into place, fsync the directory. A crash leaves either the whole object or
-//! only a temporary file (cleaned up on open).
+//! only a temporary file, removed by a later `open` once provably abandoned.
 
 use super::{BoxUpload, ObjectMeta, ObjectStore, StoreError, StoreResult, Upload, check_path};
 use async_trait::async_trait;
@@ -24,9 +24,15 @@ impl LocalStore {
     pub fn open(root: impl AsRef<Path>) -> std::io::Result<Self> {
         let root = root.as_ref().to_path_buf();
         fs::create_dir_all(root.join(TMP_DIR))?;
-        // Leftovers of puts interrupted by a crash: never renamed, never referenced.
+        // Leftovers of writes interrupted by a crash: never renamed, never
+        // referenced. Another process may be writing into this directory
+        // right now (`skyvault compact --data-dir` beside a running server):
+        // its temporary files must survive.
         for entry in fs::read_dir(root.join(TMP_DIR))? {
-            let _ = fs::remove_file(entry?.path());
+            let entry = entry?;
+            if abandoned(&entry) {
+                let _ = fs::remove_file(entry.path());
+            }
         }
         Ok(LocalStore { root })
     }
@@ -78,9 +84,50 @@ fn put_durably(root: &Path, target: &Path, data: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// `.tmp/<writer pid>-<random>`: the pid tells a later `open` whether the
+/// writer may still be running.
 fn tmp_path(root: &Path) -> PathBuf {
-    root.join(TMP_DIR)
-        .join(format!("{:016x}", rand::random::<u64>()))
+    root.join(TMP_DIR).join(format!(
+        "{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ))
+}
+
+/// A temporary file not modified for this long has no live writer: writes
+/// append continuously, and a writer that did stall this long would only see
+/// its rename fail (the write errors; nothing acked is lost).
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Whether a temporary file is provably abandoned: its writer (named by the
+/// pid in its name) is not running, or nothing touched it for
+/// [`ABANDONED_AFTER`]. Files of this process are never abandoned (another
+/// store in this process may be writing them); unknown names and unknown
+/// ages count as live unless stale.
+fn abandoned(entry: &fs::DirEntry) -> bool {
+    let stale = entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age >= ABANDONED_AFTER);
+    let writer = entry
+        .file_name()
+        .to_str()
+        .and_then(|name| name.split_once('-'))
+        .and_then(|(pid, _)| pid.parse::<u32>().ok());
+    match writer {
+        Some(pid) if pid == std::process::id() => false,
+        Some(pid) => stale || !process_alive(pid),
+        None => stale,
+    }
+}
+
+/// Whether `pid` runs in this pid namespace; unknowable (no /proc) counts as
+/// running.
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }
 
 /// Makes a fully written temporary file the object, durably: fsync the data,
@@ -280,6 +327,63 @@ mod tests {
             store.get("wal/a.sst").await,
             Err(StoreError::NotFound { .. })
         ));
+    }
+
+    /// Opening a store removes only temporary files that are provably
+    /// abandoned, never those another live writer is filling.
+    #[tokio::test]
+    async fn open_keeps_temp_files_of_live_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = LocalStore::open(dir.path()).unwrap();
+        let mut upload = first.upload("run/streamed.sst").await.unwrap();
+        upload.write(Bytes::from_static(b"part 1,")).await.unwrap();
+
+        let tmp = dir.path().join(TMP_DIR);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let touch = |name: &str| {
+            let path = tmp.join(name);
+            File::create(&path).unwrap();
+            path
+        };
+        let of_dead_writer = touch(&format!("{dead}-00000000000000aa"));
+        let of_live_writer = touch("1-00000000000000bb"); // init runs
+        let unknown_fresh = touch("00000000000000cc");
+        let unknown_stale = touch("00000000000000dd");
+        let stale_time = std::time::SystemTime::now() - ABANDONED_AFTER * 2;
+        File::options()
+            .write(true)
+            .open(&unknown_stale)
+            .unwrap()
+            .set_modified(stale_time)
+            .unwrap();
+
+        // A second process (here: a second store) opens the same directory.
+        let second = LocalStore::open(dir.path()).unwrap();
+        assert!(
+            !of_dead_writer.exists(),
+            "a dead writer's file is abandoned"
+        );
+        assert!(!unknown_stale.exists(), "an hour-old file is abandoned");
+        assert!(of_live_writer.exists(), "a live writer's file is kept");
+        assert!(
+            unknown_fresh.exists(),
+            "a fresh file of unknown origin is kept"
+        );
+
+        // The first store's streamed upload and a plain put both complete.
+        upload.write(Bytes::from_static(b"part 2")).await.unwrap();
+        upload.finish().await.unwrap();
+        assert_eq!(
+            second.get("run/streamed.sst").await.unwrap(),
+            "part 1,part 2"
+        );
+        first
+            .put("wal/a.sst", Bytes::from_static(b"a"))
+            .await
+            .unwrap();
+        assert_eq!(second.get("wal/a.sst").await.unwrap(), "a");
     }
 
     #[tokio::test]
