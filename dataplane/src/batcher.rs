@@ -17,12 +17,14 @@
 //! A crash anywhere before the commit loses only un-acked writes; an object
 //! PUT without its commit is an orphan that purge removes later.
 
-use crate::meta::{DynMeta, FileKind, NewFile};
+use crate::meta::{DynMeta, FileKind, MetaError, MetaResult, NewFile};
 use crate::metrics::metrics;
 use crate::objstore::DynStore;
 use crate::sstable::{Entry, Value, Writer, WriterOptions};
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -37,6 +39,10 @@ pub struct BatcherConfig {
     pub max_concurrent_flushes: usize,
     /// Requests waiting to be flushed; beyond it writes get RESOURCE_EXHAUSTED.
     pub queue_capacity: usize,
+    /// Key+value bytes of the requests waiting to be flushed; a request that
+    /// would take the queue past it gets RESOURCE_EXHAUSTED. At least the
+    /// largest BatchWrite, so one request always fits an empty queue.
+    pub queue_max_bytes: usize,
     pub writer: WriterOptions,
 }
 
@@ -47,6 +53,7 @@ impl Default for BatcherConfig {
             max_batch_age: Duration::from_millis(5),
             max_concurrent_flushes: 4,
             queue_capacity: 4096,
+            queue_max_bytes: 256 << 20,
             writer: WriterOptions::default(),
         }
     }
@@ -56,8 +63,22 @@ impl Default for BatcherConfig {
 pub enum WriteError {
     #[error("write queue is full ({0} requests waiting); retry with backoff")]
     Overloaded(usize),
+    #[error(
+        "write queue is full ({queued} bytes waiting, this request {request} bytes, \
+         limit {limit} bytes); retry with backoff"
+    )]
+    OverloadedBytes {
+        queued: usize,
+        request: usize,
+        limit: usize,
+    },
     #[error("write failed, nothing was committed: {0}")]
     Unavailable(String),
+    /// The commit was sent but its reply never came (connection lost, or a
+    /// reply that is not the database's own refusal): the write may or may
+    /// not be committed. A client retrying it may write it twice.
+    #[error("write outcome unknown: the commit may or may not have been applied: {0}")]
+    OutcomeUnknown(String),
     #[error("batcher is shutting down")]
     ShuttingDown,
 }
@@ -76,6 +97,8 @@ struct Pending {
 pub struct Batcher {
     queue: mpsc::Sender<Pending>,
     capacity: usize,
+    queued_bytes: Arc<AtomicUsize>,
+    max_queued_bytes: usize,
 }
 
 impl Batcher {
@@ -88,14 +111,44 @@ impl Batcher {
     ) -> (Batcher, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let capacity = config.queue_capacity;
-        let task = tokio::spawn(collect(config, store, meta, rx));
+        let max_queued_bytes = config.queue_max_bytes;
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(collect(config, store, meta, rx, queued_bytes.clone()));
         (
             Batcher {
                 queue: tx,
                 capacity,
+                queued_bytes,
+                max_queued_bytes,
             },
             task,
         )
+    }
+
+    /// False once the collector task is gone (it panicked or stopped): every
+    /// write would then fail, so readiness must say so.
+    pub fn is_alive(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
+    /// Resolves when the collector task is gone.
+    pub async fn stopped(&self) {
+        self.queue.closed().await
+    }
+
+    /// Reserves `bytes` of the queue's byte budget, or says how full it is.
+    fn reserve(&self, bytes: usize) -> Result<(), WriteError> {
+        self.queued_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
+                let total = queued.checked_add(bytes)?;
+                (total <= self.max_queued_bytes).then_some(total)
+            })
+            .map(|_| ())
+            .map_err(|queued| WriteError::OverloadedBytes {
+                queued,
+                request: bytes,
+                limit: self.max_queued_bytes,
+            })
     }
 
     /// Queues the entries (already validated, in request order) and waits
@@ -109,9 +162,13 @@ impl Batcher {
             queued_at: Instant::now(),
             reply,
         };
-        self.queue.try_send(pending).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => WriteError::Overloaded(self.capacity),
-            mpsc::error::TrySendError::Closed(_) => WriteError::ShuttingDown,
+        self.reserve(bytes)?;
+        self.queue.try_send(pending).map_err(|e| {
+            self.queued_bytes.fetch_sub(bytes, Ordering::SeqCst);
+            match e {
+                mpsc::error::TrySendError::Full(_) => WriteError::Overloaded(self.capacity),
+                mpsc::error::TrySendError::Closed(_) => WriteError::ShuttingDown,
+            }
         })?;
         metrics().batcher_queue.inc();
         done.await.unwrap_or(Err(WriteError::ShuttingDown))
@@ -133,7 +190,9 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, p: Pending) {
+    /// Takes a request off the queue (freeing its share of the byte budget).
+    fn push(&mut self, p: Pending, queued_bytes: &AtomicUsize) {
+        queued_bytes.fetch_sub(p.bytes, Ordering::SeqCst);
         metrics().batcher_queue.dec();
         self.bytes += p.bytes;
         self.requests.push(p);
@@ -149,6 +208,7 @@ async fn collect(
     store: DynStore,
     meta: DynMeta,
     mut queue: mpsc::Receiver<Pending>,
+    queued_bytes: Arc<AtomicUsize>,
 ) {
     let mut batch = Batch::default();
     let mut flushes = JoinSet::new();
@@ -159,7 +219,7 @@ async fn collect(
     loop {
         while batch.bytes < config.max_batch_bytes {
             match queue.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) => batch.push(p, &queued_bytes),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     open = false;
@@ -193,7 +253,7 @@ async fn collect(
             .map(|t| tokio::time::Instant::from_std(t + config.max_batch_age));
         tokio::select! {
             received = queue.recv(), if open && batch.bytes < config.max_batch_bytes => match received {
-                Some(p) => batch.push(p),
+                Some(p) => batch.push(p, &queued_bytes),
                 None => open = false,
             },
             Some(_) = flushes.join_next(), if !flushes.is_empty() => {}
@@ -323,7 +383,13 @@ impl Ticket {
     async fn commit(mut self, file: NewFile) -> Result<u64, WriteError> {
         let (reply, done) = oneshot::channel();
         self.send(Some((file, reply)));
-        done.await.unwrap_or(Err(WriteError::ShuttingDown))
+        // The committer holds the reply while the commit runs: gone without
+        // answering, it may have committed.
+        done.await.unwrap_or_else(|_| {
+            Err(WriteError::OutcomeUnknown(
+                "the committer stopped before answering".into(),
+            ))
+        })
     }
 
     fn send(&mut self, commit: Option<(NewFile, CommitReply)>) {
@@ -344,7 +410,7 @@ impl Drop for Ticket {
 /// Commits uploaded files in ticket (= batch) order, so sequence order is
 /// batch order. Whatever is ready when a commit starts goes into that one
 /// transaction: under load, several flushes share one metadata fsync.
-async fn commit_in_order(meta: DynMeta, mut ready: mpsc::UnboundedReceiver<Ready>) {
+async fn commit_in_order(meta: impl CommitWals, mut ready: mpsc::UnboundedReceiver<Ready>) {
     let mut next = 0u64;
     let mut waiting = BTreeMap::new();
     while let Some(r) = ready.recv().await {
@@ -363,7 +429,21 @@ async fn commit_in_order(meta: DynMeta, mut ready: mpsc::UnboundedReceiver<Ready
     }
 }
 
-async fn commit_group(meta: &DynMeta, group: Vec<(NewFile, CommitReply)>) {
+/// What the committer needs of the metadata store (a seam for tests that
+/// lose a commit's reply).
+#[async_trait::async_trait]
+trait CommitWals: Send + Sync + 'static {
+    async fn commit_wals(&self, files: Vec<NewFile>) -> MetaResult<Vec<u64>>;
+}
+
+#[async_trait::async_trait]
+impl CommitWals for DynMeta {
+    async fn commit_wals(&self, files: Vec<NewFile>) -> MetaResult<Vec<u64>> {
+        (**self).commit_wals(files).await
+    }
+}
+
+async fn commit_group(meta: &impl CommitWals, group: Vec<(NewFile, CommitReply)>) {
     metrics().commit_group.observe(group.len() as f64);
     let (files, replies): (Vec<NewFile>, Vec<CommitReply>) = group.into_iter().unzip();
     let started = Instant::now();
@@ -374,13 +454,38 @@ async fn commit_group(meta: &DynMeta, group: Vec<(NewFile, CommitReply)>) {
     let results: Vec<Result<u64, WriteError>> = match committed {
         Ok(seqs) if seqs.len() == replies.len() => seqs.into_iter().map(Ok).collect(),
         Ok(seqs) => {
-            let e = format!("{} sequences for {} files", seqs.len(), replies.len());
-            vec![Err(unavailable("metadata", &e)); replies.len()]
+            let e = format!(
+                "metadata: committed, but {} sequences for {} files",
+                seqs.len(),
+                replies.len()
+            );
+            vec![Err(WriteError::OutcomeUnknown(e)); replies.len()]
         }
-        Err(e) => vec![Err(unavailable("metadata", &e)); replies.len()],
+        Err(e) => vec![Err(commit_failed(&e)); replies.len()],
     };
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(result);
+    }
+}
+
+/// A failed commit is "nothing was committed" only when that is certain: the
+/// database itself refused the transaction (an error reply rolls it back),
+/// no connection was had, or the manifest conflicted. Anything else (the
+/// connection broke, the reply was lost or garbled) may have happened after
+/// the database committed: its outcome is unknown.
+fn commit_failed(e: &MetaError) -> WriteError {
+    let certain = matches!(
+        e,
+        MetaError::Unavailable(sqlx::Error::Database(_))
+            | MetaError::Unavailable(sqlx::Error::PoolTimedOut)
+            | MetaError::Unavailable(sqlx::Error::PoolClosed)
+            | MetaError::Conflict(_)
+            | MetaError::BadUrl { .. }
+    );
+    if certain {
+        unavailable("metadata", e)
+    } else {
+        WriteError::OutcomeUnknown(format!("metadata: {e}"))
     }
 }
 
@@ -410,7 +515,6 @@ fn wal_object_name() -> String {
 mod tests {
     use super::*;
     use crate::meta::SqliteMeta;
-    use std::sync::Arc;
 
     fn file(name: &str) -> NewFile {
         NewFile {
@@ -422,6 +526,57 @@ mod tests {
             entry_count: 1,
             size_bytes: 1,
         }
+    }
+
+    /// Commits through SQLite, then fails as if the reply had been lost
+    /// (`lost`) or fails before anything is sent (not `lost`).
+    struct Flaky {
+        meta: DynMeta,
+        lost: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl CommitWals for Flaky {
+        async fn commit_wals(&self, files: Vec<NewFile>) -> MetaResult<Vec<u64>> {
+            if !self.lost {
+                return Err(MetaError::Unavailable(sqlx::Error::PoolTimedOut));
+            }
+            self.meta.commit_wals(files).await?;
+            let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+            Err(MetaError::Unavailable(sqlx::Error::Io(reset)))
+        }
+    }
+
+    /// A commit whose reply is lost is reported as "outcome unknown"
+    /// (UNAVAILABLE), never as "nothing was committed": here it was.
+    #[tokio::test]
+    async fn a_lost_commit_reply_is_an_unknown_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/meta.db", dir.path().display());
+        let meta: DynMeta = Arc::new(SqliteMeta::open(&url).await.unwrap());
+        for lost in [true, false] {
+            let flaky = Flaky {
+                meta: meta.clone(),
+                lost,
+            };
+            let (reply, done) = oneshot::channel();
+            commit_group(&flaky, vec![(file(&format!("lost-{lost}")), reply)]).await;
+            let err = done.await.unwrap().unwrap_err();
+            let status = tonic::Status::from(err.clone());
+            assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+            if lost {
+                assert!(matches!(err, WriteError::OutcomeUnknown(_)), "{err:?}");
+                assert!(status.message().contains("outcome unknown"), "{status:?}");
+                assert!(!status.message().contains("nothing was committed"));
+            } else {
+                assert!(matches!(err, WriteError::Unavailable(_)), "{err:?}");
+                assert!(status.message().contains("nothing was committed"));
+            }
+        }
+        // The lost reply's file is in fact committed.
+        let live = meta.live_files().await.unwrap();
+        let objects: Vec<&str> = live.iter().map(|f| f.object.as_str()).collect();
+        assert_eq!(objects, vec!["wal/lost-true.sst"]);
     }
 
     /// Tickets arriving out of order commit in ticket order; a dropped

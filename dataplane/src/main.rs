@@ -102,7 +102,8 @@ enum Command {
         #[command(flatten)]
         storage: StorageArgs,
         /// Only objects unreferenced for longer than this are deleted (seconds).
-        #[arg(long, env = "SKYVAULT_PURGE_GRACE_SECS", default_value_t = 3600)]
+        #[arg(long, env = "SKYVAULT_PURGE_GRACE_SECS", default_value_t = 3600,
+              value_parser = clap::value_parser!(u64).range(GRACE_SECS))]
         grace_secs: u64,
         /// Only report what would be deleted.
         #[arg(long)]
@@ -277,10 +278,12 @@ struct StandaloneArgs {
     #[command(flatten)]
     tuning: Tuning,
     /// Seconds between background compaction + purge runs (0 disables them).
-    #[arg(long, env = "SKYVAULT_MAINTENANCE_INTERVAL_SECS", default_value_t = 60)]
+    #[arg(long, env = "SKYVAULT_MAINTENANCE_INTERVAL_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
     maintenance_interval_secs: u64,
     /// Purge grace period of the background runs (seconds).
-    #[arg(long, env = "SKYVAULT_PURGE_GRACE_SECS", default_value_t = 600)]
+    #[arg(long, env = "SKYVAULT_PURGE_GRACE_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(GRACE_SECS))]
     purge_grace_secs: u64,
     /// Compaction jobs run at once in the background (on disjoint inputs).
     #[arg(long, env = "SKYVAULT_COMPACTION_WORKERS", default_value_t = 2,
@@ -290,33 +293,49 @@ struct StandaloneArgs {
     compaction: skyvault::compaction::CompactionArgs,
 }
 
+/// Purge grace periods (seconds): at least a minute, which is longer than
+/// any metadata transaction may run (`meta::postgres::STATEMENT_TIMEOUT`),
+/// as the CRD requires; at most 30 days.
+const GRACE_SECS: std::ops::RangeInclusive<u64> = 60..=2_592_000;
+
+/// Every range here matches the CRD's (operator/src/crd.rs) where it has one.
 #[derive(clap::Args)]
 struct Tuning {
     /// Flush a batch once it holds this many key+value bytes.
-    #[arg(long, env = "SKYVAULT_BATCH_MAX_BYTES", default_value_t = 4 << 20)]
-    batch_max_bytes: usize,
+    #[arg(long, env = "SKYVAULT_BATCH_MAX_BYTES", default_value_t = 4 << 20,
+          value_parser = clap::value_parser!(u64).range(1024..=1 << 30))]
+    batch_max_bytes: u64,
     /// Longest a write waits for company while other flushes run (ms).
-    #[arg(long, env = "SKYVAULT_BATCH_MAX_AGE_MS", default_value_t = 5)]
+    #[arg(long, env = "SKYVAULT_BATCH_MAX_AGE_MS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
     batch_max_age_ms: u64,
     /// Flushes in flight at once.
     #[arg(long, env = "SKYVAULT_BATCH_MAX_CONCURRENT_FLUSHES", default_value_t = 4,
           value_parser = clap::value_parser!(u64).range(1..=64))]
     batch_max_concurrent_flushes: u64,
     /// Queued BatchWrite requests before RESOURCE_EXHAUSTED.
-    #[arg(long, env = "SKYVAULT_BATCH_QUEUE_CAPACITY", default_value_t = 4096)]
-    batch_queue_capacity: usize,
+    #[arg(long, env = "SKYVAULT_BATCH_QUEUE_CAPACITY", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    batch_queue_capacity: u64,
+    /// Key+value bytes of queued BatchWrite requests before RESOURCE_EXHAUSTED
+    /// (at least the 4 MiB of the largest BatchWrite).
+    #[arg(long, env = "SKYVAULT_BATCH_QUEUE_MAX_BYTES", default_value_t = 256 << 20,
+          value_parser = clap::value_parser!(u64).range(4 << 20..=64 << 30))]
+    batch_queue_max_bytes: u64,
     /// Bytes of decoded file metadata and blocks kept in memory.
-    #[arg(long, env = "SKYVAULT_CACHE_CAPACITY_BYTES", default_value_t = 256 << 20)]
+    #[arg(long, env = "SKYVAULT_CACHE_CAPACITY_BYTES", default_value_t = 256 << 20,
+          value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
     cache_capacity_bytes: u64,
 }
 
 impl Tuning {
     fn batcher(&self) -> BatcherConfig {
         BatcherConfig {
-            max_batch_bytes: self.batch_max_bytes,
+            max_batch_bytes: self.batch_max_bytes as usize,
             max_batch_age: Duration::from_millis(self.batch_max_age_ms),
             max_concurrent_flushes: self.batch_max_concurrent_flushes as usize,
-            queue_capacity: self.batch_queue_capacity,
+            queue_capacity: self.batch_queue_capacity as usize,
+            queue_max_bytes: self.batch_queue_max_bytes as usize,
             ..BatcherConfig::default()
         }
     }
@@ -497,5 +516,78 @@ async fn main() {
     if let Err(e) = result {
         eprintln!("error: {:#}", e);
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["skyvault"].iter().chain(args))
+    }
+
+    /// Out-of-range flags are refused when parsed, naming the flag and the
+    /// range, instead of reaching (and panicking) the running store.
+    #[test]
+    fn flags_out_of_range_are_refused_at_parse_time() {
+        let standalone = ["standalone", "--data-dir", "/tmp/x"];
+        let role = [
+            "batcher",
+            "--metadata-url",
+            "sqlite:///tmp/m.db",
+            "--object-store-url",
+            "file:///tmp/o",
+        ];
+        let cache = ["cache", "--object-store-url", "file:///tmp/o"];
+        let cases: &[(&[&str], &str, &str)] = &[
+            (&standalone, "--batch-max-bytes", "0"),
+            (&standalone, "--batch-max-bytes", "2000000000"),
+            (&standalone, "--batch-max-age-ms", "60001"),
+            (&standalone, "--batch-queue-capacity", "0"),
+            (&standalone, "--batch-queue-max-bytes", "1024"),
+            (&standalone, "--cache-capacity-bytes", "2000000000000"),
+            (&standalone, "--purge-grace-secs", "0"),
+            (&standalone, "--maintenance-interval-secs", "86401"),
+            (&role, "--batch-max-bytes", "0"),
+            (&role, "--cache-peer-timeout-ms", "0"),
+            (&role, "--object-store-max-requests", "0"),
+            (&cache, "--object-store-max-requests", "0"),
+            (&cache, "--cache-capacity-bytes", "0"),
+            (&["purge", "--data-dir", "/tmp/x"], "--grace-secs", "59"),
+        ];
+        for (base, flag, value) in cases {
+            let mut args = base.to_vec();
+            args.extend([*flag, *value]);
+            let err = match parse(&args) {
+                Ok(_) => panic!("{args:?} was accepted"),
+                Err(e) => e,
+            };
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}: {err}"
+            );
+            let message = err.to_string();
+            assert!(
+                message.contains(flag) && message.contains(&format!("{value} is not in")),
+                "{args:?}: {message}"
+            );
+        }
+        // The defaults and the bounds themselves are accepted.
+        for args in [
+            &standalone[..],
+            &[
+                &standalone[..],
+                &["--batch-max-bytes", "1024", "--purge-grace-secs", "60"],
+            ]
+            .concat(),
+            &role[..],
+            &cache[..],
+        ] {
+            if let Err(e) = parse(args) {
+                panic!("{args:?}: {e}");
+            }
+        }
     }
 }

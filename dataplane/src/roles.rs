@@ -21,6 +21,7 @@ use crate::meta::{DynMeta, MetaError};
 use crate::objstore::{DynStore, StoreError};
 use crate::server::{self, Readiness, StopSignal};
 use anyhow::Context;
+use clap::builder::TypedValueParser as _;
 use std::future::Future;
 use std::time::Duration;
 use tonic::service::RoutesBuilder;
@@ -58,11 +59,13 @@ pub struct RoleArgs {
     pub cache_peers: Vec<String>,
     /// Per-RPC deadline for a cache replica; past it the index reads that
     /// replica's files itself.
-    #[arg(long, env = "SKYVAULT_CACHE_PEER_TIMEOUT_MS", default_value_t = 1500)]
+    #[arg(long, env = "SKYVAULT_CACHE_PEER_TIMEOUT_MS", default_value_t = 1500,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub cache_peer_timeout_ms: u64,
     /// Object-store requests this process keeps in flight at most; more wait
     /// their turn instead of overwhelming the store.
-    #[arg(long, env = "SKYVAULT_OBJECT_STORE_MAX_REQUESTS", default_value_t = crate::objstore::DEFAULT_MAX_REQUESTS)]
+    #[arg(long, env = "SKYVAULT_OBJECT_STORE_MAX_REQUESTS", default_value_t = crate::objstore::DEFAULT_MAX_REQUESTS,
+          value_parser = clap::value_parser!(u64).range(1..=4096).map(|n| n as usize))]
     pub object_store_max_requests: usize,
 }
 
@@ -148,8 +151,9 @@ pub async fn run(
     let mut routes = RoutesBuilder::default();
     let service = match role {
         Role::Batcher => {
-            let (batcher, _collector) =
+            let (batcher, collector) =
                 Batcher::start(config.batcher.clone(), store.clone(), meta.clone());
+            readiness.fail_when_done("batcher collector", collector);
             routes.add_service(
                 BatcherServiceServer::new(BatcherApi::new(batcher, config.limits.clone()))
                     .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),

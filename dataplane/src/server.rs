@@ -52,15 +52,38 @@ impl StopSignal {
 
 /// Readiness shared between the roles and `/readyz`.
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    /// Set once a part that cannot come back (the batcher's collector) is
+    /// gone: not ready from then on, whatever `set` says.
+    failed: Arc<AtomicBool>,
+}
 
 impl Readiness {
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::SeqCst);
+        self.ready.store(ready, Ordering::SeqCst);
     }
 
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && !self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Not ready for good (until the process restarts).
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    /// Fails readiness once `task` ends, however it ends: used for the
+    /// batcher's collector, without which every write fails.
+    pub fn fail_when_done(&self, what: &'static str, task: tokio::task::JoinHandle<()>) {
+        let readiness = self.clone();
+        tokio::spawn(async move {
+            match task.await {
+                Ok(()) => tracing::warn!("{what} stopped; not ready"),
+                Err(e) => tracing::error!(error = %e, "{what} failed; not ready"),
+            }
+            readiness.fail();
+        });
     }
 }
 

@@ -82,6 +82,8 @@ pub struct Parts {
     pub store: DynStore,
     pub meta: DynMeta,
     pub batcher: Batcher,
+    /// The batcher's collector task: while it runs, writes can succeed.
+    pub collector: tokio::task::JoinHandle<()>,
     pub index: Arc<Index>,
 }
 
@@ -102,11 +104,12 @@ pub async fn open(config: &StandaloneConfig, store: Option<DynStore>) -> anyhow:
     let (index, _follow) = Index::start(meta.clone(), cache, config.index.clone())
         .await
         .context("loading the manifest")?;
-    let (batcher, _collector) = Batcher::start(config.batcher.clone(), store.clone(), meta.clone());
+    let (batcher, collector) = Batcher::start(config.batcher.clone(), store.clone(), meta.clone());
     Ok(Parts {
         store,
         meta,
         batcher,
+        collector,
         index,
     })
 }
@@ -193,6 +196,7 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
         until_stopped(),
     ));
     readiness.set(true);
+    readiness.fail_when_done("batcher collector", parts.collector);
     tracing::info!(%grpc_addr, %http_addr, data_dir = %config.data_dir.display(), "skyvault standalone serving");
     let stop_on_failure = stop.clone();
     let task = tokio::spawn(async move {

@@ -23,10 +23,12 @@ impl BatcherApi {
 impl From<WriteError> for Status {
     fn from(e: WriteError) -> Status {
         match e {
-            WriteError::Overloaded(_) => Status::resource_exhausted(e.to_string()),
-            WriteError::Unavailable(_) | WriteError::ShuttingDown => {
-                Status::unavailable(e.to_string())
+            WriteError::Overloaded(_) | WriteError::OverloadedBytes { .. } => {
+                Status::resource_exhausted(e.to_string())
             }
+            WriteError::Unavailable(_)
+            | WriteError::OutcomeUnknown(_)
+            | WriteError::ShuttingDown => Status::unavailable(e.to_string()),
         }
     }
 }

@@ -24,12 +24,23 @@ impl IndexApi {
     }
 
     /// Read-your-writes: wait for `min_sequence`, bounded by the client's
-    /// deadline (or the default wait when it set none).
+    /// deadline (or the default wait when it set none). The wait ends a
+    /// margin before the client's deadline so that the client receives our
+    /// DEADLINE_EXCEEDED rather than cancelling the call itself (CANCELLED).
     async fn wait_for(&self, deadline: Option<Duration>, min: Option<u64>) -> Result<(), Status> {
         let Some(sequence) = min else { return Ok(()) };
-        let wait = deadline.unwrap_or(self.limits.default_read_wait);
+        let wait = match deadline {
+            Some(deadline) => deadline.saturating_sub(reply_margin(deadline)),
+            None => self.limits.default_read_wait,
+        };
         Ok(self.index.wait_for(sequence, wait).await?)
     }
+}
+
+/// Time kept back from a client's deadline to send the answer: a quarter of
+/// it, at least 10 ms and at most 250 ms.
+fn reply_margin(deadline: Duration) -> Duration {
+    (deadline / 4).clamp(Duration::from_millis(10), Duration::from_millis(250))
 }
 
 impl From<IndexError> for Status {

@@ -8,6 +8,7 @@ use crate::cache::{BlockCache, CacheConfig};
 use crate::config::MAX_GRPC_MESSAGE_BYTES;
 use crate::server::{self, Readiness, StopSignal};
 use anyhow::Context;
+use clap::builder::TypedValueParser as _;
 use std::future::Future;
 use std::sync::Arc;
 use tonic::service::RoutesBuilder;
@@ -25,10 +26,12 @@ pub struct CacheArgs {
     #[arg(long, env = "SKYVAULT_OBJECT_STORE_URL")]
     pub object_store_url: String,
     /// Bytes of decoded file metadata and blocks kept in memory.
-    #[arg(long, env = "SKYVAULT_CACHE_CAPACITY_BYTES", default_value_t = 256 << 20)]
+    #[arg(long, env = "SKYVAULT_CACHE_CAPACITY_BYTES", default_value_t = 256 << 20,
+          value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 40))]
     pub cache_capacity_bytes: u64,
     /// Object-store requests this process keeps in flight at most.
-    #[arg(long, env = "SKYVAULT_OBJECT_STORE_MAX_REQUESTS", default_value_t = crate::objstore::DEFAULT_MAX_REQUESTS)]
+    #[arg(long, env = "SKYVAULT_OBJECT_STORE_MAX_REQUESTS", default_value_t = crate::objstore::DEFAULT_MAX_REQUESTS,
+          value_parser = clap::value_parser!(u64).range(1..=4096).map(|n| n as usize))]
     pub object_store_max_requests: usize,
 }
 
