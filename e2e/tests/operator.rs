@@ -1299,7 +1299,8 @@ impl Drop for FakeIndex {
 const HEAVY_DEBT: &str = r#"{"version":9,"l0_files":12,"l0_bytes":50331648,"pending_bytes":251658240,
   "score":3.0,"needs_compaction":true,
   "levels":[{"level":0,"files":12,"bytes":50331648,"target_bytes":0,"score":3.0},
-            {"level":1,"files":7,"bytes":469762048,"target_bytes":268435456,"score":1.75}]}"#;
+            {"level":1,"files":7,"bytes":469762048,"target_bytes":268435456,"score":1.75},
+                      {"level":6,"files":400,"bytes":26843545600,"target_bytes":26843545600,"score":1.0}]}"#;
 const NO_DEBT: &str = r#"{"version":10,"l0_files":1,"l0_bytes":4096,"pending_bytes":0,
   "score":0.25,"needs_compaction":false,
   "levels":[{"level":0,"files":1,"bytes":4096,"target_bytes":0,"score":0.25}]}"#;

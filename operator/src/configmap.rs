@@ -55,6 +55,10 @@ pub fn config_data(sv: &SkyVault) -> BTreeMap<String, String> {
         spec.compaction.level_size_ratio.to_string(),
     );
     put(
+        "SKYVAULT_L0_TRIGGER_FILES",
+        spec.compaction.l0_trigger_files.to_string(),
+    );
+    put(
         "SKYVAULT_PURGE_GRACE_SECS",
         spec.purge.grace_period_seconds.to_string(),
     );
@@ -123,6 +127,7 @@ mod tests {
         assert_eq!(d["SKYVAULT_COMPACT_TARGET_FILE_BYTES"], "67108864");
         assert_eq!(d["SKYVAULT_LEVEL_BASE_BYTES"], "268435456");
         assert_eq!(d["SKYVAULT_LEVEL_SIZE_RATIO"], "10");
+        assert_eq!(d["SKYVAULT_L0_TRIGGER_FILES"], "8");
         assert_eq!(d["SKYVAULT_PURGE_GRACE_SECS"], "3600");
         assert_eq!(d["SKYVAULT_GRPC_ADDR"], "0.0.0.0:50051");
         assert_eq!(d["SKYVAULT_HTTP_ADDR"], "0.0.0.0:9090");

@@ -403,7 +403,13 @@ pub struct CompactionSpec {
     #[serde(default = "default_level_size_ratio")]
     #[schemars(range(min = 2, max = 100))]
     pub level_size_ratio: i32,
-    /// Most input bytes one compaction Job merges. Omit for the data plane's default.
+    /// Level 0 (the files the batchers write, overlapping each other) is due for
+    /// compaction once it holds this many files. Shared with the index, which scores the
+    /// debt by it.
+    #[serde(default = "default_l0_trigger_files")]
+    #[schemars(range(min = 1, max = 10_000))]
+    pub l0_trigger_files: i32,
+    /// Most input bytes one compaction Job merges (the data plane's default is 1 GiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1_048_576, max = 1_099_511_627_776_i64))]
     pub max_input_bytes: Option<i64>,
@@ -555,6 +561,9 @@ fn default_level_base_bytes() -> i64 {
 fn default_level_size_ratio() -> i32 {
     10
 }
+fn default_l0_trigger_files() -> i32 {
+    8
+}
 fn default_grace() -> i64 {
     3600
 }
@@ -586,6 +595,7 @@ impl Default for CompactionSpec {
             max_concurrent_jobs: default_max_concurrent_jobs(),
             level_base_bytes: default_level_base_bytes(),
             level_size_ratio: default_level_size_ratio(),
+            l0_trigger_files: default_l0_trigger_files(),
             max_input_bytes: None,
         }
     }

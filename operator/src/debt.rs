@@ -116,15 +116,19 @@ async fn get_json(url: &str) -> Result<LsmDebt, String> {
 
 /// Bounded pieces of work the debt asks for: one Job while level 0 is over its trigger
 /// (level-0 files overlap, so one L0->L1 merge runs at a time), plus, per deeper level over
-/// its target, one Job per target-size file of excess (each moves about one file down).
-/// At least one while `needs_compaction`.
+/// its target, one Job per target-size file of excess (each moves about one file down);
+/// the last (deepest listed) level never counts. At least one while `needs_compaction`.
 pub fn wanted_jobs(debt: &LsmDebt, target_file_bytes: i64) -> usize {
     if !debt.needs_compaction {
         return 0;
     }
     let file = u64::try_from(target_file_bytes.max(1)).unwrap_or(1);
+    // The deepest level is the last one: nothing below to compact into (its target is its
+    // own size, so its score is about 1 whenever it holds data).
+    let last = debt.levels.iter().map(|l| l.level).max().unwrap_or(0);
     let mut wanted = 0usize;
-    for level in debt.levels.iter().filter(|l| l.score >= 1.0) {
+    let due = |l: &&LevelDebt| l.score >= 1.0 && (l.level == 0 || l.level < last);
+    for level in debt.levels.iter().filter(due) {
         wanted += if level.level == 0 {
             1
         } else {

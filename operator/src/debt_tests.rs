@@ -9,7 +9,8 @@ const BODY: &str = r#"{"version":42,"l0_files":12,"l0_bytes":50331648,"pending_b
   "score":3.0,"needs_compaction":true,
   "levels":[{"level":0,"files":12,"bytes":50331648,"target_bytes":0,"score":3.0},
             {"level":1,"files":6,"bytes":402653184,"target_bytes":268435456,"score":1.5},
-            {"level":2,"files":20,"bytes":1342177280,"target_bytes":2684354560,"score":0.5}]}"#;
+            {"level":2,"files":20,"bytes":1342177280,"target_bytes":2684354560,"score":0.5},
+            {"level":6,"files":400,"bytes":26843545600,"target_bytes":26843545600,"score":1.0}]}"#;
 
 fn parsed() -> LsmDebt {
     serde_json::from_str(BODY).unwrap()
@@ -25,8 +26,16 @@ fn level(level: u32, bytes: u64, target: u64) -> LevelDebt {
     }
 }
 
-fn debt(levels: Vec<LevelDebt>) -> LsmDebt {
+/// The last level as the data plane reports it: its target is its own size.
+fn last_level() -> LevelDebt {
+    level(6, 25 * 1024 * MIB, 25 * 1024 * MIB)
+}
+
+/// A reading with `levels` plus the last level, scored like the data plane (the last level
+/// never counts).
+fn debt(mut levels: Vec<LevelDebt>) -> LsmDebt {
     let score = levels.iter().map(|l| l.score).fold(0.0, f64::max);
+    levels.push(last_level());
     LsmDebt {
         version: 1,
         l0_files: 0,
@@ -44,7 +53,7 @@ fn parses_the_contract_body() {
     assert_eq!(d.version, 42);
     assert_eq!(d.l0_files, 12);
     assert!(d.needs_compaction);
-    assert_eq!(d.levels.len(), 3);
+    assert_eq!(d.levels.len(), 4);
     assert_eq!(d.levels[1].target_bytes, 256 * MIB);
     // Fields the operator does not know yet are ignored.
     let extra = BODY.replacen("{", r#"{"future_field":[1,2],"#, 1);
@@ -70,8 +79,13 @@ fn wanted_jobs_one_for_level_0_and_one_per_excess_file_below() {
     let mut odd = debt(vec![]);
     odd.needs_compaction = true;
     assert_eq!(wanted_jobs(&odd, file), 1);
-    // From the contract body: L0 (1) + L1 128 MiB over target (2).
+    // From the contract body: L0 (1) + L1 128 MiB over target (2); the last level at
+    // score 1 does not count.
     assert_eq!(wanted_jobs(&parsed(), file), 3);
+    assert_eq!(last_level().score, 1.0);
+    let mut only_last = debt(vec![]);
+    only_last.needs_compaction = false;
+    assert_eq!(wanted_jobs(&only_last, file), 0);
 }
 
 fn input(d: Option<&LsmDebt>, running: usize) -> DebtInput<'_> {
@@ -183,7 +197,7 @@ fn status_summary_and_bytes_read_well() {
     assert_eq!(s.l0_files, 12);
     assert_eq!(s.pending_bytes, 1_395_864_371);
     assert_eq!(s.manifest_version, 42);
-    assert_eq!(s.levels.len(), 3);
+    assert_eq!(s.levels.len(), 4);
     assert_eq!(s.levels[1].score, 1.5);
     assert_eq!(s.summary, "score 3.00, 1.3Gi pending");
     assert_eq!(s.observed_at, Time(ts("2030-01-01T00:00:00Z")));

@@ -258,6 +258,27 @@ fn compaction_job_ends_on_idle_exit_codes_and_reports_its_summary() {
 }
 
 #[test]
+fn compaction_memory_follows_the_input_bounds() {
+    let mib = 1024 * 1024;
+    let mut c = crate::crd::CompactionSpec::default();
+    // 256 + 1 GiB / 64 MiB = 272 inputs: 64 + 68 + 16 = 148 MiB, below the 256 MiB floor.
+    assert_eq!(compaction_memory(&c), (256 * mib, 512 * mib));
+    // Small files: 256 + 1 GiB / 2 MiB = 768 inputs: 64 + 192 + 16 = 272 MiB.
+    c.target_file_bytes = 2 * mib;
+    assert_eq!(compaction_memory(&c), (272 * mib, 544 * mib));
+    // A larger input bound raises it further.
+    c.max_input_bytes = Some(4 << 30);
+    assert_eq!(compaction_memory(&c), (656 * mib, 1312 * mib));
+    let mut sv = sample();
+    sv.spec.compaction = c;
+    let job = build_job(&sv, JobKind::Compact, ts("2030-01-01T00:10:00Z"), None, "s");
+    let c = &job.spec.unwrap().template.spec.unwrap().containers[0];
+    let res = c.resources.as_ref().unwrap();
+    assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "656Mi");
+    assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "1312Mi");
+}
+
+#[test]
 fn user_memory_replaces_the_compaction_default() {
     let mut sv = sample();
     let yaml = "requests: {memory: 1Gi}\nlimits: {memory: 2Gi}";

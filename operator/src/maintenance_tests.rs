@@ -431,7 +431,8 @@ fn heavy_debt() -> LsmDebt {
         r#"{"version":7,"l0_files":2,"l0_bytes":1000,"pending_bytes":201326592,"score":1.75,
             "needs_compaction":true,
             "levels":[{"level":0,"files":2,"bytes":1000,"target_bytes":0,"score":0.5},
-                      {"level":1,"files":7,"bytes":469762048,"target_bytes":268435456,"score":1.75}]}"#,
+                      {"level":1,"files":7,"bytes":469762048,"target_bytes":268435456,"score":1.75},
+                      {"level":6,"files":400,"bytes":26843545600,"target_bytes":26843545600,"score":1.0}]}"#,
     )
     .unwrap()
 }
