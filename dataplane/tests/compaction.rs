@@ -213,6 +213,23 @@ async fn random_operations_read_like_a_map_across_a_multi_level_tree() {
     assert!(seen.concurrent_swaps > 0, "{seen:?}");
 }
 
+/// Levels below L0 hold non-overlapping files.
+async fn check_levels(parts: &Parts, context: &str) {
+    let live = parts.meta.live_files().await.unwrap();
+    for level in 1..skyvault::lsm::NUM_LEVELS {
+        let mut files: Vec<_> = live.iter().filter(|f| f.level == level).collect();
+        files.sort_by(|a, b| a.min_key.cmp(&b.min_key));
+        for pair in files.windows(2) {
+            assert!(
+                pair[0].max_key < pair[1].min_key,
+                "{context}: L{level} files overlap: {:?} {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+}
+
 async fn note(seen: &mut Seen, parts: &Parts, s: &compaction::CompactionSummary) {
     match s.outcome {
         Outcome::TrivialMove => seen.trivial_moves += 1,

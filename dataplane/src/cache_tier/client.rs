@@ -240,14 +240,7 @@ async fn candidates(
     manifest: &Manifest,
     keys: &[Bytes],
 ) -> Result<Vec<Vec<usize>>, Arc<ReadError>> {
-    let in_range: Vec<Vec<usize>> = keys
-        .iter()
-        .map(|key| {
-            (0..manifest.files.len())
-                .filter(|&f| manifest.files[f].may_contain(key))
-                .collect()
-        })
-        .collect();
+    let in_range: Vec<Vec<usize>> = keys.iter().map(|key| manifest.candidates(key)).collect();
     let mut files: Vec<usize> = in_range.iter().flatten().copied().collect();
     files.sort_unstable();
     files.dedup();

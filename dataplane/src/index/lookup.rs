@@ -34,10 +34,8 @@ pub async fn get(
 ) -> Result<Option<Bytes>, Arc<ReadError>> {
     let mut probed = 0u32;
     let mut found = FileAnswer::NotInFile;
-    for file in &manifest.files {
-        if !file.may_contain(key) {
-            continue;
-        }
+    for i in manifest.candidates(key) {
+        let file = &manifest.files[i];
         let table = file_meta(cache, file).await?;
         let (answer, read_block) = probe_table(cache, &file.object, &table, key).await?;
         probed += u32::from(read_block);

@@ -71,6 +71,9 @@ pub struct Manifest {
     /// between levels: a deeper file can carry a higher sequence than a
     /// shallower one whose keys it does not share (see decision 0003).
     pub files: Vec<Arc<LiveFile>>,
+    /// `files[runs[i]]` are the files of level `i + 1` (empty ranges for
+    /// empty levels), for binary search by key.
+    runs: Vec<std::ops::Range<usize>>,
 }
 
 impl Manifest {
@@ -95,14 +98,34 @@ impl Manifest {
             files.push(Arc::new(LiveFile::new(record)));
         }
         files.sort_by(|a, b| read_order(&a.record, &b.record));
+        let runs = level_ranges(&files);
         Manifest {
             version: delta.version.max(self.version),
             files,
+            runs,
         }
     }
 }
 
 impl Manifest {
+    /// Positions in `files` of the files that may hold `key`, newest data
+    /// first: every L0 file whose range covers it, then at most one file per
+    /// deeper level (binary search: a level's files do not overlap).
+    pub fn candidates(&self, key: &[u8]) -> Vec<usize> {
+        let l0_end = self.runs.first().map_or(self.files.len(), |r| r.start);
+        let mut out: Vec<usize> = (0..l0_end)
+            .filter(|&i| self.files[i].may_contain(key))
+            .collect();
+        for run in &self.runs {
+            let level = &self.files[run.clone()];
+            let i = level.partition_point(|f| f.record.max_key.as_slice() < key);
+            if level.get(i).is_some_and(|f| f.may_contain(key)) {
+                out.push(run.start + i);
+            }
+        }
+        out
+    }
+
     /// Whether `file`'s record is delivered again unchanged (keeps its pinned metadata).
     fn unchanged(file: &LiveFile, added: &[FileRecord]) -> bool {
         added
@@ -114,6 +137,17 @@ impl Manifest {
     pub fn levels(&self) -> crate::lsm::Levels {
         crate::lsm::Levels::new(self.files.iter().map(|f| f.record.clone()).collect())
     }
+}
+
+/// Where each level L1..L6 lies in `files` (sorted by [`read_order`]).
+fn level_ranges(files: &[Arc<LiveFile>]) -> Vec<std::ops::Range<usize>> {
+    (1..crate::lsm::NUM_LEVELS)
+        .map(|level| {
+            let start = files.partition_point(|f| f.record.level < level);
+            let end = files.partition_point(|f| f.record.level <= level);
+            start..end
+        })
+        .collect()
 }
 
 /// Newest data first: L0 by descending (seq, id); deeper levels after, by key.
@@ -226,5 +260,41 @@ mod tests {
             .map(|f| (f.record.id, f.record.level))
             .collect();
         assert_eq!(order, vec![(4, 0), (3, 0), (1, 2), (2, 3)]);
+    }
+
+    #[test]
+    fn candidates_are_covering_l0_files_then_one_file_per_level() {
+        let at = |id, level, lo: &str, hi: &str| FileRecord {
+            level,
+            kind: if level == 0 {
+                FileKind::Wal
+            } else {
+                FileKind::Run
+            },
+            min_key: lo.into(),
+            max_key: hi.into(),
+            ..record(id, id as u64)
+        };
+        let m = Manifest::default().apply(ManifestDelta {
+            version: 9,
+            added: vec![
+                at(1, 0, "a", "m"),
+                at(2, 0, "k", "z"),
+                at(3, 1, "a", "c"),
+                at(4, 1, "d", "f"),
+                at(5, 1, "g", "z"),
+                at(6, 3, "a", "z"),
+            ],
+            removed_ids: vec![],
+        });
+        let ids = |key: &str| -> Vec<i64> {
+            m.candidates(key.as_bytes())
+                .into_iter()
+                .map(|i| m.files[i].record.id)
+                .collect()
+        };
+        assert_eq!(ids("e"), vec![1, 4, 6]);
+        assert_eq!(ids("l"), vec![2, 1, 5, 6], "L0 newest first");
+        assert_eq!(ids("0"), Vec::<i64>::new());
     }
 }

@@ -119,10 +119,24 @@ impl Index {
         }
         let next = Arc::new(current.apply(delta));
         let version = next.version;
-        metrics().index_files.set(next.files.len() as i64);
-        publish_levels(&next.levels());
-        *self.manifest.write().expect("manifest lock") = next;
-        self.applied.send_replace(version);
+        let shape = next.levels();
+        {
+            // Catch-ups run concurrently (the follow task, read-your-writes
+            // waits, explicit calls): one that fetched an older delta but
+            // finishes last must not replace a newer manifest.
+            let mut installed = self.manifest.write().expect("manifest lock");
+            if installed.version >= version {
+                return Ok(installed.version);
+            }
+            metrics().index_files.set(next.files.len() as i64);
+            publish_levels(&shape);
+            *installed = next;
+        }
+        self.applied.send_if_modified(|applied| {
+            let newer = version > *applied;
+            *applied = (*applied).max(version);
+            newer
+        });
         metrics().index_applied_seq.set(version as i64);
         Ok(version)
     }
