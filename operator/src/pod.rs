@@ -34,7 +34,12 @@ pub struct ContainerPlan {
 
 /// The `skyvault` container.
 pub fn container(sv: &SkyVault, plan: ContainerPlan) -> Container {
-    let mut env = secret_env(sv);
+    // The cache tier never opens the database: it gets no database Secret.
+    let mut env = if plan.subcommand == "cache" {
+        s3_secret_env(sv)
+    } else {
+        secret_env(sv)
+    };
     env.extend(plan.env);
     Container {
         name: CONTAINER_NAME.into(),
@@ -69,6 +74,13 @@ pub fn container(sv: &SkyVault, plan: ContainerPlan) -> Container {
 pub fn secret_env(sv: &SkyVault) -> Vec<EnvVar> {
     let db = &sv.spec.database.url_secret;
     let mut env = vec![secret_var("SKYVAULT_METADATA_URL", &db.name, &db.key)];
+    env.extend(s3_secret_env(sv));
+    env
+}
+
+/// The object store's credentials (none when the Pods use a cloud identity).
+fn s3_secret_env(sv: &SkyVault) -> Vec<EnvVar> {
+    let mut env = Vec::new();
     if let Some(creds) = &sv.spec.object_store.credentials_secret {
         env.push(secret_var(
             "AWS_ACCESS_KEY_ID",
@@ -141,12 +153,12 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-/// Non-root, read-only root filesystem, no capabilities, no privilege escalation.
+/// Non-root, read-only root filesystem, no capabilities, no privilege escalation. The
+/// user and group come from the Pod's security context (65532 unless the user sets
+/// `pod.securityContext`, e.g. an OpenShift-assigned uid), never pinned per container.
 pub fn container_security_context() -> SecurityContext {
     SecurityContext {
         run_as_non_root: Some(true),
-        run_as_user: Some(RUN_AS_ID),
-        run_as_group: Some(RUN_AS_ID),
         read_only_root_filesystem: Some(true),
         allow_privilege_escalation: Some(false),
         privileged: Some(false),

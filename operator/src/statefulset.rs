@@ -300,6 +300,18 @@ mod tests {
     }
 
     #[test]
+    fn cache_pods_get_the_store_credentials_but_not_the_database() {
+        let sts = stateful_set(&sample(), Role::Cache, "x");
+        let env = env_map(container_of(&sts));
+        assert!(!env.contains_key("SKYVAULT_METADATA_URL"));
+        assert!(env.contains_key("AWS_ACCESS_KEY_ID"));
+        for role in [Role::Batcher, Role::Index] {
+            let sts = stateful_set(&sample(), role, "x");
+            assert!(env_map(container_of(&sts)).contains_key("SKYVAULT_METADATA_URL"));
+        }
+    }
+
+    #[test]
     fn no_credentials_secret_means_no_aws_env() {
         let mut sv = sample();
         sv.spec.object_store.credentials_secret = None;
@@ -343,6 +355,12 @@ mod tests {
         assert_eq!(
             pod.tolerations.unwrap()[0].key.as_deref(),
             Some("dedicated")
+        );
+        let container_sc = pod.containers[0].security_context.as_ref().unwrap();
+        assert_eq!(
+            (container_sc.run_as_user, container_sc.run_as_group),
+            (None, None),
+            "the container does not pin a uid over the Pod's"
         );
         let psc = pod.security_context.unwrap();
         assert_eq!(psc.run_as_user, Some(1000), "user value wins");
