@@ -151,6 +151,7 @@ async fn random_operations_read_like_a_map_across_a_multi_level_tree() {
                 // Possibly still on the old manifest: replaced files must still be readable.
                 verify(&parts, &model, &keys, &format!("{context} old manifest")).await;
             }
+            check_levels(&parts, &context).await;
             parts.index.catch_up().await.unwrap();
             verify(
                 &parts,
