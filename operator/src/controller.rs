@@ -11,6 +11,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -100,17 +101,22 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
     let now = Timestamp::now();
 
     // 1. Validate: nothing is applied for a spec the data plane could not run.
-    let problem = match validate::spec_problem(&validate::validate_spec(sv)) {
-        Some(p) => Some(p),
+    let checked = match validate::spec_problem(&validate::validate_spec(sv)) {
+        Some(p) => Err(p),
         None => check_secrets(sv, &ctx.client, &ns).await?,
     };
-    if let Some(problem) = problem {
-        report_problem(sv, ctx, &ns, &problem, now).await?;
-        return Ok(Action::requeue(PROBLEM_RETRY));
-    }
+    let secrets_digest = match checked {
+        Ok(digest) => digest,
+        Err(problem) => {
+            report_problem(sv, ctx, &ns, &problem, now).await?;
+            return Ok(Action::requeue(PROBLEM_RETRY));
+        }
+    };
 
-    // 2. Build, 3. apply, then delete what the spec no longer asks for.
-    let desired = children::build(sv);
+    // 2. Build, 3. apply, then delete what the spec no longer asks for. A changed Secret
+    // value changes the Pods' checksum (seen at the next reconcile; Secrets are read, not
+    // watched).
+    let desired = children::build_with_secrets(sv, &secrets_digest);
     let applied = match apply_all(&ctx.client, &ns, &desired).await {
         Ok(sets) => sets,
         Err(e) => {
@@ -184,9 +190,7 @@ async fn read_debt(sv: &SkyVault, ctx: &Context) -> Result<LsmDebt, FetchError> 
     reading
 }
 
-fn previous_conditions(
-    sv: &SkyVault,
-) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+fn previous_conditions(sv: &SkyVault) -> Vec<Condition> {
     sv.status
         .as_ref()
         .map(|s| s.conditions.clone())
@@ -244,16 +248,25 @@ pub fn error_policy(sv: Arc<SkyVault>, err: &Error, ctx: Arc<Context>) -> Action
     Action::requeue(ERROR_RETRY)
 }
 
-/// First missing Secret or key, as a problem; API errors other than 404 are errors.
-async fn check_secrets(sv: &SkyVault, client: &Client, ns: &str) -> Result<Option<Problem>> {
+/// The digest of the referenced Secrets' values, or the first missing Secret or key as a
+/// problem; API errors other than 404 are errors.
+async fn check_secrets(
+    sv: &SkyVault,
+    client: &Client,
+    ns: &str,
+) -> Result<Result<String, Problem>> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    for (field, name, keys) in validate::secret_refs(sv) {
-        let secret = api.get_opt(&name).await?;
-        if let Err(p) = validate::check_secret(field, &name, &keys, secret.as_ref()) {
-            return Ok(Some(p));
+    let refs = validate::secret_refs(sv);
+    let mut secrets = Vec::new();
+    for (field, name, keys) in &refs {
+        let secret = api.get_opt(name).await?;
+        if let Err(p) = validate::check_secret(field, name, keys, secret.as_ref()) {
+            return Ok(Err(p));
         }
+        secrets.push(secret.expect("checked above"));
     }
-    Ok(None)
+    let secrets: Vec<&Secret> = secrets.iter().collect();
+    Ok(Ok(validate::secrets_digest(&refs, &secrets)))
 }
 
 /// Status and a Warning Event for a problem; existing children are left as they are.

@@ -330,3 +330,28 @@ async fn fetch_fails_fast_on_refused_silent_or_bad_urls() {
         .unwrap_err();
     assert!(err.reason.contains("only http://"), "{err}");
 }
+
+#[test]
+fn the_default_url_is_the_index_services_http_port() {
+    use crate::naming::{self, DEFAULT_LSM_URL_TEMPLATE, HTTP_PORT, Role};
+    let sv = crate::testutil::sample();
+    assert_eq!(
+        naming::lsm_url(DEFAULT_LSM_URL_TEMPLATE, &sv),
+        format!("http://vault-index.prod.svc:{HTTP_PORT}/lsm")
+    );
+    // That Service exists and carries the port under the name the container uses.
+    let svc = crate::service::client_service(&sv, Role::Index);
+    assert_eq!(svc.metadata.name.as_deref(), Some("vault-index"));
+    assert!(
+        svc.spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .iter()
+            .any(|p| p.port == HTTP_PORT && p.name.as_deref() == Some("http"))
+    );
+    assert_eq!(
+        naming::lsm_url("http://127.0.0.1:1/{namespace}/{name}", &sv),
+        "http://127.0.0.1:1/prod/vault"
+    );
+}
