@@ -32,8 +32,20 @@ pub struct Children {
 
 /// Build every child from the spec. Pure.
 pub fn build(sv: &SkyVault) -> Children {
+    build_with_secrets(sv, "")
+}
+
+/// Like [`build`], with a digest of the referenced Secrets' values
+/// ([`crate::validate::secrets_digest`]) folded into the config checksum, so a changed
+/// database URL or S3 key rolls the Pods like a changed ConfigMap does.
+pub fn build_with_secrets(sv: &SkyVault, secrets_digest: &str) -> Children {
     let config_map = configmap::config_map(sv);
-    let config_checksum = configmap::checksum(config_map.data.as_ref().expect("built with data"));
+    let mut checksummed = config_map.data.clone().expect("built with data");
+    if !secrets_digest.is_empty() {
+        // Not a valid env name, so it cannot collide with a ConfigMap key.
+        checksummed.insert("secrets/digest".into(), secrets_digest.into());
+    }
+    let config_checksum = configmap::checksum(&checksummed);
     let stateful_sets = Role::ALL
         .iter()
         .map(|r| (*r, statefulset::stateful_set(sv, *r, &config_checksum)))

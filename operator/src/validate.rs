@@ -186,6 +186,41 @@ pub fn secret_refs(sv: &SkyVault) -> Vec<(&'static str, String, Vec<String>)> {
     refs
 }
 
+/// SHA-256 over the values of the referenced Secret keys (in `secret_refs` order), for the
+/// Pods' checksum; never the values themselves. `secrets[i]` is the Secret of `refs[i]`.
+pub fn secrets_digest(refs: &[(&'static str, String, Vec<String>)], secrets: &[&Secret]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for ((_, name, keys), secret) in refs.iter().zip(secrets) {
+        for key in keys {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            hasher.update(key.as_bytes());
+            hasher.update([0]);
+            let value: &[u8] = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|b| b.0.as_slice())
+                .or_else(|| {
+                    secret
+                        .string_data
+                        .as_ref()
+                        .and_then(|d| d.get(key))
+                        .map(|v| v.as_bytes())
+                })
+                .unwrap_or_default();
+            hasher.update((value.len() as u64).to_le_bytes());
+            hasher.update(value);
+        }
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Whether a fetched Secret (None = not found) holds the keys a field needs.
 pub fn check_secret(
     field: &str,

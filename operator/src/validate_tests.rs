@@ -149,3 +149,39 @@ fn missing_secret_or_key_is_a_problem_naming_the_field() {
         .is_ok()
     );
 }
+
+#[test]
+fn secrets_digest_follows_the_referenced_values_only() {
+    let sv = sample();
+    let refs = secret_refs(&sv);
+    let with = |url: &str, extra: &str| {
+        let db = Secret {
+            data: Some(BTreeMap::from([
+                ("url".to_string(), ByteString(url.as_bytes().to_vec())),
+                ("unused".to_string(), ByteString(extra.as_bytes().to_vec())),
+            ])),
+            ..Secret::default()
+        };
+        let s3 = secret(&["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]);
+        secrets_digest(&refs, &[&db, &s3])
+    };
+    let a = with("postgres://a", "x");
+    assert_eq!(a, with("postgres://a", "x"), "stable");
+    assert_eq!(
+        a,
+        with("postgres://a", "y"),
+        "unreferenced keys do not count"
+    );
+    assert_ne!(a, with("postgres://b", "x"), "a changed URL changes it");
+    assert!(!a.contains("postgres"), "a digest, not the value");
+    // ... and so the Pods' checksum, which rolls them.
+    let (x, y) = (
+        crate::children::build_with_secrets(&sv, &a),
+        crate::children::build_with_secrets(&sv, &with("postgres://b", "x")),
+    );
+    assert_ne!(x.config_checksum, y.config_checksum);
+    assert_eq!(
+        crate::children::build(&sv).config_checksum,
+        crate::children::build_with_secrets(&sv, "").config_checksum
+    );
+}
