@@ -54,6 +54,7 @@ async fn claims_and_trivial_moves_behave_as_on_sqlite() {
     let meta = PostgresMeta::open(&pg.url()).await.unwrap();
     skyvault::meta::conformance::claims_exclude_and_swaps_check_them(&meta).await;
     skyvault::meta::conformance::moves_change_levels_and_are_reported(&meta).await;
+    skyvault::meta::conformance::forgotten_removals_force_a_full_reload(&meta).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,15 +301,28 @@ async fn concurrent_commits_are_gapless() {
     let mut seen = BTreeSet::new();
     let mut applied = 0;
     let mut committed = Vec::new();
+    // Bounded: the catch-up that starts after every commit has returned must
+    // reach version 200, and the commits themselves get a generous deadline.
+    let give_up = std::time::Instant::now() + Duration::from_secs(120);
     loop {
+        let all_committed = tasks.is_empty();
         let delta = reader.changes_since(applied).await.unwrap();
         for f in &delta.added {
             assert!(seen.insert(f.seq), "seq {} delivered twice", f.seq);
         }
         applied = delta.version;
-        if tasks.is_empty() && applied == 200 {
+        if all_committed {
+            assert_eq!(
+                applied, 200,
+                "every commit returned, yet a catch-up after them reached version {applied}"
+            );
             break;
         }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "commits still running after 120 s ({} of 8 committers done; reader at version {applied})",
+            8 - tasks.len()
+        );
         if let Some(done) = tasks.try_join_next() {
             committed.extend(done.unwrap());
         }
@@ -317,4 +331,56 @@ async fn concurrent_commits_are_gapless() {
     committed.sort();
     assert_eq!(committed, (1..=200).collect::<Vec<u64>>());
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), committed);
+}
+
+/// Every metadata transaction is bounded: a commit blocked on the manifest
+/// row lock by a stalled holder fails after the lock timeout instead of
+/// waiting forever, and the pool's sessions carry all three bounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_lock_holder_does_not_block_commits_forever() {
+    use skyvault::meta::postgres::{IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, STATEMENT_TIMEOUT};
+    let pg = PostgresServer::start().unwrap();
+    let meta = PostgresMeta::open(&pg.url()).await.unwrap();
+    for (setting, bound) in [
+        ("lock_timeout", LOCK_TIMEOUT),
+        ("statement_timeout", STATEMENT_TIMEOUT),
+        (
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION_TIMEOUT,
+        ),
+    ] {
+        let shown: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+            .fetch_one(meta.pool())
+            .await
+            .unwrap();
+        assert_eq!(shown, format!("{}s", bound.as_secs()), "{setting}");
+        assert!(
+            bound < Duration::from_secs(60),
+            "{setting} is below the minimum grace"
+        );
+    }
+
+    // Another client (no bounds of its own) takes the row lock and stalls.
+    let other = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+    let mut holder = other.begin().await.unwrap();
+    sqlx::query("UPDATE manifest_version SET version = version WHERE id = 1")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    // Without the bound this waits as long as the holder stalls: forever.
+    // The outer timeout only keeps a regression from hanging the suite.
+    let blocked = tokio::time::timeout(
+        Duration::from_secs(120),
+        meta.commit_wal(wal("blocked", "a", "b")),
+    )
+    .await
+    .expect("a commit blocked on the manifest row lock still waits after 120 s");
+    let err = blocked.expect_err("the row lock is held by a stalled transaction");
+    assert!(matches!(err, MetaError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("lock timeout"), "{err}");
+
+    // Once the holder goes away, commits proceed.
+    holder.rollback().await.unwrap();
+    assert_eq!(meta.commit_wal(wal("after", "a", "b")).await.unwrap(), 1);
 }
