@@ -16,6 +16,10 @@ pub struct Limits {
     pub default_scan_limit: u32,
     /// A scan page stops early (with a page token) past this many bytes.
     pub max_scan_page_bytes: usize,
+    /// Keys + values of one BatchGet response at most; past it the request
+    /// fails with RESOURCE_EXHAUSTED (ask for fewer keys) instead of a
+    /// response too large for gRPC.
+    pub max_get_response_bytes: usize,
     /// How long a read with `min_sequence` waits when the client sets no deadline.
     pub default_read_wait: Duration,
 }
@@ -31,6 +35,7 @@ impl Default for Limits {
             max_scan_limit: 10_000,
             default_scan_limit: 1_000,
             max_scan_page_bytes: 4 << 20,
+            max_get_response_bytes: 8 << 20,
             default_read_wait: Duration::from_secs(5),
         }
     }
@@ -40,3 +45,8 @@ impl Default for Limits {
 /// checked after decoding so that clients get a precise error naming the
 /// field rather than a generic "message too large".
 pub const MAX_GRPC_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Value bytes of one cache-tier reply at most (plus a few bytes per
+/// result): comfortably inside [`MAX_GRPC_MESSAGE_BYTES`], so a replica
+/// answers RESOURCE_EXHAUSTED itself rather than failing to encode.
+pub const MAX_CACHE_REPLY_BYTES: usize = 12 << 20;

@@ -337,3 +337,35 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         out
     }
 }
+
+/// A BatchGet whose results would not fit one response gets the documented
+/// budget's RESOURCE_EXHAUSTED, not the transport's OUT_OF_RANGE; one that
+/// fits the budget is answered.
+#[tokio::test]
+async fn batch_get_over_the_response_budget_is_resource_exhausted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(common::config(dir.path()), None).await;
+    let value = "v".repeat(1 << 20);
+    let keys: Vec<String> = (0..17).map(|i| format!("big/{i:02}")).collect();
+    let mut seq = 0;
+    for chunk in keys.chunks(3) {
+        seq = s
+            .write(chunk.iter().map(|k| put(k, &value)).collect())
+            .await
+            .unwrap();
+    }
+    let mut index = s
+        .index()
+        .max_decoding_message_size(skyvault::config::MAX_GRPC_MESSAGE_BYTES);
+    let get = |n: usize| skyvault::api::proto::index::v1::BatchGetRequest {
+        keys: keys[..n].to_vec(),
+        min_sequence: Some(seq),
+    };
+    // 17 MiB of values: more than a gRPC message may carry.
+    let err = index.batch_get(get(17)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("budget of 8388608 bytes"), "{err:?}");
+    let fits = index.batch_get(get(7)).await.unwrap().into_inner().results;
+    assert_eq!(fits.len(), 7);
+    s.stop().await;
+}

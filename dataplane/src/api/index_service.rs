@@ -131,11 +131,20 @@ impl IndexService for IndexApi {
             let keys = validate::batch_get_keys(req.keys, &self.limits)?;
             self.wait_for(deadline, req.min_sequence).await?;
             let values = self.index.get_many(&keys).await?;
-            let results = keys
-                .into_iter()
-                .zip(values)
-                .filter_map(|(k, v)| Some((String::from_utf8_lossy(&k).into_owned(), v?)))
-                .collect();
+            let budget = self.limits.max_get_response_bytes;
+            let mut bytes = 0usize;
+            let mut results = std::collections::HashMap::new();
+            for (i, (k, v)) in keys.into_iter().zip(values).enumerate() {
+                let Some(v) = v else { continue };
+                bytes += k.len() + v.len();
+                if bytes > budget {
+                    return Err(Status::resource_exhausted(format!(
+                        "BatchGet response over its budget of {budget} bytes of keys and values \
+                         (reached at keys[{i}]); ask for fewer keys per request"
+                    )));
+                }
+                results.insert(String::from_utf8_lossy(&k).into_owned(), v);
+            }
             Ok(Response::new(BatchGetResponse { results }))
         }
         .await;

@@ -8,6 +8,7 @@ use crate::api::proto::cache::v1::{
     key_result::Outcome,
 };
 use crate::cache::BlockCache;
+use crate::config::MAX_CACHE_REPLY_BYTES;
 use crate::index::{FileAnswer, IndexError, probe};
 use crate::metrics::metrics;
 use futures::{StreamExt, TryStreamExt};
@@ -84,6 +85,22 @@ impl CacheApi {
                 results: Vec::with_capacity(o.key_indexes.len()),
             })
             .collect();
+        let values: usize = answers
+            .iter()
+            .map(|(_, a)| match a {
+                FileAnswer::Value(v) => v.len(),
+                _ => 0,
+            })
+            .sum();
+        // A few bytes of framing per result besides the values.
+        let reply = values + answers.len() * 8;
+        if reply > MAX_CACHE_REPLY_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "cache reply of {reply} bytes ({} lookups) is over its budget of \
+                 {MAX_CACHE_REPLY_BYTES} bytes; send fewer lookups per request",
+                answers.len()
+            )));
+        }
         let served = &metrics().cache_service_lookups;
         // `buffered` keeps request order, so pushing in order rebuilds the shape.
         for (i, answer) in answers {
@@ -108,5 +125,73 @@ impl CacheService for CacheApi {
         let result = self.lookup(request.into_inner()).await.map(Response::new);
         crate::api::observe("CacheGet", started, &result);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::proto::cache::v1::ObjectKeys;
+    use crate::api::proto::cache::v1::cache_service_client::CacheServiceClient;
+    use crate::api::proto::cache::v1::cache_service_server::CacheServiceServer;
+    use crate::cache::CacheConfig;
+    use crate::config::MAX_GRPC_MESSAGE_BYTES;
+    use crate::objstore::{DynStore, LocalStore};
+    use crate::sstable::{Value, Writer, WriterOptions};
+    use bytes::Bytes;
+
+    /// A reply too large for one gRPC message is refused by the replica
+    /// with RESOURCE_EXHAUSTED naming its budget, not failed by the
+    /// transport (OUT_OF_RANGE) after every lookup was done.
+    #[tokio::test]
+    async fn a_reply_over_budget_is_resource_exhausted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+        let keys: Vec<Bytes> = (0..17)
+            .map(|i| Bytes::from(format!("big/{i:02}")))
+            .collect();
+        let mut writer = Writer::new(WriterOptions::default());
+        for key in &keys {
+            writer
+                .add(key, &Value::Put(Bytes::from(vec![b'v'; 1 << 20])))
+                .unwrap();
+        }
+        store
+            .put("wal/big.sst", writer.finish(1, 1).unwrap())
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cache = Arc::new(BlockCache::new(store, &CacheConfig::default()));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(
+                    // As `skyvault cache` serves it.
+                    CacheServiceServer::new(CacheApi::new(cache))
+                        .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+                )
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let mut client = CacheServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap()
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        let request = |n: usize| GetRequest {
+            keys: keys[..n].to_vec(),
+            objects: vec![ObjectKeys {
+                object: "wal/big.sst".into(),
+                key_indexes: (0..n as u32).collect(),
+            }],
+        };
+        let err = client.get(request(17)).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+        assert!(
+            err.message()
+                .contains(&format!("budget of {MAX_CACHE_REPLY_BYTES} bytes")),
+            "{err:?}"
+        );
+        let fits = client.get(request(11)).await.unwrap().into_inner();
+        assert_eq!(fits.objects[0].results.len(), 11);
     }
 }
