@@ -72,6 +72,7 @@ async fn write_files(store: &DynStore) -> (Manifest, BTreeMap<Vec<u8>, Option<By
         version: FILES,
         added: records,
         removed_ids: vec![],
+        full: false,
     });
     (manifest, model)
 }

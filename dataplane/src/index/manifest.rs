@@ -87,7 +87,11 @@ impl Manifest {
             .files
             .iter()
             .filter(|f| !removed.contains(&f.record.id))
-            .filter(|f| !delivered.contains(&f.record.id) || Self::unchanged(f, &delta.added))
+            .filter(|f| {
+                // A full delta is the whole live manifest: keep only what it lists.
+                let listed = delivered.contains(&f.record.id);
+                (!listed && !delta.full) || (listed && Self::unchanged(f, &delta.added))
+            })
             .cloned()
             .collect();
         let kept: HashSet<i64> = files.iter().map(|f| f.record.id).collect();
@@ -218,6 +222,7 @@ mod tests {
             version: 3,
             added: vec![record(1, 1), record(3, 3), record(2, 2)],
             removed_ids: vec![],
+            full: false,
         });
         let seqs: Vec<u64> = m.files.iter().map(|f| f.record.seq).collect();
         assert_eq!(seqs, vec![3, 2, 1]);
@@ -225,6 +230,7 @@ mod tests {
             version: 4,
             added: vec![record(3, 3)],
             removed_ids: vec![2],
+            full: false,
         });
         let ids: Vec<i64> = m.files.iter().map(|f| f.record.id).collect();
         assert_eq!((m.version, ids), (4, vec![3, 1]));
@@ -245,6 +251,7 @@ mod tests {
             version: 5,
             added: vec![at(1, 2, 9), at(2, 1, 4), at(3, 0, 5), at(4, 0, 7)],
             removed_ids: vec![],
+            full: false,
         });
         let ids: Vec<i64> = m.files.iter().map(|f| f.record.id).collect();
         assert_eq!(ids, vec![4, 3, 2, 1], "L0 newest first, then L1, then L2");
@@ -253,6 +260,7 @@ mod tests {
             version: 6,
             added: vec![at(2, 3, 4)],
             removed_ids: vec![],
+            full: false,
         });
         let order: Vec<(i64, u32)> = m
             .files
@@ -286,6 +294,7 @@ mod tests {
                 at(6, 3, "a", "z"),
             ],
             removed_ids: vec![],
+            full: false,
         });
         let ids = |key: &str| -> Vec<i64> {
             m.candidates(key.as_bytes())
@@ -296,5 +305,27 @@ mod tests {
         assert_eq!(ids("e"), vec![1, 4, 6]);
         assert_eq!(ids("l"), vec![2, 1, 5, 6], "L0 newest first");
         assert_eq!(ids("0"), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn a_full_delta_replaces_the_manifest() {
+        let m = Manifest::default().apply(ManifestDelta {
+            version: 3,
+            added: vec![record(1, 1), record(2, 2), record(3, 3)],
+            ..Default::default()
+        });
+        let kept = m.files[1].clone();
+        let m = m.apply(ManifestDelta {
+            version: 9,
+            added: vec![record(2, 2), record(7, 7)],
+            full: true,
+            ..Default::default()
+        });
+        let ids: Vec<i64> = m.files.iter().map(|f| f.record.id).collect();
+        assert_eq!((m.version, ids), (9, vec![7, 2]), "1 and 3 are gone");
+        assert!(
+            Arc::ptr_eq(&m.files[1], &kept),
+            "unchanged files are kept as they are"
+        );
     }
 }

@@ -132,3 +132,33 @@ pub async fn moves_change_levels_and_are_reported(meta: &dyn MetaStore) {
     assert_eq!(delta.added.len(), 1);
     assert_eq!(delta.added[0].level, 2);
 }
+
+/// After purge forgets the row of a removed file, a reader whose version is
+/// older than that removal gets the whole live manifest (it could not learn
+/// of the removal from a delta any more); a reader that knew it gets a delta.
+pub async fn forgotten_removals_force_a_full_reload(meta: &dyn MetaStore) {
+    meta.commit_wal(run("f1", 0, "a", "b")).await.unwrap();
+    meta.commit_wal(run("f2", 0, "c", "d")).await.unwrap();
+    let behind = meta.current_version().await.unwrap();
+    let live = meta.live_files().await.unwrap();
+    let old = live.iter().find(|f| f.object == "run/f1.sst").unwrap().id;
+    let swap = Swap {
+        inputs: vec![old],
+        outputs: vec![run("f3", 1, "a", "b")],
+        seq: behind,
+        ..Default::default()
+    };
+    let knew = meta.swap(swap).await.unwrap();
+    let delta = meta.changes_since(behind).await.unwrap();
+    assert_eq!((delta.full, delta.removed_ids.clone()), (false, vec![old]));
+    meta.forget_files(&[old]).await.unwrap();
+    let delta = meta.changes_since(behind).await.unwrap();
+    assert!(delta.full, "behind a forgotten removal: {delta:?}");
+    assert!(delta.removed_ids.is_empty());
+    let mut objects: Vec<&str> = delta.added.iter().map(|f| f.object.as_str()).collect();
+    objects.sort();
+    let all_live = meta.live_files().await.unwrap().len();
+    assert_eq!(objects.len(), all_live);
+    assert!(!objects.contains(&"run/f1.sst") && objects.contains(&"run/f3.sst"));
+    assert!(!meta.changes_since(knew).await.unwrap().full);
+}

@@ -116,6 +116,34 @@ pub struct ManifestDelta {
     pub version: u64,
     pub added: Vec<FileRecord>,
     pub removed_ids: Vec<i64>,
+    /// `added` is the whole live manifest: the reader was behind a removal
+    /// whose row purge has since forgotten, so it must replace what it has.
+    pub full: bool,
+}
+
+/// Builds `changes_since(version)` from the rows changed after `since` (=
+/// `version`, or 0 when the reader is behind the forgotten watermark, which
+/// yields every live file): one implementation for both backends.
+pub(crate) fn delta_from_rows(
+    version: u64,
+    since: u64,
+    current: u64,
+    rows: Vec<FileRecord>,
+) -> ManifestDelta {
+    let mut delta = ManifestDelta {
+        version: current,
+        full: since < version,
+        ..Default::default()
+    };
+    for file in rows {
+        match file.removed_version {
+            // Added and removed since `since`: the reader never needs it.
+            Some(_) if file.added_version > since => {}
+            Some(_) => delta.removed_ids.push(file.id),
+            None => delta.added.push(file),
+        }
+    }
+    delta
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@
 
 use super::{
     ClaimRange, FileKind, FileRecord, ManifestDelta, MetaError, MetaResult, MetaStore, NewFile,
-    Swap, claims_conflict, now_ms,
+    Swap, claims_conflict, delta_from_rows, now_ms,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -294,32 +294,30 @@ impl MetaStore for PostgresMeta {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let current: i64 = sqlx::query_scalar("SELECT version FROM manifest_version WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?;
+        let (current, forgotten): (i64, i64) =
+            sqlx::query_as("SELECT version, forgotten_version FROM manifest_version WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?;
+        // Behind a forgotten removal: only the whole live manifest is right.
+        let since = if version < forgotten as u64 {
+            0
+        } else {
+            version
+        };
         let sql = format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE added_version > $1 OR removed_version > $1 \
              OR level_version > $1 ORDER BY added_version, id"
         );
         let rows = sqlx::query(&sql)
-            .bind(version as i64)
+            .bind(since as i64)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        let mut delta = ManifestDelta {
-            version: current as u64,
-            ..Default::default()
-        };
-        for row in &rows {
-            let file = file_from_row(row)?;
-            match file.removed_version {
-                // Added and removed since `version`: the reader never needs it.
-                Some(_) if file.added_version > version => {}
-                Some(_) => delta.removed_ids.push(file.id),
-                None => delta.added.push(file),
-            }
-        }
-        Ok(delta)
+        let files = rows
+            .iter()
+            .map(file_from_row)
+            .collect::<MetaResult<Vec<_>>>()?;
+        Ok(delta_from_rows(version, since, current as u64, files))
     }
 
     async fn live_files(&self) -> MetaResult<Vec<FileRecord>> {
@@ -458,10 +456,22 @@ impl MetaStore for PostgresMeta {
     }
 
     async fn forget_files(&self, ids: &[i64]) -> MetaResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // Raise the watermark in the same transaction (see migration 0003):
+        // readers behind these removals will reload the whole manifest.
+        sqlx::query(
+            "UPDATE manifest_version SET forgotten_version = GREATEST(forgotten_version, \
+             COALESCE((SELECT max(removed_version) FROM files WHERE id = ANY($1) \
+             AND removed_version IS NOT NULL), 0)) WHERE id = 1",
+        )
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM files WHERE id = ANY($1) AND removed_version IS NOT NULL")
             .bind(ids)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
