@@ -312,6 +312,53 @@ async fn run_manual_job(
     .await
 }
 
+/// Memory of each pod in the namespace: the summed VmRSS and VmHWM (peak) of the
+/// processes in its cgroups (v1, kubelet's cgroupfs layout under the node's cgroup root).
+async fn pod_memory(pods: &Api<Pod>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for p in pods.list(&ListParams::default()).await?.items {
+        let (Some(name), Some(uid)) = (p.metadata.name, p.metadata.uid) else {
+            continue;
+        };
+        let base = "/sys/fs/cgroup/memory/skyvault-e2e/kubepods";
+        let dir = ["", "burstable/", "besteffort/"]
+            .iter()
+            .map(|q| format!("{base}/{q}pod{uid}"))
+            .find(|d| std::path::Path::new(d).is_dir());
+        let Some(dir) = dir else { continue };
+        let mut dirs = vec![std::path::PathBuf::from(&dir)];
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            if e.file_type()?.is_dir() {
+                dirs.push(e.path());
+            }
+        }
+        let kib = |status: &str, field: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let (mut rss, mut hwm) = (0u64, 0u64);
+        for d in &dirs {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines() {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                rss += kib(&status, "VmRSS:");
+                hwm += kib(&status, "VmHWM:");
+            }
+        }
+        out.push(format!(
+            "{name} rss {} MiB peak {} MiB",
+            rss >> 10,
+            hwm >> 10
+        ));
+    }
+    Ok(out)
+}
+
 /// The pod's UID (to tell a replacement from the original).
 async fn pod_uid(pods: &Api<Pod>, name: &str) -> Result<String> {
     pods.get(name)
@@ -669,6 +716,10 @@ async fn journey(node: &NodeCluster, pg: &PostgresServer, s3: &S3Server) -> Resu
     )
     .await?;
     stop.store(true, Ordering::Relaxed);
+    eprintln!(
+        "journey: pod memory after the load (debug build): {:?}",
+        pod_memory(&pods).await?
+    );
     w.await?;
     r.await?;
     let tally = Arc::try_unwrap(tally)
