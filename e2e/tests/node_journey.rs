@@ -359,6 +359,35 @@ async fn pod_memory(pods: &Api<Pod>) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Every StatefulSet has seen its latest template and rolled all its pods to it.
+async fn wait_rolled(stss: &Api<StatefulSet>, what: &str) -> Result<()> {
+    wait_for(what, ROLLOUT_TIMEOUT, || async {
+        for sts in stss.list(&ListParams::default()).await?.items {
+            let name = sts.metadata.name.clone().unwrap_or_default();
+            let generation = sts.metadata.generation;
+            let want = sts.spec.replicas.unwrap_or(1);
+            let st = sts.status.unwrap_or_default();
+            let rolled = st.observed_generation == generation
+                && st.update_revision.is_some()
+                && st.current_revision == st.update_revision
+                && st.updated_replicas == Some(want)
+                && st.ready_replicas == Some(want);
+            if !rolled {
+                bail!(
+                    "{name}: observed {:?}/{generation:?}, revisions {:?} -> {:?}, updated {:?}, ready {:?} of {want}",
+                    st.observed_generation,
+                    st.current_revision,
+                    st.update_revision,
+                    st.updated_replicas,
+                    st.ready_replicas
+                );
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// The pod's UID (to tell a replacement from the original).
 async fn pod_uid(pods: &Api<Pod>, name: &str) -> Result<String> {
     pods.get(name)
@@ -695,6 +724,7 @@ async fn journey(node: &NodeCluster, pg: &PostgresServer, s3: &S3Server) -> Resu
         },
     )
     .await?;
+    wait_rolled(&stss, "every StatefulSet rolled to the change").await?;
     wait_ready(&svs, "Ready after the rolling change").await?;
     eprintln!(
         "journey: rolling change done in {:.1}s",
@@ -757,6 +787,65 @@ async fn journey(node: &NodeCluster, pg: &PostgresServer, s3: &S3Server) -> Resu
         .collect();
     assert!(!reasons.is_empty(), "no Events on the SkyVault");
     eprintln!("journey: SkyVault events: {reasons:?}");
+
+    // 4d. A changed Secret value (new S3 keys; moto takes any) rolls the pods too, once the
+    // operator reconciles (Secrets are read, not watched: a touch annotation nudges it).
+    let checksums = || async {
+        let mut out = BTreeMap::new();
+        for sts in stss.list(&ListParams::default()).await?.items {
+            let sum = sts
+                .spec
+                .template
+                .metadata
+                .and_then(|m| m.annotations)
+                .and_then(|a| a.get("skyvault.io/config-checksum").cloned())
+                .unwrap_or_default();
+            out.insert(sts.metadata.name.unwrap_or_default(), sum);
+        }
+        anyhow::Ok(out)
+    };
+    let before = checksums().await?;
+    let t = Instant::now();
+    secrets
+        .patch(
+            "skyvault-s3",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"AWS_ACCESS_KEY_ID": "rotated"}})),
+        )
+        .await?;
+    svs.patch(
+        NAME,
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"skyvault.io/touch": "secret-rotated"}}}),
+        ),
+    )
+    .await?;
+    wait_for(
+        "every StatefulSet's checksum to follow the Secret",
+        ROLLOUT_TIMEOUT,
+        || async {
+            let now = checksums().await?;
+            let unchanged: Vec<&String> = now
+                .iter()
+                .filter(|(name, sum)| before.get(*name) == Some(sum))
+                .map(|(name, _)| name)
+                .collect();
+            if unchanged.is_empty() {
+                Ok(())
+            } else {
+                bail!("unchanged: {unchanged:?}")
+            }
+        },
+    )
+    .await?;
+    wait_rolled(&stss, "every StatefulSet rolled after the Secret rotation").await?;
+    wait_ready(&svs, "Ready after the Secret rotation").await?;
+    verify_all(&index_ip, &tally.acked).await?;
+    eprintln!(
+        "journey: a rotated S3 Secret rolled every pod in {:.1}s; acked keys still read back",
+        t.elapsed().as_secs_f64()
+    );
 
     // 5. Compaction and purge as real Job pods, results into status.
     let jobs: Api<Job> = Api::namespaced(client.clone(), NAME);
