@@ -167,3 +167,46 @@ async fn open_url_reads_the_environment() {
     assert_eq!(s.get("a/b").await.unwrap(), "hello");
     assert!(s.describe().contains(server.bucket()));
 }
+
+/// Streamed uploads: small ones are one PUT, large ones a multipart upload
+/// (parts of 8 MiB, the last one shorter) that appears only when finished;
+/// an aborted upload never appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_uploads_appear_whole_and_only_when_finished() {
+    let server = S3Server::start().unwrap();
+    credentials(&server);
+    let s = store(&server, "uploads").await;
+    let big: Bytes = (0..(skyvault::objstore::PART_BYTES * 2 + 12_345))
+        .map(|i| (i % 253) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    let mut upload = s.upload("run/big.sst").await.unwrap();
+    for piece in big.chunks(3 << 20) {
+        upload.write(Bytes::copy_from_slice(piece)).await.unwrap();
+    }
+    assert!(
+        matches!(s.get("run/big.sst").await, Err(StoreError::NotFound { .. })),
+        "visible before finish"
+    );
+    upload.finish().await.unwrap();
+    assert_eq!(s.get("run/big.sst").await.unwrap(), big);
+
+    let mut small = s.upload("run/small.sst").await.unwrap();
+    small.write(Bytes::from_static(b"tiny")).await.unwrap();
+    small.finish().await.unwrap();
+    assert_eq!(
+        s.get("run/small.sst").await.unwrap(),
+        Bytes::from_static(b"tiny")
+    );
+
+    let mut dropped = s.upload("run/aborted.sst").await.unwrap();
+    dropped
+        .write(big.slice(..skyvault::objstore::PART_BYTES + 1))
+        .await
+        .unwrap();
+    dropped.abort().await;
+    assert!(matches!(
+        s.get("run/aborted.sst").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
