@@ -54,6 +54,19 @@ enum CallError {
     Malformed(&'static str),
 }
 
+impl CallError {
+    /// Whether the replica itself failed (so it is skipped for a while).
+    /// Not when it was already skipped, nor when it answered that this one
+    /// reply would be over its budget: it is healthy, only this read is big.
+    fn is_peer_failure(&self) -> bool {
+        match self {
+            CallError::Bypassed => false,
+            CallError::Status(s) => s.code() != tonic::Code::ResourceExhausted,
+            CallError::Timeout(_) | CallError::Malformed(_) => true,
+        }
+    }
+}
+
 struct Peer {
     name: String,
     client: CacheServiceClient<Channel>,
@@ -165,7 +178,7 @@ impl CachePeers {
         match self.call(peer, plan, manifest, keys).await {
             Ok(answers) => return Ok(answers),
             Err(e) => {
-                if !matches!(e, CallError::Bypassed) {
+                if e.is_peer_failure() {
                     tracing::warn!(peer = %peer.name, error = %e, "cache peer failed; reading its files locally");
                     *peer.bypass_until.lock().expect("peer lock") =
                         Some(Instant::now() + RETRY_AFTER);

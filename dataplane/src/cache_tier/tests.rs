@@ -179,3 +179,68 @@ async fn service_rejects_bad_requests_precisely() {
     .await;
     assert_ne!(err.code(), tonic::Code::Ok);
 }
+
+/// A read too big for one replica reply is served locally, and the replica,
+/// which answered (RESOURCE_EXHAUSTED), is not skipped for the next read.
+#[tokio::test]
+async fn an_over_budget_reply_falls_back_without_skipping_the_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let big = Bytes::from(vec![b'v'; 1 << 20]);
+    let mut entries: BTreeMap<Vec<u8>, Value> = (0..13)
+        .map(|i| (format!("big/{i:02}").into_bytes(), Value::Put(big.clone())))
+        .collect();
+    entries.insert(b"small".to_vec(), Value::Put(Bytes::from_static(b"s")));
+    let mut writer = Writer::new(WriterOptions::default());
+    for (k, v) in &entries {
+        writer.add(k, v).unwrap();
+    }
+    let data = writer.finish(1, 1).unwrap();
+    store.put("wal/big.sst", data.clone()).await.unwrap();
+    let manifest = Manifest::default().apply(ManifestDelta {
+        version: 1,
+        added: vec![FileRecord {
+            id: 1,
+            object: "wal/big.sst".into(),
+            kind: FileKind::Wal,
+            level: 0,
+            seq: 1,
+            min_key: entries.keys().next().unwrap().clone(),
+            max_key: entries.keys().next_back().unwrap().clone(),
+            entry_count: entries.len() as u64,
+            size_bytes: data.len() as u64,
+            added_version: 1,
+            removed_version: None,
+            created_at_ms: 0,
+            removed_at_ms: None,
+        }],
+        removed_ids: vec![],
+        full: false,
+    });
+    let names = vec![serve(store.clone()).await];
+    let peers = CachePeers::new(&names, Duration::from_secs(5)).unwrap();
+    let local = BlockCache::new(store, &CacheConfig::default());
+    // Counted from here: the global counter may already hold another test's
+    // fallbacks for a reused port.
+    let counted = || counter_value(&metrics().cache_fallbacks, &[names[0].as_str()]);
+    let before = counted();
+    let fallbacks = || counted() - before;
+
+    let keys: Vec<Bytes> = (0..13)
+        .map(|i| Bytes::from(format!("big/{i:02}")))
+        .collect();
+    let got = peers.get_many(&local, &manifest, &keys).await.unwrap();
+    assert!(got.iter().all(|v| v.as_ref() == Some(&big)));
+    assert_eq!(
+        fallbacks(),
+        1,
+        "13 MiB in one reply is over the replica's budget"
+    );
+
+    let got = peers
+        .get_many(&local, &manifest, &[Bytes::from_static(b"small")])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![Some(Bytes::from_static(b"s"))]);
+    assert_eq!(fallbacks(), 1, "the replica answered the small read itself");
+}
