@@ -1,6 +1,7 @@
 //! The `skyvault` binary: every data-plane role, the jobs and the client CLI.
 
 use anyhow::Context;
+use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand};
 use skyvault::batcher::BatcherConfig;
 use skyvault::cache::CacheConfig;
@@ -142,7 +143,7 @@ struct BenchArgs {
     #[arg(long)]
     index_addr: Option<String>,
     /// Requests in flight (one per worker).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000).map(|n| n as usize))]
     concurrency: usize,
     /// Measured time, e.g. 10s, 500ms, 2m.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -150,15 +151,17 @@ struct BenchArgs {
     /// Unmeasured time before it.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     warmup: Duration,
-    #[arg(long, default_value_t = 16)]
+    /// Bytes per key (the server's limit is 1024).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024).map(|n| n as usize))]
     key_size: usize,
-    #[arg(long, default_value_t = 100)]
+    /// Bytes per value (the server's limit is 1 MiB).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1 << 20).map(|n| n as usize))]
     value_size: usize,
     /// Keys per BatchWrite/BatchGet (pairs per Scan page).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000).map(|n| n as usize))]
     batch_size: usize,
     /// Size of the key space.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     keys: u64,
     /// write | read | mixed:READ_FRACTION | scan | health (the gRPC floor).
     #[arg(long, default_value = "write", value_parser = skyvault::bench::parse_workload)]
@@ -555,6 +558,11 @@ mod tests {
             (&cache, "--object-store-max-requests", "0"),
             (&cache, "--cache-capacity-bytes", "0"),
             (&["purge", "--data-dir", "/tmp/x"], "--grace-secs", "59"),
+            (&["bench"], "--concurrency", "0"),
+            (&["bench"], "--key-size", "1025"),
+            (&["bench"], "--value-size", "1048577"),
+            (&["bench"], "--batch-size", "0"),
+            (&["bench"], "--keys", "0"),
         ];
         for (base, flag, value) in cases {
             let mut args = base.to_vec();
