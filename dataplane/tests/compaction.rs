@@ -48,6 +48,10 @@ fn tiny_tree() -> CompactionConfig {
         target_file_bytes: 1024,
         max_input_bytes: 6 * 1024,
         max_l0_files: 4,
+        // Flushes here are ~1 KiB: let them merge among themselves (intra-L0)
+        // whenever the base level outgrows L0 (rarely, with these tiny levels;
+        // `intra_l0_keeps_tombstones_and_order` covers it for sure).
+        small_l0_bytes: Some(1536),
         ..Default::default()
     }
 }
@@ -98,6 +102,7 @@ fn random_batch(rng: &mut StdRng, keys: &[Bytes], model: &mut Model, tag: &str) 
 #[derive(Debug, Default)]
 struct Seen {
     trivial_moves: usize,
+    intra_l0: usize,
     partial_l0_picks: usize,
     tombstones_dropped: u64,
     deepest_level: u32,
@@ -234,6 +239,7 @@ async fn check_levels(parts: &Parts, context: &str) {
 async fn note(seen: &mut Seen, parts: &Parts, s: &compaction::CompactionSummary) {
     match s.outcome {
         Outcome::TrivialMove => seen.trivial_moves += 1,
+        Outcome::Compacted if s.level_out == Some(0) => seen.intra_l0 += 1,
         Outcome::Compacted => {
             seen.tombstones_dropped += s.tombstones_dropped;
             let live = parts.meta.live_files().await.unwrap();
@@ -514,4 +520,94 @@ async fn purge_keeps_the_outputs_of_a_running_compaction_however_old() {
         .await
         .unwrap();
     assert_eq!(summary.orphans_deleted, vec![output]);
+}
+
+/// Intra-L0: with a large base level, runs of small L0 files merge into one
+/// L0 file; its tombstones must survive (the base level still holds the
+/// keys), and it must sit among the other L0 files by sequence.
+#[tokio::test]
+async fn intra_l0_keeps_tombstones_and_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = open(dir.path()).await;
+    let mut model = Model::new();
+    let keys: Vec<Bytes> = (0..2000)
+        .map(|i| Bytes::from(format!("key{i:04}")))
+        .collect();
+    // A base level (the last level) far larger than what follows; random
+    // values, so compression does not shrink it.
+    let mut rng = StdRng::seed_from_u64(7);
+    for chunk in keys.chunks(50) {
+        let batch = chunk
+            .iter()
+            .map(|k| {
+                let noise: String = (0..25)
+                    .map(|_| format!("{:08x}", rng.random::<u32>()))
+                    .collect();
+                let v = Bytes::from(format!("base-{noise}"));
+                model.insert(k.clone(), v.clone());
+                Entry {
+                    key: k.clone(),
+                    value: Value::Put(v),
+                }
+            })
+            .collect();
+        parts.batcher.write(batch).await.unwrap();
+    }
+    let cfg = CompactionConfig {
+        lsm: LsmConfig {
+            level_base_bytes: 1 << 20,
+            level_size_ratio: 10,
+            l0_trigger_files: 4,
+        },
+        small_l0_bytes: Some(4096),
+        ..Default::default()
+    };
+    let first = compaction::compact(&parts.store, &parts.meta, &cfg)
+        .await
+        .unwrap();
+    assert_eq!(first.level_out, Some(6), "{first:?}");
+    // One large L0 file of keys the base level does not hold: only it can
+    // shadow their deletes below, so an intra-L0 job above it must keep them.
+    let fresh: Vec<Bytes> = (0..50).map(|i| Bytes::from(format!("new{i:03}"))).collect();
+    let batch = fresh
+        .iter()
+        .map(|k| {
+            let noise: String = (0..25)
+                .map(|_| format!("{:08x}", rng.random::<u32>()))
+                .collect();
+            let v = Bytes::from(format!("l0-{noise}"));
+            model.insert(k.clone(), v.clone());
+            Entry {
+                key: k.clone(),
+                value: Value::Put(v),
+            }
+        })
+        .collect();
+    parts.batcher.write(batch).await.unwrap();
+    let mut keys = keys;
+    keys.extend(fresh.iter().cloned());
+    // Small batches: overwrites and deletes of the keys only that L0 file holds.
+    let mut intra = 0;
+    for step in 0..40 {
+        let batch = random_batch(&mut rng, &fresh, &mut model, &format!("s{step}"));
+        parts.batcher.write(batch).await.unwrap();
+        let s = compaction::compact(&parts.store, &parts.meta, &cfg)
+            .await
+            .unwrap();
+        if s.outcome == Outcome::Compacted && s.level_out == Some(0) {
+            intra += 1;
+            assert_eq!(
+                s.tombstones_dropped, 0,
+                "intra-L0 dropped tombstones: {s:?}"
+            );
+        }
+        parts.index.catch_up().await.unwrap();
+        verify(&parts, &model, &keys, &format!("step {step}")).await;
+    }
+    assert!(intra > 0, "no intra-L0 compaction ran");
+    let live = parts.meta.live_files().await.unwrap();
+    assert!(
+        live.iter().filter(|f| f.level == 0).count() < 40,
+        "L0 was not kept small"
+    );
 }

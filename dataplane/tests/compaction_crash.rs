@@ -77,6 +77,29 @@ async fn compact_killed_at_each_stage_leaves_a_readable_store() {
             grace: Duration::ZERO,
             dry_run: false,
         };
+        // The dead job's claim is still live (it expires after its TTL):
+        // until then purge keeps the outputs it had uploaded.
+        let dead_jobs: Vec<String> = std::fs::read_dir(dir.path().join("objects/run"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let name = format!("run/{}", e.ok()?.file_name().to_string_lossy());
+                skyvault::compaction::job_of_output(&name).map(str::to_string)
+            })
+            .filter(|_| stage != "after_swap")
+            .collect();
+        let kept = purge::purge(&parts.store, &parts.meta, &no_grace)
+            .await
+            .unwrap();
+        assert_eq!(
+            kept.kept_in_progress,
+            dead_jobs.len() as u64,
+            "{stage}: outputs of a job with a live claim are kept"
+        );
+        // The claim expires (here: now).
+        for job in &dead_jobs {
+            parts.meta.release_claim(job).await.unwrap();
+        }
         purge::purge(&parts.store, &parts.meta, &no_grace)
             .await
             .unwrap();

@@ -2,7 +2,8 @@
 //! their heads, the newest entry per key kept, outputs written as it goes.
 //!
 //! A tombstone is kept unless no file on a level below the output level may
-//! hold its key (nothing older is left to shadow). Overwritten values are
+//! hold its key (nothing older is left to shadow); merges into L0 keep every
+//! tombstone. Overwritten values are
 //! always dropped: every older version of a key in the inputs is older than
 //! the kept one, and files outside the inputs on the input levels do not
 //! hold the key (the pick took every overlapping file).
@@ -97,7 +98,9 @@ async fn run(
         if entries_in % 4096 == 0 && lost.load(Ordering::Relaxed) {
             return Err(CompactionError::ClaimLost);
         }
+        // Into L0 (intra-L0) older L0 files may hold the key: keep every tombstone.
         if let Value::Delete = entry.value
+            && pick.output_level > 0
             && !levels.deeper_may_hold(pick.output_level, &entry.key)
         {
             tombstones_dropped += 1;

@@ -49,6 +49,10 @@ pub struct CompactionConfig {
     pub max_input_bytes: u64,
     /// L0 files per job.
     pub max_l0_files: usize,
+    /// L0 files smaller than this are merged among themselves (intra-L0)
+    /// while the base level is much larger than L0 (default: a quarter of
+    /// `target_file_bytes`).
+    pub small_l0_bytes: Option<u64>,
     /// How long a claim lasts without renewal (renewed every third of it).
     pub claim_ttl: Duration,
     pub dry_run: bool,
@@ -62,6 +66,7 @@ impl Default for CompactionConfig {
             target_file_bytes: 64 << 20,
             max_input_bytes: 1 << 30,
             max_l0_files: 256,
+            small_l0_bytes: None,
             claim_ttl: Duration::from_secs(60),
             dry_run: false,
             writer: WriterOptions::default(),
@@ -74,6 +79,8 @@ impl CompactionConfig {
         PickLimits {
             max_input_bytes: self.max_input_bytes,
             max_l0_files: self.max_l0_files,
+            small_l0_bytes: self.small_l0_bytes.unwrap_or(self.target_file_bytes / 4),
+            min_intra_l0_files: self.lsm.l0_trigger_files as usize,
         }
     }
 }

@@ -107,7 +107,12 @@ impl<'a> Outputs<'a> {
         crash_point("after_output_upload");
         self.done.push(NewFile {
             object: open.object,
-            kind: FileKind::Run,
+            // L0 holds WAL-kind files (intra-L0 outputs included).
+            kind: if self.level == 0 {
+                FileKind::Wal
+            } else {
+                FileKind::Run
+            },
             level: self.level,
             min_key: open.first.to_vec(),
             max_key: open.last.to_vec(),

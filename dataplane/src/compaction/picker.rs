@@ -8,6 +8,11 @@
 //!   `kMinOverlappingRatio`), plus the Li+1 files it overlaps.
 //! - Trivial move: Li files with nothing overlapping on Li+1 change level
 //!   without a rewrite.
+//! - Intra-L0 (RocksDB's name): when the base level is more than `ratio`
+//!   times larger than L0, merging L0 into it would rewrite mostly base-level
+//!   bytes; instead the newest run of small L0 files (group commits are small)
+//!   is merged into one L0 file, which keeps the L0 file count, and so read
+//!   cost, bounded at a fraction of the rewrite.
 //!
 //! Every pick carries the claims that make it safe to run beside others
 //! (docs/decisions/0003-level-layout-and-claims.md).
@@ -61,6 +66,8 @@ impl Pick {
         }
         match self.kind {
             PickKind::Move => move_pick(levels, self.input_level, seeds),
+            // One L0 job at a time: nothing can come between the run's files.
+            PickKind::Merge if self.output_level == 0 => Some(intra_l0(seeds)),
             PickKind::Merge => Some(merge_pick(
                 levels,
                 self.input_level,
@@ -78,6 +85,10 @@ pub struct PickLimits {
     pub max_input_bytes: u64,
     /// L0 files per job (each is read with its own cursor).
     pub max_l0_files: usize,
+    /// L0 files below this size are merged among themselves (intra-L0).
+    pub small_l0_bytes: u64,
+    /// Fewest small files an intra-L0 job merges.
+    pub min_intra_l0_files: usize,
 }
 
 /// Picks in order of preference: levels by score (highest first, only those
@@ -94,7 +105,21 @@ pub fn candidates(levels: &Levels, config: &LsmConfig, limits: &PickLimits) -> V
     let mut picks = Vec::new();
     for level in due {
         if level.level == 0 {
-            picks.extend(l0_pick(levels, targets.base_level, limits));
+            let out = l0_output_level(levels, targets.base_level);
+            let expensive = levels.bytes(out)
+                > levels
+                    .bytes(0)
+                    .saturating_mul(config.level_size_ratio.max(2));
+            let intra = expensive.then(|| intra_l0_pick(levels, limits)).flatten();
+            // While L0 into the base level is expensive, wait for a run of
+            // small files to form rather than rewrite the base level for a few
+            // files; past twice the trigger, L0 goes down regardless.
+            let many = levels.l0.len() as u64 >= 2 * config.l0_trigger_files.max(1);
+            let go_down = !expensive || intra.is_some() || many;
+            picks.extend(intra);
+            if go_down {
+                picks.extend(l0_pick(levels, targets.base_level, limits));
+            }
         } else {
             picks.extend(level_picks(levels, level.level, limits));
         }
@@ -123,6 +148,38 @@ fn l0_pick(levels: &Levels, base_level: u32, limits: &PickLimits) -> Option<Pick
             return Some(pick);
         }
         take -= 1;
+    }
+}
+
+/// The newest run of small L0 files, merged into L0 again (see the module
+/// docs); `None` when the run is shorter than `min_intra_l0_files`.
+fn intra_l0_pick(levels: &Levels, limits: &PickLimits) -> Option<Pick> {
+    let mut run: Vec<FileRecord> = levels
+        .l0
+        .iter()
+        .take_while(|f| f.size_bytes < limits.small_l0_bytes)
+        .take(limits.max_l0_files.max(2))
+        .cloned()
+        .collect();
+    let take = prefix_within(&run, limits.max_input_bytes);
+    run.truncate(take);
+    (run.len() >= limits.min_intra_l0_files.max(2)).then(|| intra_l0(run))
+}
+
+/// Merges `files` (a run of consecutive L0 files by sequence, newest first)
+/// into L0: the output takes their highest sequence, so it sits exactly where
+/// they were among the other L0 files.
+fn intra_l0(files: Vec<FileRecord>) -> Pick {
+    Pick {
+        kind: PickKind::Merge,
+        input_level: 0,
+        output_level: 0,
+        inputs: files,
+        claims: vec![ClaimRange {
+            level: 0,
+            min_key: Vec::new(),
+            max_key: None,
+        }],
     }
 }
 
@@ -267,7 +324,44 @@ mod tests {
         PickLimits {
             max_input_bytes,
             max_l0_files: 64,
+            small_l0_bytes: MIB,
+            min_intra_l0_files: 2,
         }
+    }
+
+    #[test]
+    fn small_l0_files_merge_among_themselves_when_the_base_level_is_large() {
+        let small = PickLimits {
+            small_l0_bytes: 50_000,
+            ..limits(u64::MAX)
+        };
+        let levels = Levels::new(vec![
+            file(1, 6, "a", "z", 6 * MIB),
+            file(10, 0, "a", "z", 100_000), // oldest, not small
+            file(11, 0, "a", "m", 1000),
+            file(12, 0, "b", "z", 1000),
+            file(13, 0, "c", "d", 1000),
+        ]);
+        let picks = candidates(&levels, &config(), &small);
+        assert_eq!((picks[0].input_level, picks[0].output_level), (0, 0));
+        assert_eq!(
+            ids(&picks[0]),
+            vec![13, 12, 11],
+            "the newest run of small files"
+        );
+        assert_eq!(
+            picks[1].output_level, 6,
+            "L0 into the base level stays a fallback"
+        );
+        assert_eq!(picks[0].refreshed(&levels), Some(picks[0].clone()));
+        // With L0 large against the base level, L0 goes down instead.
+        let small_base = Levels::new(vec![
+            file(1, 6, "a", "z", MIB),
+            file(11, 0, "a", "m", 100_000),
+            file(12, 0, "b", "z", 100_000),
+        ]);
+        let picks = candidates(&small_base, &config(), &small);
+        assert!(picks.iter().all(|p| p.output_level != 0), "{picks:?}");
     }
 
     fn ids(p: &Pick) -> Vec<i64> {
