@@ -148,13 +148,24 @@ fn key(space: char, i: u64, size: usize) -> String {
 }
 
 /// The value stored under a key: derived from the key so any read verifies.
+/// The value written for `key`: a pseudo-random byte stream seeded by the key,
+/// so reads can be verified and values do not compress (like real payloads:
+/// compression must not flatter the storage numbers).
 fn value_for(key: &str, size: usize) -> Vec<u8> {
-    let seed = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    let mut state = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
-    (0..size)
-        .map(|i| b'a' + ((seed >> ((i % 8) * 8)) as u8 % 26))
-        .collect()
+    let mut out = Vec::with_capacity(size + 8);
+    while out.len() < size {
+        // splitmix64
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(size);
+    out
 }
 
 #[derive(Debug, Default, Serialize)]
