@@ -246,7 +246,12 @@ async fn compact_while_due(
                     );
                     continue;
                 }
-                Ok(_) => {}
+                // Another worker holds the work (or it is gone): retrying on
+                // every commit would only re-read the manifest; wait a second.
+                Ok(_) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
                 Err(e) => tracing::warn!(error = %e, "compaction failed; will retry"),
             }
         }

@@ -191,12 +191,15 @@ pub async fn compact(
     summary.job = job;
     summary.duration_ms = started.elapsed().as_millis() as u64;
     summary.peak_rss_bytes = peak_rss_bytes();
-    m.job_bytes
-        .with_label_values(&["compaction", "read"])
-        .inc_by(summary.bytes_in);
-    m.job_bytes
-        .with_label_values(&["compaction", "written"])
-        .inc_by(summary.bytes_out);
+    // Only work that was done counts (a claimed or dry-run pick reports what it would read).
+    if label == "ok" {
+        m.job_bytes
+            .with_label_values(&["compaction", "read"])
+            .inc_by(summary.bytes_in);
+        m.job_bytes
+            .with_label_values(&["compaction", "written"])
+            .inc_by(summary.bytes_out);
+    }
     m.job_duration
         .with_label_values(&["compaction"])
         .observe(started.elapsed().as_secs_f64());
