@@ -43,6 +43,10 @@ pub struct BatcherConfig {
     /// would take the queue past it gets RESOURCE_EXHAUSTED. At least the
     /// largest BatchWrite, so one request always fits an empty queue.
     pub queue_max_bytes: usize,
+    /// Writes wait (at most `stall_max_wait`, then RESOURCE_EXHAUSTED) while
+    /// L0 holds this many files; 0 never stalls (see `write_stall`).
+    pub l0_stop_files: u64,
+    pub stall_max_wait: Duration,
     pub writer: WriterOptions,
 }
 
@@ -54,6 +58,8 @@ impl Default for BatcherConfig {
             max_concurrent_flushes: 4,
             queue_capacity: 4096,
             queue_max_bytes: 256 << 20,
+            l0_stop_files: 0,
+            stall_max_wait: Duration::from_secs(2),
             writer: WriterOptions::default(),
         }
     }
@@ -81,6 +87,11 @@ pub enum WriteError {
     OutcomeUnknown(String),
     #[error("batcher is shutting down")]
     ShuttingDown,
+    #[error(
+        "write stalled: L0 holds {l0_files} files (limit {limit}) and compaction is behind; \
+         nothing was written, retry with backoff"
+    )]
+    Stalled { l0_files: u64, limit: u64 },
 }
 
 type Reply = oneshot::Sender<Result<u64, WriteError>>;
@@ -99,6 +110,7 @@ pub struct Batcher {
     capacity: usize,
     queued_bytes: Arc<AtomicUsize>,
     max_queued_bytes: usize,
+    stall: Option<crate::write_stall::WriteStall>,
 }
 
 impl Batcher {
@@ -113,6 +125,11 @@ impl Batcher {
         let capacity = config.queue_capacity;
         let max_queued_bytes = config.queue_max_bytes;
         let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let stall = crate::write_stall::WriteStall::start(
+            meta.clone(),
+            config.l0_stop_files,
+            config.stall_max_wait,
+        );
         let task = tokio::spawn(collect(config, store, meta, rx, queued_bytes.clone()));
         (
             Batcher {
@@ -120,6 +137,7 @@ impl Batcher {
                 capacity,
                 queued_bytes,
                 max_queued_bytes,
+                stall,
             },
             task,
         )
@@ -154,6 +172,9 @@ impl Batcher {
     /// Queues the entries (already validated, in request order) and waits
     /// until they are durable and committed. Returns the commit sequence.
     pub async fn write(&self, entries: Vec<Entry>) -> Result<u64, WriteError> {
+        if let Some(stall) = &self.stall {
+            stall.admit().await?;
+        }
         let bytes = entries.iter().map(entry_bytes).sum();
         let (reply, done) = oneshot::channel();
         let pending = Pending {

@@ -23,3 +23,4 @@ pub mod roles;
 pub mod server;
 pub mod sstable;
 pub mod standalone;
+pub mod write_stall;

@@ -325,6 +325,11 @@ struct Tuning {
     #[arg(long, env = "SKYVAULT_BATCH_QUEUE_MAX_BYTES", default_value_t = 256 << 20,
           value_parser = clap::value_parser!(u64).range(4 << 20..=64 << 30))]
     batch_queue_max_bytes: u64,
+    /// Writes wait (up to 2 s, then RESOURCE_EXHAUSTED) while L0 holds this many
+    /// files, so writers cannot outrun compaction; 0 (the default) never stalls.
+    #[arg(long, env = "SKYVAULT_L0_STOP_FILES", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    l0_stop_files: u64,
     /// Bytes of decoded file metadata and blocks kept in memory.
     #[arg(long, env = "SKYVAULT_CACHE_CAPACITY_BYTES", default_value_t = 256 << 20,
           value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
@@ -339,6 +344,7 @@ impl Tuning {
             max_concurrent_flushes: self.batch_max_concurrent_flushes as usize,
             queue_capacity: self.batch_queue_capacity as usize,
             queue_max_bytes: self.batch_queue_max_bytes as usize,
+            l0_stop_files: self.l0_stop_files,
             ..BatcherConfig::default()
         }
     }

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub index_applied_seq: IntGauge,
     pub index_files: IntGauge,
     pub lsm_files: IntGaugeVec,
+    pub batch_stalled: prometheus::IntCounter,
     pub lsm_bytes: IntGaugeVec,
     pub index_files_probed: Histogram,
     pub jobs: IntCounterVec,
@@ -197,6 +198,15 @@ impl Metrics {
             ),
             index_files: gauge(&r, "index_live_files", "Files in the index's manifest"),
             lsm_files: gauge_vec(&r, "lsm_files", "Live files per LSM level", &["level"]),
+            batch_stalled: {
+                let c = prometheus::IntCounter::new(
+                    "batch_stalled_writes_total",
+                    "Writes that waited because L0 was at its bound (--l0-stop-files)",
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             lsm_bytes: gauge_vec(&r, "lsm_bytes", "Live bytes per LSM level", &["level"]),
             index_files_probed: histogram(
                 &r,

@@ -57,6 +57,9 @@ impl MetaStore for Gated {
     async fn live_claim_jobs(&self) -> MetaResult<Vec<String>> {
         self.inner.live_claim_jobs().await
     }
+    async fn l0_file_count(&self) -> MetaResult<u64> {
+        self.inner.l0_file_count().await
+    }
     async fn all_files(&self) -> MetaResult<Vec<FileRecord>> {
         self.inner.all_files().await
     }

@@ -23,9 +23,9 @@ impl BatcherApi {
 impl From<WriteError> for Status {
     fn from(e: WriteError) -> Status {
         match e {
-            WriteError::Overloaded(_) | WriteError::OverloadedBytes { .. } => {
-                Status::resource_exhausted(e.to_string())
-            }
+            WriteError::Overloaded(_)
+            | WriteError::OverloadedBytes { .. }
+            | WriteError::Stalled { .. } => Status::resource_exhausted(e.to_string()),
             WriteError::Unavailable(_)
             | WriteError::OutcomeUnknown(_)
             | WriteError::ShuttingDown => Status::unavailable(e.to_string()),

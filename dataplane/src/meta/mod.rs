@@ -201,6 +201,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Jobs holding an unexpired claim: purge keeps their uploaded but not yet
     /// installed outputs (see `purge`).
     async fn live_claim_jobs(&self) -> MetaResult<Vec<String>>;
+    /// Live L0 files (for write stalls).
+    async fn l0_file_count(&self) -> MetaResult<u64>;
     /// Every row, live or replaced, for purge.
     async fn all_files(&self) -> MetaResult<Vec<FileRecord>>;
     /// Deletes rows of replaced files whose objects are gone.

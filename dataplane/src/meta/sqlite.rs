@@ -258,6 +258,15 @@ impl MetaStore for SqliteMeta {
         Ok(version)
     }
 
+    async fn l0_file_count(&self) -> MetaResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM files WHERE level = 0 AND removed_version IS NULL",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n as u64)
+    }
+
     async fn all_files(&self) -> MetaResult<Vec<FileRecord>> {
         let sql = format!("SELECT {FILE_COLUMNS} FROM files ORDER BY id");
         let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
