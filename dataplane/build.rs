@@ -11,7 +11,9 @@ const PROTOS: &[&str] = &[
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    // Read at run time: a compiled build script can be reused for another checkout
+    // sharing the target directory, and `env!` would point it at the old one.
+    let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
     for file in PROTOS {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());
     }
