@@ -3,7 +3,8 @@
 //!
 //! `SKYVAULT_TEST_S3` selects the server: `moto` (the default; slow, ~450
 //! GETs/s, fine for tests) or `s3s-fs` (crates.io `s3s-fs` 0.14, objects on
-//! disk; fast enough for benchmarks; binary from `SKYVAULT_S3S_FS_BIN` or
+//! disk; fast, but it answers suffix-range GETs with 500, so SkyVault's
+//! footer reads fail on it: usable for upload tests only); binary from `SKYVAULT_S3S_FS_BIN` or
 //! `~/.cache/skyvault/tools/s3s-fs-0.14.1/bin/s3s-fs`, installed by
 //! `e2e/bench-sustained.sh`). Anything else fails loudly.
 
