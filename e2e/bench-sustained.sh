@@ -6,8 +6,9 @@
 # over a key space of BENCH_KEYS (default 1,000,000, written once first), while
 # a sampler records the LSM's shape from GET /lsm every 5 s.
 #   bash e2e/bench-sustained.sh standalone    one process; compaction in-process
-#   bash e2e/bench-sustained.sh distributed   PostgreSQL + s3s-fs (an S3 server on
-#       disk; moto is too slow), batcher/index/cache processes, and a driver doing
+#   bash e2e/bench-sustained.sh distributed   PostgreSQL + an S3 server (BENCH_S3:
+#       moto, the default, slow; s3s-fs is fast but answers suffix-range GETs with 500,
+#       which breaks footer reads), batcher/index/cache processes, and a driver doing
 #       what the operator does: poll the index's /lsm every 2 s and, while
 #       needs_compaction, run up to 2 `skyvault compact` jobs at once.
 # Output: target/bench/sustained-MODE.md (one row per minute) and the raw JSON.
@@ -39,13 +40,14 @@ if [[ $MODE == standalone ]]; then
     for _ in $(seq 100); do curl -sf "http://$LSM_HTTP/readyz" > /dev/null && break; sleep 0.1; done
     ADDR=(--addr "$GRPC")
 else
-    if [[ ! -x $S3S ]]; then
+    S3_SERVER=${BENCH_S3:-moto}
+    if [[ $S3_SERVER == s3s-fs && ! -x $S3S ]]; then
         echo "==> installing s3s-fs 0.14.1 (crates.io; once, into ~/.cache/skyvault/tools)"
         cargo install s3s-fs --version 0.14.1 --features binary --locked \
             --root "$HOME/.cache/skyvault/tools/s3s-fs-0.14.1"
     fi
     cargo build -p skyvault-e2e --bin skyvault-e2e-dataplane
-    SKYVAULT_TEST_S3=s3s-fs SKYVAULT_BIN=$BIN target/debug/skyvault-e2e-dataplane \
+    SKYVAULT_TEST_S3=$S3_SERVER SKYVAULT_BIN=$BIN target/debug/skyvault-e2e-dataplane \
         > "$OUT/dataplane.env" 2> "$OUT/dataplane.log" &
     PIDS_TO_STOP="$!"
     for _ in $(seq 1200); do
