@@ -116,6 +116,24 @@ impl S3Store {
         }
     }
 
+    /// `get_suffix` without a suffix range: HEAD for the size, then a range.
+    async fn suffix_via_head(&self, path: &str, len: u64) -> StoreResult<(Bytes, u64)> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.config.bucket)
+            .key(self.key(path))
+            .send()
+            .await
+            .map_err(|e| self.error(path, e))?;
+        let size = head.content_length().unwrap_or(0).max(0) as u64;
+        if size == 0 {
+            return Ok((Bytes::new(), 0));
+        }
+        let data = self.get_range(path, size.saturating_sub(len)..size).await?;
+        Ok((data, size))
+    }
+
     pub(super) fn key(&self, path: &str) -> String {
         if self.config.prefix.is_empty() {
             path.to_string()
@@ -267,6 +285,12 @@ impl ObjectStore for S3Store {
                 }
                 // An empty object has no satisfiable suffix: read it whole below.
                 Err(e) if is_invalid_range(&e) => {}
+                // Some S3-compatible servers (s3s-fs) fail suffix ranges: ask
+                // for the size, then an explicit range; keep the first error
+                // if that fails too.
+                Err(e @ StoreError::Unavailable(_)) => {
+                    return self.suffix_via_head(path, len).await.map_err(|_| e);
+                }
                 Err(e) => return Err(e),
             }
         }
