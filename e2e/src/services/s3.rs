@@ -3,8 +3,9 @@
 //!
 //! `SKYVAULT_TEST_S3` selects the server: `moto` (the default; slow, ~450
 //! GETs/s, fine for tests) or `s3s-fs` (crates.io `s3s-fs` 0.14, objects on
-//! disk; fast, but it answers suffix-range GETs with 500, so SkyVault's
-//! footer reads fail on it: usable for upload tests only); binary from `SKYVAULT_S3S_FS_BIN` or
+//! disk; fast; it answers suffix-range GETs with 500, which `S3Store` works
+//! around with HEAD + range, and treats a missing bucket differently from
+//! S3); binary from `SKYVAULT_S3S_FS_BIN` or
 //! `~/.cache/skyvault/tools/s3s-fs-0.14.1/bin/s3s-fs`, installed by
 //! `e2e/bench-sustained.sh`). Anything else fails loudly.
 
