@@ -630,19 +630,21 @@ async fn writes_stall_at_the_l0_bound_until_compaction_catches_up() {
     for i in 0..3 {
         parts.batcher.write(put(i)).await.unwrap();
     }
-    // The L0 count is polled: wait (bounded) until the stall engages.
-    let mut stalled = None;
-    for i in 3..200 {
+    // The L0 count is polled: write until the stall engages, within a deadline
+    // (each stalled attempt itself waits `stall_max_wait` before failing).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut i = 3;
+    let stalled = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes never stalled at the L0 bound"
+        );
         match parts.batcher.write(put(i)).await {
-            Err(e @ skyvault::batcher::WriteError::Stalled { .. }) => {
-                stalled = Some(e);
-                break;
-            }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e @ skyvault::batcher::WriteError::Stalled { .. }) => break e,
+            Ok(_) => i += 1,
             Err(e) => panic!("unexpected {e}"),
         }
-    }
-    let stalled = stalled.expect("writes never stalled at the L0 bound");
+    };
     assert!(
         stalled.to_string().contains("nothing was written"),
         "{stalled}"
