@@ -90,7 +90,7 @@ pub fn plan(
             starting_deadline: SignedDuration::from_secs(spec.starting_deadline_seconds),
         },
     );
-    let trigger = pending_trigger(sv, kind, &previous, &history.triggers);
+    let (trigger, started_trigger) = pending_trigger(sv, kind, &previous, &history.triggers);
 
     let last_result = newer_result(previous.last_result.as_ref(), history.last_result.as_ref());
     let mut events = failed_since(&previous, last_result.as_ref());
@@ -104,7 +104,10 @@ pub fn plan(
         last_result,
         last_schedule_time: last_scheduled.map(Time),
         next_schedule_time: decision.next.map(Time),
-        handled_trigger: previous.handled_trigger.clone(),
+        // A Job carrying the annotation's value proves it was handled, even when the status
+        // read here predates the write that recorded it (a reconcile woken by the new Job can
+        // see the SkyVault from before that write; applying `previous` would then drop it).
+        handled_trigger: started_trigger.or_else(|| previous.handled_trigger.clone()),
     };
     if let Some(at) = decision.too_late {
         events.push(JobEvent::MissedDeadline { at });
@@ -245,21 +248,26 @@ fn previous_status(sv: &SkyVault, kind: JobKind) -> JobKindStatus {
     s.unwrap_or_default()
 }
 
-/// The trigger annotation's value when no Job has been started for it yet.
+/// The trigger annotation's value when no Job has been started for it yet (first), and the
+/// value when a Job for it exists (second).
 fn pending_trigger(
     sv: &SkyVault,
     kind: JobKind,
     previous: &JobKindStatus,
     started: &[String],
-) -> Option<String> {
-    let value = sv
-        .annotations()
-        .get(kind.trigger_annotation())?
-        .trim()
-        .to_string();
-    let handled =
-        previous.handled_trigger.as_deref() == Some(value.as_str()) || started.contains(&value);
-    (!value.is_empty() && !handled).then_some(value)
+) -> (Option<String>, Option<String>) {
+    let Some(value) = sv.annotations().get(kind.trigger_annotation()) else {
+        return (None, None);
+    };
+    let value = value.trim().to_string();
+    if value.is_empty() {
+        return (None, None);
+    }
+    if started.contains(&value) {
+        return (None, Some(value));
+    }
+    let handled = previous.handled_trigger.as_deref() == Some(value.as_str());
+    ((!handled).then_some(value), None)
 }
 
 /// A failure Event, once: when the last real result is a failure not recorded before.
