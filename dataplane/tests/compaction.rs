@@ -108,6 +108,9 @@ struct Seen {
     deepest_level: u32,
     lost_claims: usize,
     concurrent_swaps: usize,
+    /// Two L0 jobs that both swapped at once (one into the base level, one
+    /// merging the newer L0 files among themselves).
+    concurrent_l0_jobs: usize,
 }
 
 #[tokio::test]
@@ -128,8 +131,17 @@ async fn random_operations_read_like_a_map_across_a_multi_level_tree() {
         let cfg = tiny_tree();
         for step in 0..120 {
             let context = format!("seed {seed} step {step}");
+            // Now and then a burst of writes piles up L0 before two jobs start.
+            let burst = rng.random_bool(0.1);
+            if burst {
+                for k in 0..8 {
+                    let tag = format!("s{seed}-{step}-burst{k}");
+                    let more = random_batch(&mut rng, &keys, &mut model, &tag);
+                    parts.batcher.write(more).await.unwrap();
+                }
+            }
             let batch = random_batch(&mut rng, &keys, &mut model, &format!("s{seed}-{step}"));
-            if rng.random_bool(0.4) {
+            if burst || rng.random_bool(0.4) {
                 // Two jobs and a write at once: the jobs run on disjoint inputs
                 // (or one finds them claimed), the write lands in L0 above them.
                 let (a, b, w) = tokio::join!(
@@ -141,6 +153,9 @@ async fn random_operations_read_like_a_map_across_a_multi_level_tree() {
                 let (a, b) = (a.unwrap(), b.unwrap());
                 if a.outcome.exit_code() == 0 && b.outcome.exit_code() == 0 {
                     seen.concurrent_swaps += 1;
+                    if a.level_in == Some(0) && b.level_in == Some(0) {
+                        seen.concurrent_l0_jobs += 1;
+                    }
                 }
                 for s in [&a, &b] {
                     note(&mut seen, &parts, s).await;
@@ -217,6 +232,7 @@ async fn random_operations_read_like_a_map_across_a_multi_level_tree() {
     assert!(seen.deepest_level >= 3, "{seen:?}");
     assert!(seen.lost_claims > 0, "{seen:?}");
     assert!(seen.concurrent_swaps > 0, "{seen:?}");
+    assert!(seen.concurrent_l0_jobs > 0, "{seen:?}");
 }
 
 /// Levels below L0 hold non-overlapping files.

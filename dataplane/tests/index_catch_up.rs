@@ -57,6 +57,9 @@ impl MetaStore for Gated {
     async fn live_claim_jobs(&self) -> MetaResult<Vec<String>> {
         self.inner.live_claim_jobs().await
     }
+    async fn live_claims(&self) -> MetaResult<Vec<skyvault::meta::ClaimRange>> {
+        self.inner.live_claims().await
+    }
     async fn l0_file_count(&self) -> MetaResult<u64> {
         self.inner.l0_file_count().await
     }

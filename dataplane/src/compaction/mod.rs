@@ -215,17 +215,27 @@ async fn run(
     config: &CompactionConfig,
     job: &str,
 ) -> Result<CompactionSummary, CompactionError> {
+    let mut claimed = CompactionSummary {
+        outcome: Outcome::InputsClaimed,
+        ..Default::default()
+    };
     for _ in 0..ATTEMPTS {
         let levels = Levels::new(meta.live_files().await?);
-        let picks = picker::candidates(&levels, &config.lsm, &config.limits());
-        let Some(first) = picks.first() else {
+        let unhindered = picker::candidates(&levels, &config.lsm, &config.limits(), &[]);
+        let Some(first) = unhindered.first() else {
             return Ok(CompactionSummary::default());
         };
         if config.dry_run {
             return Ok(planned(first, Outcome::DryRun));
         }
+        // Around the ranges running jobs hold (L0 picks differ; the claim
+        // below still decides).
+        let held = meta.live_claims().await?;
+        let picks = picker::candidates(&levels, &config.lsm, &config.limits(), &held);
         let Some((pick, claim)) = claim_first(meta, job, &picks, config.claim_ttl).await? else {
-            return Ok(planned(first, Outcome::InputsClaimed));
+            // A job that started beside us took them: look again knowing its claims.
+            claimed = planned(first, Outcome::InputsClaimed);
+            continue;
         };
         // Nobody else can change our ranges now; re-check against the manifest as it is.
         let fresh = Levels::new(meta.live_files().await?);
@@ -236,11 +246,8 @@ async fn run(
             _ => claim.release().await,
         }
     }
-    // The manifest kept changing under the picks: other jobs are busy here.
-    Ok(CompactionSummary {
-        outcome: Outcome::InputsClaimed,
-        ..Default::default()
-    })
+    // Other jobs hold the inputs, or the manifest kept changing under the picks.
+    Ok(claimed)
 }
 
 async fn claim_first(

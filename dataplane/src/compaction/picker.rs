@@ -3,7 +3,9 @@
 //!
 //! - L0 → base level: the oldest L0 files (a prefix by sequence, so every L0
 //!   file left behind is newer than every output) up to a byte budget, plus
-//!   the base-level files they overlap. One at a time: it claims all of L0.
+//!   the base-level files they overlap. L0 claims are sequence ranges, not
+//!   key ranges ([`l0_claim`]): L0 files overlap each other, and what must not
+//!   interleave is their order.
 //! - Li → Li+1: one Li file, preferring the least overlap below (RocksDB's
 //!   `kMinOverlappingRatio`), plus the Li+1 files it overlaps.
 //! - Trivial move: Li files with nothing overlapping on Li+1 change level
@@ -12,7 +14,9 @@
 //!   times larger than L0, merging L0 into it would rewrite mostly base-level
 //!   bytes; instead the newest run of small L0 files (group commits are small)
 //!   is merged into one L0 file, which keeps the L0 file count, and so read
-//!   cost, bounded at a fraction of the rewrite.
+//!   cost, bounded at a fraction of the rewrite. The same happens to the L0
+//!   files newer than those an L0 job holds (RocksDB does it when L0 → base
+//!   is busy): new flushes keep arriving while the base level is rewritten.
 //!
 //! Every pick carries the claims that make it safe to run beside others
 //! (docs/decisions/0003-level-layout-and-claims.md).
@@ -66,7 +70,8 @@ impl Pick {
         }
         match self.kind {
             PickKind::Move => move_pick(levels, self.input_level, seeds),
-            // One L0 job at a time: nothing can come between the run's files.
+            // Nothing can come between the run's files: new flushes are newer,
+            // and jobs holding older or newer L0 files hold disjoint sequences.
             PickKind::Merge if self.output_level == 0 => Some(intra_l0(seeds)),
             PickKind::Merge => Some(merge_pick(
                 levels,
@@ -92,8 +97,14 @@ pub struct PickLimits {
 }
 
 /// Picks in order of preference: levels by score (highest first, only those
-/// due), several candidates per level. The caller claims the first it can.
-pub fn candidates(levels: &Levels, config: &LsmConfig, limits: &PickLimits) -> Vec<Pick> {
+/// due), several candidates per level. The caller claims the first it can;
+/// `held` (the live claims of running jobs) steers L0 picks around them.
+pub fn candidates(
+    levels: &Levels,
+    config: &LsmConfig,
+    limits: &PickLimits,
+    held: &[ClaimRange],
+) -> Vec<Pick> {
     let debt = lsm::debt(levels, config, 0);
     let targets = lsm::targets(levels, config);
     let mut due: Vec<_> = debt
@@ -105,21 +116,7 @@ pub fn candidates(levels: &Levels, config: &LsmConfig, limits: &PickLimits) -> V
     let mut picks = Vec::new();
     for level in due {
         if level.level == 0 {
-            let out = l0_output_level(levels, targets.base_level);
-            let expensive = levels.bytes(out)
-                > levels
-                    .bytes(0)
-                    .saturating_mul(config.level_size_ratio.max(2));
-            let intra = expensive.then(|| intra_l0_pick(levels, limits)).flatten();
-            // While L0 into the base level is expensive, wait for a run of
-            // small files to form rather than rewrite the base level for a few
-            // files; past twice the trigger, L0 goes down regardless.
-            let many = levels.l0.len() as u64 >= 2 * config.l0_trigger_files.max(1);
-            let go_down = !expensive || intra.is_some() || many;
-            picks.extend(intra);
-            if go_down {
-                picks.extend(l0_pick(levels, targets.base_level, limits));
-            }
+            picks.extend(l0_picks(levels, config, limits, targets.base_level, held));
         } else {
             picks.extend(level_picks(levels, level.level, limits));
         }
@@ -135,9 +132,108 @@ pub fn l0_output_level(levels: &Levels, base_level: u32) -> u32 {
         .unwrap_or(base_level)
 }
 
-fn l0_pick(levels: &Levels, base_level: u32, limits: &PickLimits) -> Option<Pick> {
+/// L0's candidates: a merge of the newest small files among themselves and/or
+/// the oldest files into the base level, each only over files no running job
+/// holds.
+fn l0_picks(
+    levels: &Levels,
+    config: &LsmConfig,
+    limits: &PickLimits,
+    base_level: u32,
+    held: &[ClaimRange],
+) -> Vec<Pick> {
+    let busy = HeldL0::from_claims(held);
     let out = l0_output_level(levels, base_level);
-    let mut oldest_first: Vec<FileRecord> = levels.l0.iter().rev().cloned().collect();
+    let expensive = levels.bytes(out)
+        > levels
+            .bytes(0)
+            .saturating_mul(config.level_size_ratio.max(2));
+    let intra = (expensive || busy.is_some())
+        .then(|| intra_l0_pick(levels, limits, busy.map_or(0, |b| b.above)))
+        .flatten();
+    // While L0 into the base level is expensive, wait for a run of small
+    // files to form rather than rewrite the base level for a few files; past
+    // twice the trigger, L0 goes down regardless.
+    let many = levels.l0.len() as u64 >= 2 * config.l0_trigger_files.max(1);
+    let go_down = !expensive || intra.is_some() || many;
+    let below = busy.map_or(u64::MAX, |b| b.below);
+    let down = go_down
+        .then(|| l0_pick_below(levels, base_level, limits, below))
+        .flatten();
+    intra.into_iter().chain(down).collect()
+}
+
+/// The L0 sequences running jobs hold: files with `seq < below` or
+/// `seq > above` are free. A claim that is not a sequence range (an older
+/// binary's whole-L0 claim) holds everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HeldL0 {
+    below: u64,
+    above: u64,
+}
+
+impl HeldL0 {
+    fn from_claims(held: &[ClaimRange]) -> Option<HeldL0> {
+        held.iter()
+            .filter(|c| c.level == 0)
+            .map(|c| match l0_claim_seqs(c) {
+                Some((lo, hi)) => HeldL0 {
+                    below: lo,
+                    above: hi,
+                },
+                None => HeldL0 {
+                    below: 0,
+                    above: u64::MAX,
+                },
+            })
+            .reduce(|a, b| HeldL0 {
+                below: a.below.min(b.below),
+                above: a.above.max(b.above),
+            })
+    }
+}
+
+/// The claim on L0 files: their sequence range, as big-endian bytes so that
+/// byte order is numeric order (docs/decisions/0003-level-layout-and-claims.md).
+pub fn l0_claim(files: &[FileRecord]) -> ClaimRange {
+    let lo = files.iter().map(|f| f.seq).min().unwrap_or(0);
+    let hi = files.iter().map(|f| f.seq).max().unwrap_or(u64::MAX);
+    ClaimRange {
+        level: 0,
+        min_key: lo.to_be_bytes().to_vec(),
+        max_key: Some(hi.to_be_bytes().to_vec()),
+    }
+}
+
+fn l0_claim_seqs(claim: &ClaimRange) -> Option<(u64, u64)> {
+    let lo = u64::from_be_bytes(claim.min_key.as_slice().try_into().ok()?);
+    let hi = u64::from_be_bytes(claim.max_key.as_deref()?.try_into().ok()?);
+    Some((lo, hi))
+}
+
+#[cfg(test)]
+fn l0_pick(levels: &Levels, base_level: u32, limits: &PickLimits) -> Option<Pick> {
+    l0_pick_below(levels, base_level, limits, u64::MAX)
+}
+
+/// The oldest L0 files with `seq < below` into the base level.
+fn l0_pick_below(
+    levels: &Levels,
+    base_level: u32,
+    limits: &PickLimits,
+    below: u64,
+) -> Option<Pick> {
+    let out = l0_output_level(levels, base_level);
+    let mut oldest_first: Vec<FileRecord> = levels
+        .l0
+        .iter()
+        .rev()
+        .take_while(|f| f.seq < below)
+        .cloned()
+        .collect();
+    if oldest_first.is_empty() {
+        return None;
+    }
     oldest_first.truncate(limits.max_l0_files.max(1));
     // The budget covers the overlapped files too; shrink the L0 prefix until
     // it fits (one file at least).
@@ -151,13 +247,14 @@ fn l0_pick(levels: &Levels, base_level: u32, limits: &PickLimits) -> Option<Pick
     }
 }
 
-/// The newest run of small L0 files, merged into L0 again (see the module
-/// docs); `None` when the run is shorter than `min_intra_l0_files`.
-fn intra_l0_pick(levels: &Levels, limits: &PickLimits) -> Option<Pick> {
+/// The newest run of small L0 files with `seq > above`, merged into L0 again
+/// (see the module docs); `None` when the run is shorter than
+/// `min_intra_l0_files`.
+fn intra_l0_pick(levels: &Levels, limits: &PickLimits, above: u64) -> Option<Pick> {
     let mut run: Vec<FileRecord> = levels
         .l0
         .iter()
-        .take_while(|f| f.size_bytes < limits.small_l0_bytes)
+        .take_while(|f| f.seq > above && f.size_bytes < limits.small_l0_bytes)
         .take(limits.max_l0_files.max(2))
         .cloned()
         .collect();
@@ -174,12 +271,8 @@ fn intra_l0(files: Vec<FileRecord>) -> Pick {
         kind: PickKind::Merge,
         input_level: 0,
         output_level: 0,
+        claims: vec![l0_claim(&files)],
         inputs: files,
-        claims: vec![ClaimRange {
-            level: 0,
-            min_key: Vec::new(),
-            max_key: None,
-        }],
     }
 }
 
@@ -276,12 +369,7 @@ fn merge_pick(levels: &Levels, level: u32, out: u32, mut seeds: Vec<FileRecord>)
         .last()
         .map_or(hi.clone(), |f| f.max_key.clone().max(hi.clone()));
     let input_claim = if level == 0 {
-        // L0 files overlap each other and must go oldest first: one L0 job at a time.
-        ClaimRange {
-            level: 0,
-            min_key: Vec::new(),
-            max_key: None,
-        }
+        l0_claim(&seeds)
     } else {
         ClaimRange {
             level,
@@ -309,6 +397,7 @@ fn merge_pick(levels: &Levels, level: u32, out: u32, mut seeds: Vec<FileRecord>)
 mod tests {
     use super::*;
     use crate::lsm::tests::file;
+    use crate::meta::claims_conflict;
 
     const MIB: u64 = 1 << 20;
 
@@ -342,7 +431,7 @@ mod tests {
             file(12, 0, "b", "z", 1000),
             file(13, 0, "c", "d", 1000),
         ]);
-        let picks = candidates(&levels, &config(), &small);
+        let picks = candidates(&levels, &config(), &small, &[]);
         assert_eq!((picks[0].input_level, picks[0].output_level), (0, 0));
         assert_eq!(
             ids(&picks[0]),
@@ -360,8 +449,56 @@ mod tests {
             file(11, 0, "a", "m", 100_000),
             file(12, 0, "b", "z", 100_000),
         ]);
-        let picks = candidates(&small_base, &config(), &small);
+        let picks = candidates(&small_base, &config(), &small, &[]);
         assert!(picks.iter().all(|p| p.output_level != 0), "{picks:?}");
+    }
+
+    #[test]
+    fn while_an_l0_job_runs_newer_small_files_merge_among_themselves() {
+        let small = PickLimits {
+            small_l0_bytes: 50_000,
+            ..limits(u64::MAX)
+        };
+        // Base level small against L0: without a running job, L0 just goes down.
+        let levels = Levels::new(vec![
+            file(1, 6, "a", "z", 1000),
+            file(10, 0, "a", "z", 1000),
+            file(11, 0, "a", "m", 1000),
+            file(12, 0, "b", "z", 1000),
+            file(13, 0, "c", "d", 1000),
+        ]);
+        let idle = candidates(&levels, &config(), &small, &[]);
+        assert!(idle.iter().all(|p| p.output_level == 6), "{idle:?}");
+        // A job holds 10..=11 (it took them into the base level): the newer
+        // files merge among themselves, and nothing else touches L0.
+        let held = vec![
+            l0_claim(&levels.l0[2..]),
+            ClaimRange {
+                level: 6,
+                min_key: b"a".to_vec(),
+                max_key: Some(b"z".to_vec()),
+            },
+        ];
+        let busy = candidates(&levels, &config(), &small, &held);
+        assert_eq!(busy.len(), 1, "{busy:?}");
+        assert_eq!((busy[0].output_level, ids(&busy[0])), (0, vec![13, 12]));
+        assert!(!claims_conflict(&held, &busy[0].claims));
+        // A job holding the newest files leaves the oldest ones to go down.
+        let newest = vec![l0_claim(&levels.l0[..2])];
+        let below = candidates(&levels, &config(), &small, &newest);
+        assert_eq!(below.len(), 1, "{below:?}");
+        assert_eq!(
+            (below[0].output_level, ids(&below[0])),
+            (6, vec![11, 10, 1])
+        );
+        assert!(!claims_conflict(&newest, &below[0].claims));
+        // An older binary's whole-L0 claim leaves nothing on L0.
+        let whole = vec![ClaimRange {
+            level: 0,
+            min_key: Vec::new(),
+            max_key: None,
+        }];
+        assert!(candidates(&levels, &config(), &small, &whole).is_empty());
     }
 
     fn ids(p: &Pick) -> Vec<i64> {
@@ -392,7 +529,11 @@ mod tests {
             vec![21, 20, 10, 11],
             "newest first, then level 6"
         );
-        assert_eq!(pick.claims[0].max_key, None, "one L0 job at a time");
+        assert_eq!(
+            l0_claim_seqs(&pick.claims[0]),
+            Some((20, 21)),
+            "L0 is claimed by sequence"
+        );
         assert_eq!(
             (
                 pick.claims[1].min_key.as_slice(),
@@ -438,11 +579,11 @@ mod tests {
             file(2, 0, "a", "b", 1),
             file(3, 1, "c", "d", MIB),
         ]);
-        let picks = candidates(&levels, &config(), &limits(u64::MAX));
+        let picks = candidates(&levels, &config(), &limits(u64::MAX), &[]);
         // L1 (the base level) is further over its target than L0: it goes first.
         assert_eq!(picks[0].input_level, 1);
         assert_eq!(picks[0].kind, PickKind::Move);
         assert!(picks.iter().any(|p| p.input_level == 0));
-        assert!(candidates(&Levels::new(vec![]), &config(), &limits(1)).is_empty());
+        assert!(candidates(&Levels::new(vec![]), &config(), &limits(1), &[]).is_empty());
     }
 }

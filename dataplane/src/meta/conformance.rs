@@ -59,6 +59,18 @@ pub async fn claims_exclude_and_swaps_check_them(meta: &dyn MetaStore) {
         "disjoint range"
     );
     assert!(meta.renew_claim("a", ttl).await.unwrap());
+    let mut held = meta.live_claims().await.unwrap();
+    held.sort_by(|x, y| (x.level, &x.min_key).cmp(&(y.level, &y.min_key)));
+    assert_eq!(
+        held,
+        vec![
+            range(0, "", None),
+            range(1, "a", Some("m")),
+            range(1, "n", Some("z")),
+            range(2, "m", Some("z")),
+        ],
+        "live_claims lists every held range"
+    );
     // A swap by a job without a claim changes nothing.
     let version = meta.current_version().await.unwrap();
     let lost = Swap {
@@ -96,6 +108,15 @@ pub async fn claims_exclude_and_swaps_check_them(meta: &dyn MetaStore) {
             .unwrap()
     );
     assert!(!meta.renew_claim("e", ttl).await.unwrap());
+    assert!(
+        !meta
+            .live_claims()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.level == 3),
+        "an expired claim is not listed"
+    );
     assert!(
         meta.claim("f", &[range(3, "a", Some("c"))], ttl)
             .await

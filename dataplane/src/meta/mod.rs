@@ -201,6 +201,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Jobs holding an unexpired claim: purge keeps their uploaded but not yet
     /// installed outputs (see `purge`).
     async fn live_claim_jobs(&self) -> MetaResult<Vec<String>>;
+    /// Every unexpired claim: the picker leaves held L0 files to their job and
+    /// merges the newer ones among themselves (see `compaction::picker`).
+    async fn live_claims(&self) -> MetaResult<Vec<ClaimRange>>;
     /// Live L0 files (for write stalls).
     async fn l0_file_count(&self) -> MetaResult<u64>;
     /// Every row, live or replaced, for purge.

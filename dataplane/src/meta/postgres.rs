@@ -441,6 +441,16 @@ impl MetaStore for PostgresMeta {
         Ok(jobs)
     }
 
+    async fn live_claims(&self) -> MetaResult<Vec<ClaimRange>> {
+        let rows = sqlx::query(
+            "SELECT level, min_key, max_key FROM compaction_claims WHERE expires_at_ms > $1",
+        )
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(claim_from_row).collect()
+    }
+
     async fn release_claim(&self, job: &str) -> MetaResult<()> {
         sqlx::query("DELETE FROM compaction_claims WHERE job = $1")
             .bind(job)
