@@ -15,12 +15,15 @@
 //!    each request of those batches acked.
 //!
 //! A crash anywhere before the commit loses only un-acked writes; an object
-//! PUT without its commit is an orphan that purge removes later.
+//! PUT without its commit is an orphan that purge removes later. Purge never
+//! takes an object a flush is about to commit: the process's writer intent
+//! (`writer_intent`) protects every object it names until the commit.
 
 use crate::meta::{DynMeta, FileKind, MetaError, MetaResult, NewFile};
 use crate::metrics::metrics;
 use crate::objstore::DynStore;
 use crate::sstable::{Entry, Value, Writer, WriterOptions};
+use crate::writer_intent::{WriterIntent, wal_object_name};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -234,6 +237,7 @@ async fn collect(
     let mut batch = Batch::default();
     let mut flushes = JoinSet::new();
     let (ready, ready_rx) = mpsc::unbounded_channel();
+    let intent = WriterIntent::new(meta.clone());
     let committer = tokio::spawn(commit_in_order(meta, ready_rx));
     let mut next_ticket = 0u64;
     let mut open = true;
@@ -262,6 +266,7 @@ async fn collect(
             let ctx = FlushContext {
                 store: store.clone(),
                 writer: config.writer.clone(),
+                intent: intent.clone(),
             };
             flushes.spawn(flush(ctx, std::mem::take(&mut batch), ticket));
             continue;
@@ -290,6 +295,7 @@ async fn collect(
 struct FlushContext {
     store: DynStore,
     writer: WriterOptions,
+    intent: Arc<WriterIntent>,
 }
 
 async fn flush(ctx: FlushContext, batch: Batch, ticket: Ticket) {
@@ -358,7 +364,13 @@ async fn upload_file(
     .map_err(|e| unavailable("building file", &e))?;
     metrics().batch_writes.observe(count as f64);
     metrics().batch_bytes.observe(data.len() as f64);
-    let object = wal_object_name();
+    // The intent is recorded before the PUT: purge keeps the object from then on.
+    let writer = ctx
+        .intent
+        .writer()
+        .await
+        .map_err(|e| unavailable("metadata (writer intent)", &e))?;
+    let object = wal_object_name(&writer);
     let size_bytes = data.len() as u64;
     ctx.store
         .put(&object, data)
@@ -521,15 +533,6 @@ fn build_file(
         writer.add(key, value)?;
     }
     writer.finish(0, 0)
-}
-
-/// Time-ordered, collision-free names: `wal/<unix ms>-<random>.sst`.
-fn wal_object_name() -> String {
-    format!(
-        "wal/{:013}-{:016x}.sst",
-        crate::meta::now_ms(),
-        rand::random::<u64>()
-    )
 }
 
 #[cfg(test)]

@@ -24,3 +24,4 @@ pub mod server;
 pub mod sstable;
 pub mod standalone;
 pub mod write_stall;
+pub mod writer_intent;

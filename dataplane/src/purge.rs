@@ -13,6 +13,7 @@ use crate::compaction::job_of_output;
 use crate::meta::{DynMeta, MetaError, now_ms};
 use crate::metrics::metrics;
 use crate::objstore::{DynStore, StoreError};
+use crate::writer_intent::writer_of_wal;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime};
@@ -53,7 +54,8 @@ pub struct PurgeSummary {
     pub orphans_deleted: Vec<String>,
     /// Unreferenced but still within the grace period.
     pub kept_young: u64,
-    /// Outputs of compaction jobs still running (claim live), not yet installed.
+    /// Outputs of compaction jobs still running (claim live) and flushes of
+    /// batchers whose writer intent is live, not yet committed.
     pub kept_in_progress: u64,
     pub live_objects: u64,
     pub duration_ms: u64,
@@ -95,6 +97,9 @@ async fn run(
     // Claims before rows: a job whose claim is gone by now has either
     // installed its outputs (the rows read next include them) or given up.
     let running: HashSet<String> = meta.live_claim_jobs().await?.into_iter().collect();
+    // Likewise writer intents: an intent seen expired here never commits
+    // again, so its objects not in the rows read next are orphans for good.
+    let writing: HashSet<String> = meta.live_writers().await?.into_iter().collect();
     let rows = meta.all_files().await?;
     let known: HashSet<&str> = rows.iter().map(|f| f.object.as_str()).collect();
     summary.live_objects = rows.iter().filter(|f| f.removed_version.is_none()).count() as u64;
@@ -115,7 +120,9 @@ async fn run(
     }
     let cutoff = SystemTime::now() - config.grace;
     for object in objects.iter().filter(|o| !known.contains(o.path.as_str())) {
-        if job_of_output(&object.path).is_some_and(|job| running.contains(job)) {
+        let in_progress = job_of_output(&object.path).is_some_and(|job| running.contains(job))
+            || writer_of_wal(&object.path).is_some_and(|writer| writing.contains(writer));
+        if in_progress {
             summary.kept_in_progress += 1;
             continue;
         }

@@ -54,6 +54,15 @@ impl MetaStore for Gated {
     async fn release_claim(&self, job: &str) -> MetaResult<()> {
         self.inner.release_claim(job).await
     }
+    async fn register_writer(&self, writer: &str, ttl: Duration) -> MetaResult<()> {
+        self.inner.register_writer(writer, ttl).await
+    }
+    async fn renew_writer(&self, writer: &str, ttl: Duration) -> MetaResult<bool> {
+        self.inner.renew_writer(writer, ttl).await
+    }
+    async fn live_writers(&self) -> MetaResult<Vec<String>> {
+        self.inner.live_writers().await
+    }
     async fn live_claim_jobs(&self) -> MetaResult<Vec<String>> {
         self.inner.live_claim_jobs().await
     }

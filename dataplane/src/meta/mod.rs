@@ -172,7 +172,8 @@ pub type MetaResult<T> = Result<T, MetaError>;
 pub trait MetaStore: Send + Sync + 'static {
     /// Adds WAL files in one transaction (one fsync for a whole group of
     /// flushes), each taking the next version in order; returns their commit
-    /// sequences.
+    /// sequences. A file named by a writer intent (`crate::writer_intent`)
+    /// commits only while that intent is live: else nothing does (`Conflict`).
     async fn commit_wals(&self, files: Vec<NewFile>) -> MetaResult<Vec<u64>>;
     /// Adds one WAL file in its own transaction; returns its commit sequence.
     async fn commit_wal(&self, file: NewFile) -> MetaResult<u64> {
@@ -204,6 +205,13 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Every unexpired claim: the picker leaves held L0 files to their job and
     /// merges the newer ones among themselves (see `compaction::picker`).
     async fn live_claims(&self) -> MetaResult<Vec<ClaimRange>>;
+    /// Records a writer intent live for `ttl` (see `crate::writer_intent`);
+    /// also drops intents expired long ago.
+    async fn register_writer(&self, writer: &str, ttl: std::time::Duration) -> MetaResult<()>;
+    /// Extends a live intent; `false` once it has expired (never revived).
+    async fn renew_writer(&self, writer: &str, ttl: std::time::Duration) -> MetaResult<bool>;
+    /// Writers whose intent is live: purge keeps their uncommitted objects.
+    async fn live_writers(&self) -> MetaResult<Vec<String>>;
     /// Live L0 files (for write stalls).
     async fn l0_file_count(&self) -> MetaResult<u64>;
     /// Every row, live or replaced, for purge.
@@ -230,6 +238,14 @@ pub type DynMeta = Arc<dyn MetaStore>;
 /// Whether any of `wanted` overlaps any of `held` (claims of other jobs).
 pub fn claims_conflict(held: &[ClaimRange], wanted: &[ClaimRange]) -> bool {
     wanted.iter().any(|w| held.iter().any(|h| h.overlaps(w)))
+}
+
+/// The error of a commit whose writer intent is no longer live.
+pub(crate) fn intent_lapsed(writer: &str) -> MetaError {
+    MetaError::Conflict(format!(
+        "writer intent {writer} expired (or expires within {} s): its objects may be purged",
+        crate::writer_intent::COMMIT_MARGIN.as_secs()
+    ))
 }
 
 pub fn now_ms() -> i64 {

@@ -13,7 +13,7 @@
 
 use super::{
     ClaimRange, FileKind, FileRecord, ManifestDelta, MetaError, MetaResult, MetaStore, NewFile,
-    Swap, claims_conflict, delta_from_rows, now_ms,
+    Swap, claims_conflict, delta_from_rows, intent_lapsed, now_ms,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -270,6 +270,31 @@ fn file_from_row(row: &PgRow) -> MetaResult<FileRecord> {
     })
 }
 
+/// The database's clock in Unix milliseconds: writer intents are timed by
+/// one clock shared by every batcher and purge, whatever their own clocks say.
+const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// Last in a commit: every writer intent of `files` is live for at least
+/// the commit margin (see `crate::writer_intent`), else nothing commits.
+async fn check_intents(tx: &mut Transaction<'_, Postgres>, files: &[NewFile]) -> MetaResult<()> {
+    let writers = crate::writer_intent::writers_of(files.iter().map(|f| f.object.as_str()));
+    if writers.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT writer FROM writer_intents WHERE writer = ANY($1) AND expires_at_ms > {DB_NOW_MS} + $2"
+    );
+    let live: Vec<String> = sqlx::query_scalar(&sql)
+        .bind(&writers)
+        .bind(crate::writer_intent::COMMIT_MARGIN.as_millis() as i64)
+        .fetch_all(&mut **tx)
+        .await?;
+    match writers.iter().find(|w| !live.iter().any(|l| l == *w)) {
+        Some(lapsed) => Err(intent_lapsed(lapsed)),
+        None => Ok(()),
+    }
+}
+
 #[async_trait]
 impl MetaStore for PostgresMeta {
     async fn commit_wals(&self, files: Vec<NewFile>) -> MetaResult<Vec<u64>> {
@@ -280,6 +305,7 @@ impl MetaStore for PostgresMeta {
             Self::insert_file(&mut tx, file, version, version).await?;
             versions.push(version);
         }
+        check_intents(&mut tx, &files).await?;
         tx.commit().await?;
         if let Some(&last) = versions.last() {
             self.published(last);
@@ -429,6 +455,41 @@ impl MetaStore for PostgresMeta {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn register_writer(&self, writer: &str, ttl: Duration) -> MetaResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // Intents expired an hour ago protect nothing: drop them.
+        let sql = format!("DELETE FROM writer_intents WHERE expires_at_ms < {DB_NOW_MS} - 3600000");
+        sqlx::query(&sql).execute(&mut *tx).await?;
+        let sql = format!(
+            "INSERT INTO writer_intents (writer, expires_at_ms) VALUES ($1, {DB_NOW_MS} + $2)"
+        );
+        sqlx::query(&sql)
+            .bind(writer)
+            .bind(ttl.as_millis() as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn renew_writer(&self, writer: &str, ttl: Duration) -> MetaResult<bool> {
+        let sql = format!(
+            "UPDATE writer_intents SET expires_at_ms = {DB_NOW_MS} + $1 \
+             WHERE writer = $2 AND expires_at_ms > {DB_NOW_MS}"
+        );
+        let done = sqlx::query(&sql)
+            .bind(ttl.as_millis() as i64)
+            .bind(writer)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn live_writers(&self) -> MetaResult<Vec<String>> {
+        let sql = format!("SELECT writer FROM writer_intents WHERE expires_at_ms > {DB_NOW_MS}");
+        Ok(sqlx::query_scalar(&sql).fetch_all(&self.pool).await?)
     }
 
     async fn live_claim_jobs(&self) -> MetaResult<Vec<String>> {

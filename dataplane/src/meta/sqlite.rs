@@ -7,7 +7,7 @@
 
 use super::{
     ClaimRange, FileKind, FileRecord, ManifestDelta, MetaError, MetaResult, MetaStore, NewFile,
-    Swap, claims_conflict, delta_from_rows, now_ms,
+    Swap, claims_conflict, delta_from_rows, intent_lapsed, now_ms,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -156,6 +156,25 @@ async fn take_claim(tx: &mut Transaction<'_, Sqlite>, job: &str) -> MetaResult<(
     Ok(())
 }
 
+/// Last in a commit: every writer intent of `files` is live for at least
+/// the commit margin (see `crate::writer_intent`), else nothing commits.
+async fn check_intents(tx: &mut Transaction<'_, Sqlite>, files: &[NewFile]) -> MetaResult<()> {
+    let until = now_ms() + crate::writer_intent::COMMIT_MARGIN.as_millis() as i64;
+    for writer in crate::writer_intent::writers_of(files.iter().map(|f| f.object.as_str())) {
+        let live: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM writer_intents WHERE writer = ? AND expires_at_ms > ?",
+        )
+        .bind(writer)
+        .bind(until)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if live.is_none() {
+            return Err(intent_lapsed(writer));
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl MetaStore for SqliteMeta {
     async fn commit_wals(&self, files: Vec<NewFile>) -> MetaResult<Vec<u64>> {
@@ -166,6 +185,7 @@ impl MetaStore for SqliteMeta {
             Self::insert_file(&mut tx, file, version, version).await?;
             versions.push(version);
         }
+        check_intents(&mut tx, &files).await?;
         tx.commit().await?;
         if let Some(&last) = versions.last() {
             self.published(last);
@@ -360,6 +380,45 @@ impl MetaStore for SqliteMeta {
         .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn register_writer(&self, writer: &str, ttl: Duration) -> MetaResult<()> {
+        let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        // Intents expired an hour ago protect nothing: drop them.
+        sqlx::query("DELETE FROM writer_intents WHERE expires_at_ms < ?")
+            .bind(now - 3_600_000)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO writer_intents (writer, expires_at_ms) VALUES (?, ?)")
+            .bind(writer)
+            .bind(now + ttl.as_millis() as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn renew_writer(&self, writer: &str, ttl: Duration) -> MetaResult<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE writer_intents SET expires_at_ms = ? WHERE writer = ? AND expires_at_ms > ?",
+        )
+        .bind(now + ttl.as_millis() as i64)
+        .bind(writer)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn live_writers(&self) -> MetaResult<Vec<String>> {
+        let writers =
+            sqlx::query_scalar("SELECT writer FROM writer_intents WHERE expires_at_ms > ?")
+                .bind(now_ms())
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(writers)
     }
 
     async fn live_claim_jobs(&self) -> MetaResult<Vec<String>> {

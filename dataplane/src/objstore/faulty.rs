@@ -16,6 +16,11 @@ pub enum Fault {
     /// Puts wait until the fault is changed, then behave per the new fault:
     /// holds a flush in flight so tests can fill the queue behind it.
     HangPuts,
+    /// Puts land in the store, then their reply waits until the fault is
+    /// changed: a flush whose PUT is done and whose commit has not started.
+    PutThenHang,
+    /// Puts land in the store, then fail as if the reply had been lost.
+    LosePutReply,
     /// Reads return the data with one byte flipped at this offset of the
     /// returned buffer (modulo its length).
     FlipReadByte(usize),
@@ -43,9 +48,13 @@ impl<S> FaultyStore<S> {
     }
 
     async fn wait_while_hung(&self) {
+        self.wait_while(Fault::HangPuts).await
+    }
+
+    async fn wait_while(&self, fault: Fault) {
         loop {
             let changed = self.changed.notified();
-            if self.fault() != Some(Fault::HangPuts) {
+            if self.fault() != Some(fault) {
                 return;
             }
             changed.await;
@@ -62,6 +71,17 @@ impl<S> FaultyStore<S> {
             Some(Fault::FailPuts) if is_put => {
                 Err(StoreError::Unavailable("injected: put failed".into()))
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// The faults that strike once a put has landed.
+    async fn after_put(&self) -> StoreResult<()> {
+        self.wait_while(Fault::PutThenHang).await;
+        match self.fault() {
+            Some(Fault::LosePutReply) => Err(StoreError::Unavailable(
+                "injected: the put landed but its reply was lost".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -84,7 +104,8 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     async fn put(&self, path: &str, data: Bytes) -> StoreResult<()> {
         self.wait_while_hung().await;
         self.check(true)?;
-        self.inner.put(path, data).await
+        self.inner.put(path, data).await?;
+        self.after_put().await
     }
 
     /// Faults apply when the upload starts and when it completes.
@@ -143,7 +164,8 @@ impl<S: ObjectStore> Upload for FaultyUpload<'_, S> {
     async fn finish(self: Box<Self>) -> StoreResult<()> {
         self.store.wait_while_hung().await;
         self.store.check(true)?;
-        self.inner.finish().await
+        self.inner.finish().await?;
+        self.store.after_put().await
     }
 
     async fn abort(self: Box<Self>) {
