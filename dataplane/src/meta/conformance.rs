@@ -183,3 +183,54 @@ pub async fn forgotten_removals_force_a_full_reload(meta: &dyn MetaStore) {
     assert!(!objects.contains(&"run/f1.sst") && objects.contains(&"run/f3.sst"));
     assert!(!meta.changes_since(knew).await.unwrap().full);
 }
+
+/// Writer intents: a commit of a file named by a live intent goes through,
+/// one of an expired (or soon expiring) intent commits nothing, an expired
+/// intent is never renewed, and `live_writers` lists only live ones.
+pub async fn writer_intents_gate_commits(meta: &dyn MetaStore) {
+    use crate::writer_intent::{COMMIT_MARGIN, INTENT_TTL, wal_object_name};
+    let wal = |object: String| NewFile {
+        object,
+        kind: FileKind::Wal,
+        level: 0,
+        min_key: b"a".to_vec(),
+        max_key: b"b".to_vec(),
+        entry_count: 1,
+        size_bytes: 1,
+    };
+    let (live, short, gone) = ("000000000000000a", "000000000000000b", "000000000000000c");
+    meta.register_writer(live, INTENT_TTL).await.unwrap();
+    meta.register_writer(short, COMMIT_MARGIN / 2)
+        .await
+        .unwrap();
+    meta.register_writer(gone, Duration::from_millis(1))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while meta.live_writers().await.unwrap().contains(&gone.into()) {
+        assert!(std::time::Instant::now() < deadline, "intent never expired");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut writers = meta.live_writers().await.unwrap();
+    writers.sort();
+    assert_eq!(writers, vec![live.to_string(), short.to_string()]);
+    assert!(meta.renew_writer(live, INTENT_TTL).await.unwrap());
+    assert!(!meta.renew_writer(gone, INTENT_TTL).await.unwrap());
+    let version = meta.current_version().await.unwrap();
+    for lapsed in [short, gone] {
+        // A group with one lapsed writer commits nothing, not even the live one's file.
+        let group = vec![wal(wal_object_name(live)), wal(wal_object_name(lapsed))];
+        let err = meta.commit_wals(group).await.unwrap_err();
+        assert!(matches!(err, MetaError::Conflict(_)), "{err:?}");
+        assert!(err.to_string().contains(lapsed), "{err}");
+    }
+    assert_eq!(meta.current_version().await.unwrap(), version);
+    let seqs = meta
+        .commit_wals(vec![
+            wal(wal_object_name(live)),
+            wal("wal/legacy.sst".into()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(seqs, vec![version + 1, version + 2]);
+}

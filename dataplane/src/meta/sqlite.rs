@@ -647,4 +647,10 @@ mod tests {
         let (_dir, meta) = fresh().await;
         crate::meta::conformance::forgotten_removals_force_a_full_reload(&meta).await;
     }
+
+    #[tokio::test]
+    async fn writer_intents_gate_commits() {
+        let (_dir, meta) = fresh().await;
+        crate::meta::conformance::writer_intents_gate_commits(&meta).await;
+    }
 }
