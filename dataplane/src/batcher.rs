@@ -46,6 +46,8 @@ pub struct BatcherConfig {
     /// would take the queue past it gets RESOURCE_EXHAUSTED. At least the
     /// largest BatchWrite, so one request always fits an empty queue.
     pub queue_max_bytes: usize,
+    /// Flushes space out from this many L0 files on; 0 never slows down.
+    pub l0_slowdown_files: u64,
     /// Writes wait (at most `stall_max_wait`, then RESOURCE_EXHAUSTED) while
     /// L0 holds this many files; 0 never stalls (see `write_stall`).
     pub l0_stop_files: u64,
@@ -61,6 +63,7 @@ impl Default for BatcherConfig {
             max_concurrent_flushes: 4,
             queue_capacity: 4096,
             queue_max_bytes: 256 << 20,
+            l0_slowdown_files: 0,
             l0_stop_files: 0,
             stall_max_wait: Duration::from_secs(2),
             writer: WriterOptions::default(),
@@ -128,12 +131,20 @@ impl Batcher {
         let capacity = config.queue_capacity;
         let max_queued_bytes = config.queue_max_bytes;
         let queued_bytes = Arc::new(AtomicUsize::new(0));
-        let stall = crate::write_stall::WriteStall::start(
-            meta.clone(),
-            config.l0_stop_files,
-            config.stall_max_wait,
-        );
-        let task = tokio::spawn(collect(config, store, meta, rx, queued_bytes.clone()));
+        let limits = crate::write_stall::StallLimits {
+            slowdown_files: config.l0_slowdown_files,
+            stop_files: config.l0_stop_files,
+        };
+        let stall =
+            crate::write_stall::WriteStall::start(meta.clone(), limits, config.stall_max_wait);
+        let task = tokio::spawn(collect(
+            config,
+            store,
+            meta,
+            rx,
+            queued_bytes.clone(),
+            stall.clone(),
+        ));
         (
             Batcher {
                 queue: tx,
@@ -233,6 +244,7 @@ async fn collect(
     meta: DynMeta,
     mut queue: mpsc::Receiver<Pending>,
     queued_bytes: Arc<AtomicUsize>,
+    stall: Option<crate::write_stall::WriteStall>,
 ) {
     let mut batch = Batch::default();
     let mut flushes = JoinSet::new();
@@ -241,6 +253,7 @@ async fn collect(
     let committer = tokio::spawn(commit_in_order(meta, ready_rx));
     let mut next_ticket = 0u64;
     let mut open = true;
+    let mut last_flush = tokio::time::Instant::now();
     loop {
         while batch.bytes < config.max_batch_bytes {
             match queue.try_recv() {
@@ -260,7 +273,11 @@ async fn collect(
         // overlapping another flush's commit slow both down (measured in
         // docs/benchmarks.md), so batches grow while a flush runs instead.
         let due = flushes.is_empty() || aged || batch.bytes >= config.max_batch_bytes || !open;
-        if !batch.requests.is_empty() && slot_free && due {
+        // While compaction is behind, fewer and larger group commits (each is an L0 file).
+        let paced_until = last_flush + stall.as_ref().map_or(Duration::ZERO, |s| s.flush_gap());
+        let paced = !open || tokio::time::Instant::now() >= paced_until;
+        if !batch.requests.is_empty() && slot_free && due && paced {
+            last_flush = tokio::time::Instant::now();
             let ticket = Ticket::new(next_ticket, ready.clone());
             next_ticket += 1;
             let ctx = FlushContext {
@@ -276,7 +293,7 @@ async fn collect(
         }
         let deadline = batch
             .oldest()
-            .map(|t| tokio::time::Instant::from_std(t + config.max_batch_age));
+            .map(|t| tokio::time::Instant::from_std(t + config.max_batch_age).max(paced_until));
         tokio::select! {
             received = queue.recv(), if open && batch.bytes < config.max_batch_bytes => match received {
                 Some(p) => batch.push(p, &queued_bytes),

@@ -325,6 +325,12 @@ struct Tuning {
     #[arg(long, env = "SKYVAULT_BATCH_QUEUE_MAX_BYTES", default_value_t = 256 << 20,
           value_parser = clap::value_parser!(u64).range(4 << 20..=64 << 30))]
     batch_queue_max_bytes: u64,
+    /// From this many L0 files on, the batcher spaces its flushes (up to 100 ms
+    /// apart at twice this count), so batches grow and compaction catches up;
+    /// writes never fail for it. 0 never slows down.
+    #[arg(long, env = "SKYVAULT_L0_SLOWDOWN_FILES", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    l0_slowdown_files: u64,
     /// Writes wait (up to 2 s, then RESOURCE_EXHAUSTED) while L0 holds this many
     /// files, so writers cannot outrun compaction; 0 (the default) never stalls.
     #[arg(long, env = "SKYVAULT_L0_STOP_FILES", default_value_t = 0,
@@ -344,6 +350,7 @@ impl Tuning {
             max_concurrent_flushes: self.batch_max_concurrent_flushes as usize,
             queue_capacity: self.batch_queue_capacity as usize,
             queue_max_bytes: self.batch_queue_max_bytes as usize,
+            l0_slowdown_files: self.l0_slowdown_files,
             l0_stop_files: self.l0_stop_files,
             ..BatcherConfig::default()
         }

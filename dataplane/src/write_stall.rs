@@ -1,10 +1,16 @@
-//! Write stalls: when compaction falls behind, writers wait instead of piling
-//! up L0 files without bound (every L0 file adds to every point read's cost).
-//! As RocksDB's `level0_stop_writes_trigger`: once L0 holds `stop_files`
-//! files, a write waits until compaction brings it below, at most `max_wait`,
-//! then fails RESOURCE_EXHAUSTED ("retry with backoff"). The L0 count comes
-//! from the metadata database (polled), so it holds for any number of
-//! batchers and for compaction running anywhere.
+//! Write stalls: when compaction falls behind, writers slow down and then
+//! wait instead of piling up L0 files without bound (every L0 file adds to
+//! every point read's cost). As RocksDB's `level0_slowdown_writes_trigger` and
+//! `level0_stop_writes_trigger`:
+//! - from `slowdown_files` L0 files on, the batcher spaces its flushes
+//!   ([`WriteStall::flush_gap`], growing to [`MAX_FLUSH_GAP`] at twice the
+//!   trigger). Nothing fails: batches just grow, and each group commit adds
+//!   one L0 file less often, which is what lets compaction catch up;
+//! - at `stop_files` a write waits until compaction brings L0 below, at most
+//!   `max_wait`, then fails RESOURCE_EXHAUSTED ("retry with backoff").
+//!
+//! The L0 count comes from the metadata database (polled), so it holds for
+//! any number of batchers and for compaction running anywhere.
 
 use crate::batcher::WriteError;
 use crate::meta::DynMeta;
@@ -17,18 +23,27 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(250);
 /// How often a stalled write looks again.
 const RECHECK: Duration = Duration::from_millis(20);
+/// The longest gap between two flushes' starts while slowed down.
+pub const MAX_FLUSH_GAP: Duration = Duration::from_millis(100);
+
+/// When writers slow down and stop (0 = never).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StallLimits {
+    pub slowdown_files: u64,
+    pub stop_files: u64,
+}
 
 #[derive(Clone, Debug)]
 pub struct WriteStall {
-    stop_files: u64,
+    limits: StallLimits,
     max_wait: Duration,
     l0_files: Arc<AtomicU64>,
 }
 
 impl WriteStall {
-    /// Starts polling `meta` for the L0 count; `stop_files = 0` disables stalls.
-    pub fn start(meta: DynMeta, stop_files: u64, max_wait: Duration) -> Option<WriteStall> {
-        if stop_files == 0 {
+    /// Starts polling `meta` for the L0 count; `None` when both limits are 0.
+    pub fn start(meta: DynMeta, limits: StallLimits, max_wait: Duration) -> Option<WriteStall> {
+        if limits == StallLimits::default() {
             return None;
         }
         let l0_files = Arc::new(AtomicU64::new(0));
@@ -46,19 +61,29 @@ impl WriteStall {
             }
         });
         Some(WriteStall {
-            stop_files,
+            limits,
             max_wait,
             l0_files,
         })
+    }
+
+    /// The least time between the starts of two flushes now: zero below the
+    /// slowdown trigger, then growing linearly to [`MAX_FLUSH_GAP`] at twice it.
+    pub fn flush_gap(&self) -> Duration {
+        flush_gap(
+            self.limits.slowdown_files,
+            self.l0_files.load(Ordering::Relaxed),
+        )
     }
 
     /// Waits while L0 is at or over its bound; fails after `max_wait`.
     pub async fn admit(&self) -> Result<(), WriteError> {
         let started = Instant::now();
         let mut counted = false;
+        let stop = self.limits.stop_files;
         loop {
             let l0 = self.l0_files.load(Ordering::Relaxed);
-            if l0 < self.stop_files {
+            if stop == 0 || l0 < stop {
                 return Ok(());
             }
             if !counted {
@@ -68,10 +93,33 @@ impl WriteStall {
             if started.elapsed() >= self.max_wait {
                 return Err(WriteError::Stalled {
                     l0_files: l0,
-                    limit: self.stop_files,
+                    limit: stop,
                 });
             }
             tokio::time::sleep(RECHECK).await;
         }
+    }
+}
+
+fn flush_gap(slowdown_files: u64, l0_files: u64) -> Duration {
+    if slowdown_files == 0 || l0_files < slowdown_files {
+        return Duration::ZERO;
+    }
+    let over = (l0_files - slowdown_files + 1).min(slowdown_files);
+    MAX_FLUSH_GAP.mul_f64(over as f64 / slowdown_files as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flushes_space_out_from_the_slowdown_trigger_up_to_the_max_gap() {
+        assert_eq!(flush_gap(0, 1_000), Duration::ZERO, "off");
+        assert_eq!(flush_gap(32, 31), Duration::ZERO);
+        assert!(flush_gap(32, 32) > Duration::ZERO);
+        assert!(flush_gap(32, 40) < flush_gap(32, 50));
+        assert_eq!(flush_gap(32, 63), MAX_FLUSH_GAP);
+        assert_eq!(flush_gap(32, 10_000), MAX_FLUSH_GAP);
     }
 }

@@ -12,6 +12,7 @@ use skyvault::objstore::{DynStore, LocalStore, ObjectStore};
 use skyvault::purge::{self, PurgeConfig};
 use skyvault::sstable::{Entry, Value};
 use skyvault::standalone::{self, Parts, StandaloneConfig};
+use skyvault::write_stall::MAX_FLUSH_GAP;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -688,4 +689,46 @@ async fn writes_stall_at_the_l0_bound_until_compaction_catches_up() {
         }
     }
     assert!(resumed, "writes did not resume after compaction");
+}
+
+/// Write slowdown: past the slowdown trigger the batcher spaces its flushes
+/// (fewer, larger group commits, so fewer L0 files) and no write fails.
+#[tokio::test]
+async fn writes_slow_down_past_the_slowdown_trigger_without_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.batcher.l0_slowdown_files = 2;
+    let parts = standalone::open(&config, None).await.unwrap();
+    let put = |i: usize| {
+        vec![Entry {
+            key: format!("k{i}").into(),
+            value: Value::Put("v".into()),
+        }]
+    };
+    for i in 0..4 {
+        parts.batcher.write(put(i)).await.unwrap();
+    }
+    let l0 = || async { parts.meta.l0_file_count().await.unwrap() };
+    // The L0 count is polled (every 250 ms): let it see the 4 files.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = l0().await;
+    let started = std::time::Instant::now();
+    let writers = (0..64).map(|c| {
+        let batcher = parts.batcher.clone();
+        async move {
+            for round in 0..3 {
+                batcher.write(put(1000 + c * 10 + round)).await.unwrap();
+            }
+        }
+    });
+    futures::future::join_all(writers).await;
+    let elapsed = started.elapsed();
+    let flushes = l0().await - before;
+    // Flush starts are at least MAX_FLUSH_GAP apart (4 files = twice the trigger).
+    let bound = (elapsed.as_secs_f64() / MAX_FLUSH_GAP.as_secs_f64()) as u64 + 2;
+    assert!(
+        flushes <= bound,
+        "{flushes} flushes in {elapsed:?}: not spaced by {MAX_FLUSH_GAP:?}"
+    );
+    assert!(flushes < 64 * 3, "writes were not batched");
 }
