@@ -7,11 +7,14 @@
 
 pub mod cluster;
 pub mod controlplane;
+pub mod fake_index;
 pub mod helm;
+pub mod journey;
 pub mod kubeconfig;
 pub mod manifests;
 pub mod node;
 pub mod operator;
+pub mod operator_checks;
 pub mod operator_env;
 pub mod process;
 pub mod services;
