@@ -16,10 +16,14 @@ use crate::lsm::Levels;
 use crate::objstore::DynStore;
 use crate::sstable::{Entry, Value};
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Inputs opened at once (each open is a few ranged GETs).
+const OPEN_CONCURRENCY: usize = 16;
 
 /// What a merge wrote.
 #[derive(Debug, Default)]
@@ -68,10 +72,16 @@ async fn run(
     lost: &AtomicBool,
     outputs: &mut Outputs<'_>,
 ) -> Result<(u64, u64), CompactionError> {
-    let mut cursors = Vec::with_capacity(pick.inputs.len());
-    for file in &pick.inputs {
-        cursors.push(InputCursor::open(store, file).await?);
-    }
+    // Opening reads each input's footer and meta region: a few round trips
+    // per file, and an L0 pick may have hundreds of small files.
+    let mut cursors: Vec<InputCursor> = futures::stream::iter(pick.inputs.clone())
+        .map(|file| {
+            let store = store.clone();
+            async move { InputCursor::open(&store, &file).await }
+        })
+        .buffered(OPEN_CONCURRENCY)
+        .try_collect()
+        .await?;
     // The heap orders (key, rank): equal keys come out newest (lowest rank) first.
     let mut heads: Vec<Option<Entry>> = Vec::with_capacity(cursors.len());
     let mut heap = BinaryHeap::new();
