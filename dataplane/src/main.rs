@@ -53,6 +53,12 @@ enum Command {
         /// Level targets the compaction debt at /lsm is measured against.
         #[command(flatten)]
         lsm: skyvault::compaction::LsmArgs,
+        /// Refuse reads (UNAVAILABLE) and report not ready once the last
+        /// successful catch-up with the database is older than this (seconds);
+        /// keep it well below purge's grace period (60 s at the least).
+        #[arg(long, env = "SKYVAULT_MAX_MANIFEST_AGE_SECS", default_value_t = 30,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        max_manifest_age_secs: u64,
     },
     /// Run a cache replica (CacheService): point lookups in the files it owns, for the indexes.
     Cache(skyvault::cache_tier::CacheArgs),
@@ -493,10 +499,16 @@ async fn main() {
             let config = role.config(tuning.batcher(), tuning.cache());
             skyvault::roles::run(skyvault::roles::Role::Batcher, config, shutdown_signal()).await
         }
-        Command::Index { role, tuning, lsm } => {
+        Command::Index {
+            role,
+            tuning,
+            lsm,
+            max_manifest_age_secs,
+        } => {
             init_logging();
             let mut config = role.config(tuning.batcher(), tuning.cache());
             config.index.lsm = lsm.config();
+            config.index.max_manifest_age = Duration::from_secs(max_manifest_age_secs);
             skyvault::roles::run(skyvault::roles::Role::Index, config, shutdown_signal()).await
         }
         Command::Cache(args) => {

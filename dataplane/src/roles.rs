@@ -180,12 +180,17 @@ pub async fn run(
                     .context("loading the manifest")?;
             let _ = loaded_index.set(index.clone());
             routes.add_service(
-                IndexServiceServer::new(IndexApi::new(index, config.limits.clone()))
+                IndexServiceServer::new(IndexApi::new(index.clone(), config.limits.clone()))
                     .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
             );
-            // Ready after its first catch-up, and it stays ready while the
-            // database is down: it keeps serving the manifest it has.
+            // Ready after its first catch-up. It stays ready while the
+            // database is down, serving the manifest it has, until that
+            // manifest is older than `max_manifest_age` (purge may have
+            // deleted what it names): then reads fail UNAVAILABLE and
+            // readiness is false until a catch-up succeeds.
+            let fresh = index.clone();
+            readiness.require(std::sync::Arc::new(move || fresh.is_fresh()));
             readiness.set(true);
             "index.v1.IndexService"
         }

@@ -57,7 +57,12 @@ pub struct Readiness {
     /// Set once a part that cannot come back (the batcher's collector) is
     /// gone: not ready from then on, whatever `set` says.
     failed: Arc<AtomicBool>,
+    /// Conditions checked on every query (the index's manifest age).
+    required: Arc<std::sync::Mutex<Vec<ReadyCondition>>>,
 }
+
+/// A condition readiness checks on every query.
+pub type ReadyCondition = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl Readiness {
     pub fn set(&self, ready: bool) {
@@ -65,7 +70,22 @@ impl Readiness {
     }
 
     pub fn get(&self) -> bool {
-        self.ready.load(Ordering::SeqCst) && !self.failed.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst)
+            && !self.failed.load(Ordering::SeqCst)
+            && self
+                .required
+                .lock()
+                .expect("readiness lock")
+                .iter()
+                .all(|ready| ready())
+    }
+
+    /// Not ready while `condition` is false, whatever `set` says.
+    pub fn require(&self, condition: ReadyCondition) {
+        self.required
+            .lock()
+            .expect("readiness lock")
+            .push(condition);
     }
 
     /// Not ready for good (until the process restarts).

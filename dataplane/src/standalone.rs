@@ -195,6 +195,8 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
         Some(debt),
         until_stopped(),
     ));
+    let fresh = parts.index.clone();
+    readiness.require(Arc::new(move || fresh.is_fresh()));
     readiness.set(true);
     readiness.fail_when_done("batcher collector", parts.collector);
     tracing::info!(%grpc_addr, %http_addr, data_dir = %config.data_dir.display(), "skyvault standalone serving");

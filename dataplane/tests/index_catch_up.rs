@@ -5,15 +5,16 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use skyvault::cache::{BlockCache, CacheConfig};
-use skyvault::index::{Index, IndexConfig};
+use skyvault::index::{Index, IndexConfig, IndexError, KeyRange, PageLimits};
 use skyvault::meta::{
-    ClaimRange, DynMeta, FileRecord, ManifestDelta, MetaResult, MetaStore, NewFile, Swap,
+    ClaimRange, DynMeta, FileRecord, ManifestDelta, MetaError, MetaResult, MetaStore, NewFile, Swap,
 };
+use skyvault::server::Readiness;
 use skyvault::sstable::{Entry, Value};
 use skyvault::standalone::{self, StandaloneConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
 /// Delegates to a real store; while `hold` is set, `changes_since` reads its
@@ -21,6 +22,8 @@ use tokio::sync::{Notify, watch};
 struct Gated {
     inner: DynMeta,
     hold: AtomicBool,
+    /// While set, `changes_since` fails as if the database were down.
+    down: AtomicBool,
     fetched: Notify,
     release: Notify,
 }
@@ -31,6 +34,9 @@ impl MetaStore for Gated {
         self.inner.commit_wals(files).await
     }
     async fn changes_since(&self, version: u64) -> MetaResult<ManifestDelta> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(MetaError::Unavailable(sqlx::Error::PoolTimedOut));
+        }
         let delta = self.inner.changes_since(version).await;
         if self.hold.swap(false, Ordering::SeqCst) {
             let released = self.release.notified();
@@ -112,6 +118,7 @@ async fn a_slow_catch_up_with_an_older_delta_does_not_win() {
     let gated = Arc::new(Gated {
         inner: parts.meta.clone(),
         hold: AtomicBool::new(false),
+        down: AtomicBool::new(false),
         fetched: Notify::new(),
         release: Notify::new(),
     });
@@ -142,4 +149,86 @@ async fn a_slow_catch_up_with_an_older_delta_does_not_win() {
     assert_eq!(index.manifest().version, second, "the manifest went back");
     let got = index.get_many(&[Bytes::from("k")]).await.unwrap();
     assert_eq!(got[0].as_deref(), Some(&b"new"[..]));
+}
+
+/// Issue 12 item 2: an index that cannot catch up keeps serving only while its
+/// manifest is younger than `max_manifest_age` (kept below purge's grace
+/// period); past it every read fails UNAVAILABLE and readiness is false, until
+/// a catch-up succeeds again.
+#[tokio::test]
+async fn a_stale_index_refuses_to_serve_and_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StandaloneConfig::new(dir.path());
+    config.maintenance = None;
+    let parts = standalone::open(&config, None).await.unwrap();
+    let gated = Arc::new(Gated {
+        inner: parts.meta.clone(),
+        hold: AtomicBool::new(false),
+        down: AtomicBool::new(false),
+        fetched: Notify::new(),
+        release: Notify::new(),
+    });
+    let cache = Arc::new(BlockCache::new(
+        parts.store.clone(),
+        &CacheConfig::default(),
+    ));
+    let max_age = Duration::from_millis(400);
+    let index_config = IndexConfig {
+        poll_interval: Duration::from_millis(20),
+        max_manifest_age: max_age,
+        ..Default::default()
+    };
+    let (index, _follow) = Index::start(gated.clone(), cache, index_config)
+        .await
+        .unwrap();
+    let readiness = Readiness::default();
+    let fresh = index.clone();
+    readiness.require(Arc::new(move || fresh.is_fresh()));
+    readiness.set(true);
+    let seq = parts.batcher.write(put("k", "v")).await.unwrap();
+    index.wait_for(seq, Duration::from_secs(10)).await.unwrap();
+    let keys = [Bytes::from("k")];
+    assert_eq!(
+        index.get_many(&keys).await.unwrap()[0].as_deref(),
+        Some(&b"v"[..])
+    );
+
+    gated.down.store(true, Ordering::SeqCst);
+    let down_at = Instant::now();
+    let deadline = down_at + Duration::from_secs(10);
+    let err = loop {
+        match index.get_many(&keys).await {
+            Ok(_) => assert!(readiness.get(), "not ready while still serving"),
+            Err(e) => break e,
+        }
+        assert!(Instant::now() < deadline, "a stale index kept serving");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        down_at.elapsed() >= max_age,
+        "refused after {:?}, before the limit",
+        down_at.elapsed()
+    );
+    assert!(matches!(err, IndexError::Stale { .. }), "{err:?}");
+    let status = tonic::Status::from(err);
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("stale"), "{status:?}");
+    assert!(!readiness.get(), "a stale index reports ready");
+    let range = KeyRange::new(b"", None, b"");
+    let limits = PageLimits {
+        max_items: 10,
+        max_bytes: 1 << 20,
+    };
+    assert!(matches!(
+        index.scan(&range, limits).await,
+        Err(IndexError::Stale { .. })
+    ));
+
+    // The database is back: the next catch-up serves again.
+    gated.down.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while index.get_many(&keys).await.is_err() || !readiness.get() {
+        assert!(Instant::now() < deadline, "the index never recovered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

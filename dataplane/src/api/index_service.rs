@@ -47,6 +47,7 @@ impl From<IndexError> for Status {
     fn from(e: IndexError) -> Status {
         match &e {
             IndexError::NotYetApplied { .. } => Status::deadline_exceeded(e.to_string()),
+            IndexError::Stale { .. } => Status::unavailable(e.to_string()),
             IndexError::Read(read) => match read.as_ref() {
                 ReadError::Corrupt { .. } | ReadError::TooShort { .. } => {
                     Status::data_loss(e.to_string())

@@ -21,7 +21,7 @@ use crate::meta::{DynMeta, MetaError};
 use crate::metrics::metrics;
 use bytes::Bytes;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 #[derive(Clone, Debug)]
@@ -30,13 +30,23 @@ pub struct IndexConfig {
     pub poll_interval: Duration,
     /// Level targets, for the compaction debt this index reports at `/lsm`.
     pub lsm: crate::lsm::LsmConfig,
+    /// The index refuses to serve (UNAVAILABLE, not ready) once its last
+    /// successful catch-up is older than this: purge deletes replaced objects
+    /// after its grace period (60 s at the least), so a manifest must never be
+    /// served for that long without checking the database. Keep it well below
+    /// the smallest grace period in use.
+    pub max_manifest_age: Duration,
 }
+
+/// Default [`IndexConfig::max_manifest_age`]: half the smallest purge grace.
+pub const DEFAULT_MAX_MANIFEST_AGE: Duration = Duration::from_secs(30);
 
 impl Default for IndexConfig {
     fn default() -> Self {
         IndexConfig {
             poll_interval: Duration::from_millis(500),
             lsm: crate::lsm::LsmConfig::default(),
+            max_manifest_age: DEFAULT_MAX_MANIFEST_AGE,
         }
     }
 }
@@ -47,6 +57,11 @@ pub enum IndexError {
     Read(#[from] Arc<ReadError>),
     #[error("sequence {wanted} not applied yet (index at {applied}) before the deadline")]
     NotYetApplied { wanted: u64, applied: u64 },
+    #[error(
+        "index manifest is stale: last caught up with the metadata database {age_ms} ms ago \
+         (limit {limit_ms} ms); refusing to serve files purge may have deleted"
+    )]
+    Stale { age_ms: u64, limit_ms: u64 },
 }
 
 pub struct Index {
@@ -58,6 +73,9 @@ pub struct Index {
     manifest: RwLock<Arc<Manifest>>,
     applied: watch::Sender<u64>,
     lsm: crate::lsm::LsmConfig,
+    /// When the last catch-up succeeded (whether or not it changed anything).
+    caught_up_at: std::sync::Mutex<Instant>,
+    max_manifest_age: Duration,
 }
 
 impl Index {
@@ -86,6 +104,8 @@ impl Index {
             manifest: RwLock::new(Arc::new(Manifest::default())),
             lsm: config.lsm.clone(),
             applied: watch::channel(0).0,
+            caught_up_at: std::sync::Mutex::new(Instant::now()),
+            max_manifest_age: config.max_manifest_age,
         });
         index.catch_up().await?;
         let task = tokio::spawn(follow(Arc::downgrade(&index), config));
@@ -110,10 +130,37 @@ impl Index {
         &self.cache
     }
 
+    /// How long ago the last catch-up succeeded.
+    pub fn manifest_age(&self) -> Duration {
+        self.caught_up_at.lock().expect("catch-up clock").elapsed()
+    }
+
+    /// Whether the manifest may be served: caught up within the limit.
+    pub fn is_fresh(&self) -> bool {
+        self.check_fresh().is_ok()
+    }
+
+    fn check_fresh(&self) -> Result<(), IndexError> {
+        let age = self.manifest_age();
+        if age <= self.max_manifest_age {
+            return Ok(());
+        }
+        Err(IndexError::Stale {
+            age_ms: age.as_millis() as u64,
+            limit_ms: self.max_manifest_age.as_millis() as u64,
+        })
+    }
+
     /// Applies every manifest change committed since the last catch-up.
     pub async fn catch_up(&self) -> Result<u64, MetaError> {
         let current = self.manifest();
+        let asked = Instant::now();
         let delta = self.meta.changes_since(current.version).await?;
+        // The manifest is now as fresh as the moment the question was asked.
+        {
+            let mut at = self.caught_up_at.lock().expect("catch-up clock");
+            *at = (*at).max(asked);
+        }
         if delta.version <= current.version {
             return Ok(current.version);
         }
@@ -156,6 +203,7 @@ impl Index {
 
     /// Point reads; absent keys (never written or deleted) are `None`.
     pub async fn get_many(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>, IndexError> {
+        self.check_fresh()?;
         let manifest = self.manifest();
         if let Some(peers) = &self.peers {
             return Ok(peers.get_many(&self.cache, &manifest, keys).await?);
@@ -168,6 +216,7 @@ impl Index {
     }
 
     pub async fn scan(&self, range: &KeyRange, limits: PageLimits) -> Result<Page, IndexError> {
+        self.check_fresh()?;
         let manifest = self.manifest();
         Ok(scan::scan(&self.cache, &manifest, range, limits).await?)
     }
@@ -206,8 +255,16 @@ async fn follow(index: std::sync::Weak<Index>, config: IndexConfig) {
         match index.catch_up().await {
             Ok(_) => backoff = config.poll_interval,
             Err(e) => {
-                tracing::warn!(error = %e, "index catch-up failed; serving the last manifest");
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                tracing::warn!(
+                    error = %e,
+                    age_ms = index.manifest_age().as_millis() as u64,
+                    "index catch-up failed; serving the last manifest until it is too old"
+                );
+                // Retry well within the age limit, so a short outage never
+                // makes the index refuse reads.
+                let cap = (index.max_manifest_age / 4)
+                    .clamp(Duration::from_millis(100), Duration::from_secs(10));
+                backoff = (backoff * 2).min(cap);
             }
         }
     }
