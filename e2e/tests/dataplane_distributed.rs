@@ -231,7 +231,9 @@ async fn two_batchers_two_indexes_read_your_writes_and_survive_a_batcher_kill() 
 async fn postgres_outage_fails_writes_promptly_and_recovers() {
     let mut deps = Deps::start();
     let batcher = deps.spawn("batcher", "batcher", &[]);
-    let index = deps.spawn("index", "index", &[]);
+    // Serves its last manifest for at most 8 s without reaching the database.
+    let max_age = Duration::from_secs(8);
+    let index = deps.spawn("index", "index", &[("SKYVAULT_MAX_MANIFEST_AGE_SECS", "8")]);
     batcher.ready().await;
     index.ready().await;
     let mut b = BatcherServiceClient::new(batcher.channel().await);
@@ -241,6 +243,7 @@ async fn postgres_outage_fails_writes_promptly_and_recovers() {
     assert_eq!(got.get("before").map(|v| v.as_ref()), Some(&b"outage"[..]));
 
     deps.pg.stop();
+    let down_at = Instant::now();
     // A write is refused as UNAVAILABLE well before its deadline.
     let started = Instant::now();
     let err = write(&mut b, vec![put("during", "outage")])
@@ -264,6 +267,32 @@ async fn postgres_outage_fails_writes_promptly_and_recovers() {
     })
     .await
     .unwrap();
+    // Issue 12 item 2: past its manifest age limit the index refuses to read
+    // (purge may have deleted what an old manifest names) and is not ready.
+    let stale = ix.clone();
+    wait_for(
+        "index refuses its stale manifest",
+        Duration::from_secs(40),
+        || {
+            let mut ix = stale.clone();
+            async move {
+                match read(&mut ix, vec!["before".into()], seq).await {
+                    Err(s) if s.code() == Code::Unavailable && s.message().contains("stale") => {
+                        Ok(())
+                    }
+                    other => anyhow::bail!("{other:?}"),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        down_at.elapsed() >= max_age,
+        "refused after {:?}",
+        down_at.elapsed()
+    );
+    assert_eq!(http_get_status(&index.http, "/readyz").unwrap(), 503);
 
     deps.pg.restart().unwrap();
     // Service resumes by itself: writes commit and the index catches up.
@@ -284,6 +313,7 @@ async fn postgres_outage_fails_writes_promptly_and_recovers() {
     .await
     .unwrap();
     batcher.ready().await;
+    index.ready().await;
     batcher.process.ensure_running().unwrap();
     index.process.ensure_running().unwrap();
 }
