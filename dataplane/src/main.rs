@@ -266,6 +266,8 @@ impl StorageArgs {
         let store =
             skyvault::objstore::open_url(&store_url, skyvault::objstore::DEFAULT_MAX_REQUESTS)
                 .await?;
+        // Chaos runs only (e2e/src/chaos): faults for the compaction and purge jobs.
+        let store = skyvault::objstore::inject_faults_from_env(store)?;
         let meta = skyvault::meta::open_url(&meta_url)
             .await
             .with_context(|| format!("opening metadata {meta_url}"))?;

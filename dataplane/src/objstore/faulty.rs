@@ -21,6 +21,10 @@ pub enum Fault {
     PutThenHang,
     /// Puts land in the store, then fail as if the reply had been lost.
     LosePutReply,
+    /// Each request fails with this probability (per million): at once, after
+    /// a 1 s stall (a timeout), or — for a put — after it landed (a lost
+    /// reply). For chaos runs of jobs: see [`inject_faults_from_env`].
+    Random { per_million: u32 },
     /// Reads return the data with one byte flipped at this offset of the
     /// returned buffer (modulo its length).
     FlipReadByte(usize),
@@ -79,11 +83,29 @@ impl<S> FaultyStore<S> {
     async fn after_put(&self) -> StoreResult<()> {
         self.wait_while(Fault::PutThenHang).await;
         match self.fault() {
-            Some(Fault::LosePutReply) => Err(StoreError::Unavailable(
-                "injected: the put landed but its reply was lost".into(),
-            )),
+            Some(Fault::LosePutReply) => Err(lost_reply()),
+            Some(Fault::Random { per_million }) if roll(per_million) => Err(lost_reply()),
             _ => Ok(()),
         }
+    }
+
+    /// [`Fault::Random`]'s error or stall before a request.
+    async fn random(&self) -> StoreResult<()> {
+        let Some(Fault::Random { per_million }) = self.fault() else {
+            return Ok(());
+        };
+        if !roll(per_million) {
+            return Ok(());
+        }
+        if rand::random::<bool>() {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            return Err(StoreError::Unavailable(
+                "injected: request timed out".into(),
+            ));
+        }
+        Err(StoreError::Unavailable(
+            "injected: random store error".into(),
+        ))
     }
 
     fn maybe_corrupt(&self, data: Bytes) -> Bytes {
@@ -99,9 +121,43 @@ impl<S> FaultyStore<S> {
     }
 }
 
+fn roll(per_million: u32) -> bool {
+    rand::random::<u32>() % 1_000_000 < per_million
+}
+
+fn lost_reply() -> StoreError {
+    StoreError::Unavailable("injected: the put landed but its reply was lost".into())
+}
+
+/// The variable that makes [`inject_faults_from_env`] inject faults.
+pub const FAULTS_ENV: &str = "SKYVAULT_INJECT_STORE_FAULTS";
+
+/// For chaos runs only: when `SKYVAULT_INJECT_STORE_FAULTS` holds a
+/// probability (0 to 1), every request of `store` fails with it (see
+/// [`Fault::Random`]). Unset, `store` is returned as it is.
+pub fn inject_faults_from_env(store: super::DynStore) -> anyhow::Result<super::DynStore> {
+    let Ok(value) = std::env::var(FAULTS_ENV) else {
+        return Ok(store);
+    };
+    let rate: f64 = value
+        .parse()
+        .ok()
+        .filter(|r: &f64| (0.0..=1.0).contains(r))
+        .ok_or_else(|| {
+            anyhow::anyhow!("{FAULTS_ENV}={value:?}: expected a probability from 0 to 1")
+        })?;
+    tracing::warn!(rate, "injecting object-store faults ({FAULTS_ENV})");
+    let faulty = FaultyStore::new(store);
+    faulty.set_fault(Some(Fault::Random {
+        per_million: (rate * 1e6) as u32,
+    }));
+    Ok(std::sync::Arc::new(faulty))
+}
+
 #[async_trait]
 impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     async fn put(&self, path: &str, data: Bytes) -> StoreResult<()> {
+        self.random().await?;
         self.wait_while_hung().await;
         self.check(true)?;
         self.inner.put(path, data).await?;
@@ -110,6 +166,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
 
     /// Faults apply when the upload starts and when it completes.
     async fn upload<'a>(&'a self, path: &str) -> StoreResult<BoxUpload<'a>> {
+        self.random().await?;
         self.wait_while_hung().await;
         self.check(true)?;
         Ok(Box::new(FaultyUpload {
@@ -119,27 +176,32 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     }
 
     async fn get(&self, path: &str) -> StoreResult<Bytes> {
+        self.random().await?;
         self.check(false)?;
         Ok(self.maybe_corrupt(self.inner.get(path).await?))
     }
 
     async fn get_range(&self, path: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        self.random().await?;
         self.check(false)?;
         Ok(self.maybe_corrupt(self.inner.get_range(path, range).await?))
     }
 
     async fn get_suffix(&self, path: &str, len: u64) -> StoreResult<(Bytes, u64)> {
+        self.random().await?;
         self.check(false)?;
         let (data, size) = self.inner.get_suffix(path, len).await?;
         Ok((self.maybe_corrupt(data), size))
     }
 
     async fn delete(&self, path: &str) -> StoreResult<()> {
+        self.random().await?;
         self.check(true)?;
         self.inner.delete(path).await
     }
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.random().await?;
         self.check(false)?;
         self.inner.list(prefix).await
     }

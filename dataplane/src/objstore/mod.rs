@@ -12,7 +12,7 @@ mod s3;
 mod s3_multipart;
 mod upload;
 
-pub use faulty::{Fault, FaultyStore};
+pub use faulty::{FAULTS_ENV, Fault, FaultyStore, inject_faults_from_env};
 pub use limited::{DEFAULT_MAX_REQUESTS, LimitedStore};
 pub use local::LocalStore;
 pub use metered::MeteredStore;
@@ -89,6 +89,35 @@ pub trait ObjectStore: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn ObjectStore>;
+
+/// A shared store is a store: layers (`FaultyStore`, …) can wrap one.
+#[async_trait]
+impl ObjectStore for DynStore {
+    async fn put(&self, path: &str, data: Bytes) -> StoreResult<()> {
+        (**self).put(path, data).await
+    }
+    async fn upload<'a>(&'a self, path: &str) -> StoreResult<BoxUpload<'a>> {
+        (**self).upload(path).await
+    }
+    async fn get(&self, path: &str) -> StoreResult<Bytes> {
+        (**self).get(path).await
+    }
+    async fn get_range(&self, path: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        (**self).get_range(path, range).await
+    }
+    async fn get_suffix(&self, path: &str, len: u64) -> StoreResult<(Bytes, u64)> {
+        (**self).get_suffix(path, len).await
+    }
+    async fn delete(&self, path: &str) -> StoreResult<()> {
+        (**self).delete(path).await
+    }
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        (**self).list(prefix).await
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
 
 /// Rejects paths that could escape the store's root or that S3 would treat oddly.
 pub(crate) fn check_path(path: &str) -> StoreResult<()> {
