@@ -336,7 +336,7 @@ struct Tuning {
     /// From this many L0 files on, the batcher spaces its flushes (up to 100 ms
     /// apart at twice this count), so batches grow and compaction catches up;
     /// writes never fail for it. 0 never slows down.
-    #[arg(long, env = "SKYVAULT_L0_SLOWDOWN_FILES", default_value_t = 32,
+    #[arg(long, env = "SKYVAULT_L0_SLOWDOWN_FILES", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(0..=100_000))]
     l0_slowdown_files: u64,
     /// Writes wait (up to 2 s, then RESOURCE_EXHAUSTED) while L0 holds this many
