@@ -48,5 +48,7 @@ echo "==> tests"
 # package at a time, exactly as the harness would, so its own check is a no-op
 # (building both together unifies features differently and rebuilds).
 cargo build -p skyvault --bin skyvault
+# The crash campaign (e2e/tests/chaos.rs) mounts data directories on this.
+cargo build -p skyvault-lazyfs --bin skyvault-lazyfs
 cargo build -p skyvault-operator --bin skyvault-operator
 cargo nextest run --workspace --no-fail-fast "$@"
