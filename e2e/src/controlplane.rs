@@ -321,7 +321,11 @@ async fn start_apiserver(
             .arg(format!("--advertise-address={host}"));
         match node {
             // Pods reach the API server through the `kubernetes` Service.
-            Some(n) => cmd.arg(format!("--service-cluster-ip-range={}", n.service_cidr)),
+            // It reaches the kubelet (logs, exec, port-forward) on the node's address: the
+            // node's name resolves nowhere (CoreDNS answers for cluster.local only).
+            Some(n) => cmd
+                .arg(format!("--service-cluster-ip-range={}", n.service_cidr))
+                .arg("--kubelet-preferred-address-types=InternalIP,Hostname"),
             // The endpoint reconciler refuses a loopback address; nothing here
             // needs endpoints for the `kubernetes` Service.
             None => cmd

@@ -22,9 +22,16 @@ fn target_dir() -> Result<PathBuf> {
             repo_root().join(d)
         });
     }
+    // target/<profile>/deps/<test exe>, or target/<profile>/<harness binary>.
     let exe = std::env::current_exe()?;
-    exe.ancestors()
-        .nth(3)
+    let dir = exe.parent().context("executable without a directory")?;
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent()
+    } else {
+        Some(dir)
+    };
+    profile_dir
+        .and_then(Path::parent)
         .map(Path::to_path_buf)
         .context("cannot derive the target dir from the test binary's path")
 }

@@ -101,13 +101,23 @@ impl ServiceForwarder {
             service: service.to_owned(),
             port_name,
             next: AtomicUsize::new(0),
+            failures: AtomicUsize::new(0),
         });
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let target = target.clone();
                 tokio::spawn(async move {
                     if let Err(e) = target.forward(inbound).await {
-                        eprintln!("port-forward to {}: {e:#}", target.service);
+                        // The client sees its connection close and retries; say why, but
+                        // not for every retry of a long outage.
+                        let n = target.failures.fetch_add(1, Ordering::Relaxed);
+                        if n < 3 || n % 100 == 0 {
+                            eprintln!(
+                                "port-forward to {} (failure {}): {e:#}",
+                                target.service,
+                                n + 1
+                            );
+                        }
                     }
                 });
             }
@@ -132,6 +142,7 @@ struct Target {
     service: String,
     port_name: Option<String>,
     next: AtomicUsize,
+    failures: AtomicUsize,
 }
 
 impl Target {

@@ -40,12 +40,16 @@ pub fn skyvault_binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("SKYVAULT_BIN") {
         return Ok(PathBuf::from(path));
     }
-    // target/<profile>/deps/<test exe> -> target/<profile>/skyvault
+    // target/<profile>/deps/<test exe> -> target/<profile>/skyvault; a harness binary
+    // (skyvault-e2e-cluster) is in target/<profile> itself.
     let exe = std::env::current_exe().context("locate the test executable")?;
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("test executable is not under target/<profile>/deps")?;
+    let dir = exe.parent().context("executable without a directory")?;
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent()
+            .context("test executable is not under target/<profile>/deps")?
+    } else {
+        dir
+    };
     let bin = profile_dir.join("skyvault");
     if !bin.is_file() {
         bail!(
