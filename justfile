@@ -60,7 +60,17 @@ crds:
     cargo run -q -p skyvault-operator -- crd > crds/skyvault.io_skyvaults.yaml
     cp crds/skyvault.io_skyvaults.yaml charts/skyvault-operator/crds/skyvault.io_skyvaults.yaml
 
-# Build the image, load it into kind/minikube, install the operator and a dev store, wait for Ready.
+# A one-node cluster on this machine (root) for kubectl, k8s-dev and k8s-stress, with a
+# PostgreSQL and an S3 server for its pods; prints the exports to eval; Ctrl-C removes it all.
+k8s-node:
+    bash e2e/controlplane/build.sh kube-apiserver kube-controller-manager etcd helm node
+    bash e2e/node/node.sh install
+    cargo build -p skyvault --bin skyvault
+    cargo build -p skyvault-operator --bin skyvault-operator
+    cargo run -p skyvault-e2e --bin skyvault-e2e-cluster -- --node
+
+# Build the image, load it into kind/minikube (or import it into the k8s-node cluster), install
+# the operator and a dev store, wait for Ready.
 k8s-dev:
     bash charts/scripts/k8s.sh dev
 

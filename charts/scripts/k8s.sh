@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Dev workflow on a local cluster (kind or minikube) in the current kubectl context.
+# Dev workflow on a local cluster (kind or minikube) in the current kubectl context, or on
+# the e2e one-node cluster of this repository (`skyvault-e2e-cluster --node`, which exports
+# SKYVAULT_E2E_NODE_DIR; it also runs the PostgreSQL and S3 server the store uses there,
+# since nothing can be pulled: the image is built from the release binaries by
+# e2e/node/images.sh and imported into the node's containerd).
 #
 #   k8s.sh dev     build the image, load it, install operator + dev store, wait for Ready
 #   k8s.sh stress  port-forward the dev store and run `skyvault bench` against it
@@ -18,6 +22,34 @@ name="${SKYVAULT_DEV_NAME:-dev}"
 
 need() { command -v "$1" >/dev/null || { echo "k8s.sh: $1 is required" >&2; exit 1; }; }
 
+# The e2e node's state directory when the current context is that node, else empty.
+node_dir() {
+  local d="${SKYVAULT_E2E_NODE_DIR:-}"
+  if [[ -z "$d" ]]; then
+    # One node per machine: the live one, if the current context talks to its API server.
+    local server
+    server="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}' 2>/dev/null || true)"
+    [[ "$server" == https://10.213.0.1:* ]] || return 0
+    d="$(ls -d /var/lib/skyvault-e2e/node-*/ 2>/dev/null | head -1)"
+  fi
+  [[ -n "$d" && -f "$d/dev.env" ]] && echo "${d%/}"
+  return 0
+}
+
+# On the e2e node: the image from the release binaries, imported into its containerd, tagged
+# by content (so a rebuilt binary rolls the pods). Sets $image.
+node_image() { # NODE_DIR
+  (cd "$root" && cargo build --release -p skyvault --bin skyvault &&
+    cargo build --release -p skyvault-operator --bin skyvault-operator)
+  local bins=("$root/target/release/skyvault" "$root/target/release/skyvault-operator") tar
+  image="skyvault.local/skyvault:dev-$(cat "${bins[@]}" | sha256sum | cut -c1-12)"
+  tar="$(mktemp "${TMPDIR:-/tmp}/skyvault-dev-image.XXXXXX")"
+  bash "$root/e2e/node/images.sh" skyvault "$tar" "$image" "${bins[@]}" >/dev/null
+  ctr -a "$1/containerd.sock" -n k8s.io images import "$tar" >/dev/null
+  rm -f "$tar"
+  echo "k8s.sh: imported $image into the e2e node"
+}
+
 load_image() {
   local ctx
   ctx="$(kubectl config current-context)"
@@ -29,11 +61,22 @@ load_image() {
 }
 
 dev() {
-  need docker; need kubectl
-  local helm
+  need kubectl
+  local helm node extra=()
   helm="$("$root/charts/scripts/ensure-helm.sh")"
-  docker build -t "$image" "$root"
-  load_image
+  node="$(node_dir)"
+  if [[ -n "$node" ]]; then
+    node_image "$node"
+    # shellcheck disable=SC1091 # written by skyvault-e2e-cluster --node
+    source "$node/dev.env"
+    extra=(--set "external.databaseUrl=$SKYVAULT_DEV_DATABASE_URL"
+      --set "external.s3Endpoint=$SKYVAULT_DEV_S3_ENDPOINT"
+      --set "s3.bucket=$SKYVAULT_DEV_S3_BUCKET")
+  else
+    need docker
+    docker build -t "$image" "$root"
+    load_image
+  fi
   # Helm installs crds/ only on first install and never upgrades it: apply it every time.
   kubectl apply --server-side --force-conflicts -f "$root/crds/skyvault.io_skyvaults.yaml"
   "$helm" upgrade --install skyvault-operator "$root/charts/skyvault-operator" \
@@ -41,7 +84,7 @@ dev() {
     --set image.repository="${image%:*}" --set image.tag="${image##*:}" --wait --timeout 5m
   "$helm" upgrade --install "$name" "$root/charts/skyvault-dev" \
     --namespace "$dev_ns" --create-namespace \
-    --set skyvault.name="$name" --set skyvault.image="$image"
+    --set skyvault.name="$name" --set skyvault.image="$image" "${extra[@]}"
   kubectl -n "$dev_ns" wait "skyvault/$name" --for=condition=Ready --timeout=10m
   kubectl -n "$dev_ns" get skyvault,statefulsets,pods,jobs
 }

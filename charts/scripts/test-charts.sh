@@ -71,5 +71,12 @@ expect "$f" '^  name: demo$' "dev custom: name"
 expect "$f" 'cacheCapacityBytes: 1073741824$' "dev custom: capacity not in float notation"
 expect "$f" 'replicas: 3' "dev custom: cache replicas"
 
+"$helm" template ext "$dev" --namespace ext \
+  --set external.databaseUrl=postgres://u@10.213.0.1:5432/db,external.s3Endpoint=http://10.213.0.1:9000 > "$out/dev-external.yaml"
+f="$out/dev-external.yaml"
+expect "$f" 'url: "postgres://u@10.213.0.1:5432/db"' "dev external: database URL"
+expect "$f" 'endpoint: "http://10.213.0.1:9000"' "dev external: S3 endpoint"
+reject "$f" '^kind: (Deployment|Job)$' "dev external: no in-cluster PostgreSQL or S3"
+
 echo "charts: $passes passed, $failures failed"
 [[ $failures -eq 0 ]]
