@@ -239,7 +239,7 @@ pub struct BatcherSpec {
     pub batch_max_age_ms: i64,
     /// Flushes in flight at once per batcher Pod.
     #[serde(default = "default_max_concurrent_flushes")]
-    #[schemars(range(min = 1, max = 256))]
+    #[schemars(range(min = 1, max = 64))]
     pub max_concurrent_flushes: i32,
     /// PodDisruptionBudget of the batcher Pods.
     #[serde(default)]
@@ -383,7 +383,7 @@ pub struct CompactionSpec {
     pub job: JobScheduleSpec,
     /// Size of the files compaction writes.
     #[serde(default = "default_target_file_bytes")]
-    #[schemars(range(min = 1_048_576, max = 4_294_967_296_i64))]
+    #[schemars(range(min = 65_536, max = 4_294_967_296_i64))]
     pub target_file_bytes: i64,
     /// Create compaction Jobs as soon as the index reports debt (a level-0 file count or a
     /// level size over its target). When false (or while `suspend` is true) only the

@@ -22,6 +22,7 @@ use skyvault_e2e::{holds_for, wait_for};
 
 mod children;
 mod debt;
+mod flag_bounds;
 mod jobs;
 mod leader;
 mod status;
