@@ -108,10 +108,27 @@ impl Readiness {
 }
 
 /// Binds now (so callers learn the real port of `:0` before serving).
+///
+/// `[::]:PORT` (what the operator configures) is one dual-stack socket on Linux: IPv6 and
+/// IPv4 clients alike, so IPv6-only, dual-stack and IPv4 clusters all work. Where the
+/// kernel has IPv6 switched off, it falls back to `0.0.0.0:PORT`.
 pub async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the {what} listener on {addr}"))
+    let result = TcpListener::bind(addr).await;
+    let v6_any = addr
+        .parse::<SocketAddr>()
+        .ok()
+        .filter(|a| a.is_ipv6() && a.ip().is_unspecified());
+    match (result, v6_any) {
+        (Ok(l), _) => Ok(l),
+        (Err(e), Some(a)) => {
+            let v4 = SocketAddr::from(([0, 0, 0, 0], a.port()));
+            tracing::warn!(error = %e, "cannot bind {what} on {addr} (no IPv6?); binding {v4}");
+            TcpListener::bind(v4)
+                .await
+                .with_context(|| format!("binding the {what} listener on {addr} ({e}) or {v4}"))
+        }
+        (Err(e), None) => Err(e).with_context(|| format!("binding the {what} listener on {addr}")),
+    }
 }
 
 /// Serves `routes` plus `grpc.health.v1` (every listed service reported
@@ -203,4 +220,31 @@ pub fn local_addr(listener: &TcpListener) -> SocketAddr {
     listener
         .local_addr()
         .expect("bound listener has an address")
+}
+
+#[cfg(test)]
+mod bind_tests {
+    use super::bind;
+
+    /// `[::]` serves IPv4 clients too (one dual-stack socket), so the operator can configure
+    /// it for every cluster; IPv6 clients where the machine has IPv6.
+    #[tokio::test]
+    async fn unspecified_ipv6_serves_ipv4_and_ipv6_clients() {
+        let listener = bind("[::]:0", "test").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accept = tokio::spawn(async move {
+            for _ in 0..2 {
+                let _ = listener.accept().await;
+            }
+        });
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("IPv4 client of [::]");
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            tokio::net::TcpStream::connect(("::1", port))
+                .await
+                .expect("IPv6 client of [::]");
+        }
+        accept.abort();
+    }
 }

@@ -17,8 +17,10 @@ pub fn config_data(sv: &SkyVault) -> BTreeMap<String, String> {
     let mut put = |k: &str, v: String| {
         data.insert(k.to_string(), v);
     };
-    put("SKYVAULT_GRPC_ADDR", format!("0.0.0.0:{GRPC_PORT}"));
-    put("SKYVAULT_HTTP_ADDR", format!("0.0.0.0:{HTTP_PORT}"));
+    // Every address of the Pod, IPv4 and IPv6 (one dual-stack socket; the binary falls back
+    // to 0.0.0.0 where IPv6 is off): IPv6-only clusters work too.
+    put("SKYVAULT_GRPC_ADDR", format!("[::]:{GRPC_PORT}"));
+    put("SKYVAULT_HTTP_ADDR", format!("[::]:{HTTP_PORT}"));
     put(
         "SKYVAULT_OBJECT_STORE_URL",
         object_store_url(&store.bucket, &store.prefix),
@@ -129,8 +131,8 @@ mod tests {
         assert_eq!(d["SKYVAULT_LEVEL_SIZE_RATIO"], "10");
         assert_eq!(d["SKYVAULT_L0_TRIGGER_FILES"], "8");
         assert_eq!(d["SKYVAULT_PURGE_GRACE_SECS"], "3600");
-        assert_eq!(d["SKYVAULT_GRPC_ADDR"], "0.0.0.0:50051");
-        assert_eq!(d["SKYVAULT_HTTP_ADDR"], "0.0.0.0:9090");
+        assert_eq!(d["SKYVAULT_GRPC_ADDR"], "[::]:50051");
+        assert_eq!(d["SKYVAULT_HTTP_ADDR"], "[::]:9090");
         assert_eq!(d["RUST_LOG"], "info");
         assert_eq!(d["SKYVAULT_LOG_FORMAT"], "json");
     }
