@@ -56,9 +56,11 @@ async fn get(
         request.set_timeout(Duration::from_secs(10));
         match client.batch_get(request).await {
             Ok(reply) => return Ok(reply.into_inner().results),
+            // Down or restarting; a deadline is retried a few times only: a
+            // store whose sequence went back never reaches `min_sequence`.
             Err(e)
-                if attempts < 30
-                    && matches!(e.code(), Code::Unavailable | Code::DeadlineExceeded) =>
+                if (attempts < 30 && e.code() == Code::Unavailable)
+                    || (attempts < 3 && e.code() == Code::DeadlineExceeded) =>
             {
                 attempts += 1;
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -109,7 +111,15 @@ pub async fn verify(history: &History, index: Channel) -> Result<Verdict> {
     }
     let min_sequence = history.max_acked_sequence.load(Ordering::SeqCst);
     let mut unreadable = Vec::new();
-    let found = read_all(index, keys, min_sequence, &mut unreadable).await?;
+    // Every acked sequence must still be there: a store that lost commits
+    // never reaches the highest one (reads would wait forever).
+    let mut probe = IndexServiceClient::new(index.clone());
+    let regressed = match get(&mut probe, &keys[..1], min_sequence).await {
+        Err(e) if e.code() == Code::DeadlineExceeded => Some(e),
+        _ => None,
+    };
+    let floor = if regressed.is_some() { 0 } else { min_sequence };
+    let found = read_all(index, keys, floor, &mut unreadable).await?;
     let mut v = Verdict {
         wrong: history.wrong_reads.load(Ordering::SeqCst),
         details: history.wrong_details.lock().expect("history lock").clone(),
@@ -122,6 +132,15 @@ pub async fn verify(history: &History, index: Channel) -> Result<Verdict> {
             .take(5)
             .map(|u| format!("unreadable {u}")),
     );
+    if let Some(e) = regressed {
+        v.fail(
+            false,
+            format!(
+                "the store never reached acked sequence {min_sequence}: {}",
+                e.message()
+            ),
+        );
+    }
     for (&c, outcomes) in &batches {
         let n = outcomes.len() as u64;
         let outcome = |i: u64| outcomes[(i - 1) as usize];
