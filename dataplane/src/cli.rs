@@ -25,12 +25,56 @@ pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
         })?
         .connect_timeout(std::time::Duration::from_secs(5))
         .tcp_nodelay(true);
+    // A name with several addresses (a Kubernetes headless Service: one per ready Pod)
+    // gets one channel over all of them, so calls spread over the Pods instead of riding
+    // one connection to one Pod. Resolved once: long-lived clients should re-resolve.
+    let addrs = resolve_all(endpoint.uri()).await;
+    if addrs.len() > 1 {
+        return balanced(&addrs);
+    }
     endpoint.connect().await.with_context(|| {
         format!(
             "cannot connect to SkyVault at {url}: is `skyvault standalone` (or the service) running? \
              Pass --addr HOST:PORT or set SKYVAULT_ADDR"
         )
     })
+}
+
+/// One channel spreading calls over every address (each connected lazily).
+fn balanced(addrs: &[std::net::SocketAddr]) -> anyhow::Result<Channel> {
+    let endpoints = addrs
+        .iter()
+        .map(|a| {
+            Endpoint::from_shared(format!("http://{a}")).map(|e| {
+                e.connect_timeout(std::time::Duration::from_secs(5))
+                    .tcp_nodelay(true)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Channel::balance_list(endpoints.into_iter()))
+}
+
+/// Every address an `http://NAME:PORT` URI's name resolves to (none for `https`, for a
+/// literal IP, or when it does not resolve: the caller then connects as usual).
+async fn resolve_all(uri: &tonic::codegen::http::Uri) -> Vec<std::net::SocketAddr> {
+    let (Some(host), Some(port)) = (uri.host(), uri.port_u16()) else {
+        return vec![];
+    };
+    if uri.scheme_str() != Some("http")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+    {
+        return vec![];
+    }
+    let mut addrs: Vec<std::net::SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+        Ok(found) => found.collect(),
+        Err(_) => return vec![],
+    };
+    addrs.sort();
+    addrs.dedup();
+    addrs
 }
 
 fn describe(status: tonic::Status) -> anyhow::Error {
@@ -150,5 +194,76 @@ pub async fn scan(addr: &str, args: ScanArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         page_token = page.next_page_token;
+    }
+}
+
+#[cfg(test)]
+mod balance_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio_stream::StreamExt;
+    use tokio_stream::wrappers::TcpListenerStream;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    /// A gRPC server (health) on 127.0.0.1 counting the connections it accepts.
+    async fn server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let incoming = TcpListenerStream::new(listener).map(move |conn| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            conn
+        });
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(incoming),
+        );
+        (addr, accepted)
+    }
+
+    /// Several addresses (a headless Service's ready Pods) share the calls of one channel.
+    #[tokio::test]
+    async fn calls_spread_over_every_address() {
+        let (a, a_conns) = server().await;
+        let (b, b_conns) = server().await;
+        let mut client = HealthClient::new(super::balanced(&[a, b]).unwrap());
+        for _ in 0..20 {
+            client
+                .check(HealthCheckRequest::default())
+                .await
+                .expect("health check");
+        }
+        assert!(a_conns.load(Ordering::Relaxed) >= 1, "no call reached {a}");
+        assert!(b_conns.load(Ordering::Relaxed) >= 1, "no call reached {b}");
+    }
+
+    #[tokio::test]
+    async fn literal_addresses_and_https_are_not_resolved() {
+        let uri = |s: &str| s.parse().unwrap();
+        assert!(
+            super::resolve_all(&uri("http://127.0.0.1:50051"))
+                .await
+                .is_empty()
+        );
+        assert!(
+            super::resolve_all(&uri("http://[::1]:50051"))
+                .await
+                .is_empty()
+        );
+        assert!(
+            super::resolve_all(&uri("https://localhost:50051"))
+                .await
+                .is_empty()
+        );
+        assert!(
+            !super::resolve_all(&uri("http://localhost:50051"))
+                .await
+                .is_empty()
+        );
     }
 }

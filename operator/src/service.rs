@@ -19,15 +19,18 @@ fn port(name: &str, number: i32) -> ServicePort {
     }
 }
 
-/// `NAME-ROLE-headless`: DNS for each Pod, published before readiness so the ring of cache
-/// names is stable while Pods start.
+/// `NAME-ROLE-headless`: DNS for each Pod. The cache's publishes Pods before they are ready,
+/// so the ring of cache names is stable while Pods start. The batcher's and the index's list
+/// ready Pods only: they are the Services for client-side balancing (a gRPC client resolving
+/// `NAME-index-headless` gets every ready index and spreads its calls, where the ClusterIP
+/// Service keeps one connection on one Pod).
 pub fn headless_service(sv: &SkyVault, role: Role) -> Service {
     Service {
         metadata: naming::child_meta(sv, naming::headless_name(sv, role), role.as_str()),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
             selector: Some(naming::selector_labels(sv, role.as_str())),
-            publish_not_ready_addresses: Some(true),
+            publish_not_ready_addresses: Some(role == Role::Cache),
             ports: Some(vec![port("grpc", GRPC_PORT), port("http", HTTP_PORT)]),
             ..ServiceSpec::default()
         }),
@@ -110,6 +113,15 @@ mod tests {
             .map(|p| (p.name.clone().unwrap(), p.port))
             .collect();
         assert_eq!(ports, vec![("grpc".into(), 50051), ("http".into(), 9090)]);
+    }
+
+    #[test]
+    fn client_balancing_headless_services_list_only_ready_pods() {
+        for role in [Role::Batcher, Role::Index] {
+            let spec = headless_service(&sample(), role).spec.unwrap();
+            assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+            assert_eq!(spec.publish_not_ready_addresses, Some(false), "{role:?}");
+        }
     }
 
     #[test]
