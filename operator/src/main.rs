@@ -38,7 +38,7 @@ struct RunArgs {
     #[arg(
         long,
         env = "SKYVAULT_OPERATOR_METRICS_ADDR",
-        default_value = "0.0.0.0:8080"
+        default_value = skyvault_operator::metrics::DEFAULT_ADDR
     )]
     metrics_addr: SocketAddr,
     /// Elect a leader through a Lease so only one replica reconciles.

@@ -132,15 +132,42 @@ pub fn router(m: Arc<Metrics>) -> Router {
 }
 
 /// Serve until the process exits.
+/// Default of `--metrics-addr`: every address of the Pod, IPv4 and IPv6.
+pub const DEFAULT_ADDR: &str = "[::]:8080";
+
 pub async fn serve(addr: SocketAddr, m: Arc<Metrics>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "metrics and health endpoint listening");
+    let listener = bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "metrics and health endpoint listening");
     axum::serve(listener, router(m)).await
+}
+
+/// Binds `addr`; `[::]` (the default: one dual-stack socket, IPv4 and IPv6 clusters alike)
+/// falls back to `0.0.0.0` on a kernel with IPv6 off.
+async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Err(e) if addr.is_ipv6() && addr.ip().is_unspecified() => {
+            tracing::warn!(error = %e, %addr, "no IPv6; listening on 0.0.0.0");
+            tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port()))).await
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default address serves IPv4 clients (kubelet probes, Prometheus) too.
+    #[tokio::test]
+    async fn the_default_dual_stack_address_serves_ipv4() {
+        let default: SocketAddr = DEFAULT_ADDR.parse().unwrap();
+        assert!(default.ip().is_unspecified() && default.is_ipv6());
+        let listener = bind(SocketAddr::new(default.ip(), 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("an IPv4 client");
+    }
 
     #[test]
     fn renders_every_metric_family() {
