@@ -13,6 +13,7 @@ test *ARGS:
 # cluster instead: SKYVAULT_E2E_USE_EXISTING_CLUSTER=1 KUBECONFIG=... just e2e
 e2e *ARGS:
     bash e2e/controlplane/build.sh
+    cargo build -p skyvault --bin skyvault
     cargo build -p skyvault-operator --bin skyvault-operator
     cargo test -p skyvault-e2e --test controlplane --test crd --test chart --test operator {{ARGS}}
 
