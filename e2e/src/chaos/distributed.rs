@@ -2,7 +2,8 @@
 //! a cache replica and an index reading through it, each its own process on a
 //! fixed address; compaction and purge jobs (`skyvault compact` / `purge`)
 //! with object-store faults injected. Faults: `kill -9` of a role (restarted
-//! at once), a job killed at a random moment, a PostgreSQL outage.
+//! at once), a job killed at a random moment (one in three with a PostgreSQL
+//! outage while it runs), a PostgreSQL outage.
 
 use super::{Rng, Summary, Target};
 use crate::process::{ManagedProcess, free_port};
@@ -75,22 +76,42 @@ impl Distributed {
     }
 
     /// Runs a job with faults injected and kills it after `after` unless it
-    /// finished first; true if it was killed.
-    async fn job(&mut self, args: &[&str], after: Duration) -> Result<bool> {
+    /// finished first. With `db_outage`, PostgreSQL is down for that stretch
+    /// in the middle of the job. Says whether the job was killed and whether
+    /// the outage happened.
+    async fn job(
+        &mut self,
+        args: &[&str],
+        after: Duration,
+        db_outage: Option<Duration>,
+    ) -> Result<(bool, bool)> {
         self.jobs += 1;
         let mut cmd = self.deps.command(args);
         cmd.env(skyvault::objstore::FAULTS_ENV, JOB_FAULT_RATE);
         let log = self.root.join(format!("job-{}-{}.log", args[0], self.jobs));
         let job = ManagedProcess::spawn(args[0], cmd, &log)?;
-        let deadline = std::time::Instant::now() + after;
-        while std::time::Instant::now() < deadline {
+        let started = std::time::Instant::now();
+        let mut outage = db_outage.map(|d| (started + after / 3, d));
+        let killed = loop {
             if job.exit_status().is_some() {
-                return Ok(false);
+                break false;
+            }
+            if started.elapsed() >= after {
+                job.kill();
+                break true;
+            }
+            if let Some((at, length)) = outage
+                && std::time::Instant::now() >= at
+            {
+                self.deps.pg.stop();
+                tokio::time::sleep(length).await;
+                self.deps.pg.restart().context("restarting PostgreSQL")?;
+                outage = None;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        job.kill();
-        Ok(true)
+        };
+        // An outage still pending when the job ended did not happen.
+        Ok((killed, db_outage.is_some() && outage.is_none()))
     }
 }
 
@@ -114,16 +135,21 @@ impl Target for Distributed {
                 self.spawn(i)?;
                 summary.kills += 1;
             }
-            5..=6 => {
+            n @ 5..=8 => {
+                let args: &[&str] = if n <= 6 {
+                    &["compact"]
+                } else {
+                    &["purge", "--grace-secs", "60"]
+                };
                 let after = Duration::from_millis(rng.between(50, 3000));
-                if self.job(&["compact"], after).await? {
-                    summary.job_kills += 1;
-                    summary.kills += 1;
-                }
-            }
-            7..=8 => {
-                let after = Duration::from_millis(rng.between(20, 1500));
-                if self.job(&["purge", "--grace-secs", "60"], after).await? {
+                // One job in three loses its database for a while.
+                let outage = rng
+                    .next_u64()
+                    .is_multiple_of(3)
+                    .then(|| Duration::from_millis(rng.between(200, 1500)));
+                let (killed, outage) = self.job(args, after, outage).await?;
+                summary.db_outages += outage as u64;
+                if killed {
                     summary.job_kills += 1;
                     summary.kills += 1;
                 }
