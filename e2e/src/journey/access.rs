@@ -111,7 +111,7 @@ impl ServiceForwarder {
                         // The client sees its connection close and retries; say why, but
                         // not for every retry of a long outage.
                         let n = target.failures.fetch_add(1, Ordering::Relaxed);
-                        if n < 3 || n % 100 == 0 {
+                        if n < 3 || n.is_multiple_of(100) {
                             eprintln!(
                                 "port-forward to {} (failure {}): {e:#}",
                                 target.service,
