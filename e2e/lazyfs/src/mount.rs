@@ -2,6 +2,7 @@
 //! campaign: mount, power loss (kill -9 + detach), mount again.
 
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,11 +31,22 @@ impl Mount {
     }
 
     fn spawn(&mut self) -> io::Result<()> {
-        let child = Command::new(&self.binary)
-            .arg(&self.backing)
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg(&self.backing)
             .arg(&self.mountpoint)
-            .stdin(Stdio::null())
-            .spawn()?;
+            .stdin(Stdio::null());
+        // SAFETY: prctl is async-signal-safe; nothing else runs in the child
+        // before exec. The filesystem dies with the thread that started it
+        // (a test's runtime thread), so a killed test leaves no mount served.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !is_mounted(&self.mountpoint)? {
