@@ -164,3 +164,52 @@ async fn an_expired_intent_never_commits_and_its_uploads_are_orphans() {
         .unwrap();
     assert_eq!(meta.live_files().await.unwrap().len(), 1);
 }
+
+/// A batcher whose intent expired (its renewals could not reach the database
+/// for a minute, say) commits none of the flushes named after it — each fails
+/// "nothing was committed" — then takes a new intent and writes again.
+#[tokio::test]
+async fn a_batcher_whose_intent_expired_takes_a_new_one() {
+    let (dir, _faulty, parts) = open().await;
+    let put = |v: &'static str| {
+        vec![Entry {
+            key: Bytes::from_static(b"k"),
+            value: Value::Put(Bytes::from_static(v.as_bytes())),
+        }]
+    };
+    parts.batcher.write(put("first")).await.unwrap();
+    let first = writer_of_wal(&parts.meta.live_files().await.unwrap()[0].object)
+        .unwrap()
+        .to_string();
+    // Expire it behind the batcher's back.
+    let url = format!("sqlite://{}/meta.db", dir.path().display());
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE writer_intents SET expires_at_ms = 0")
+        .execute(&db)
+        .await
+        .unwrap();
+    let err = parts.batcher.write(put("lapsed")).await.unwrap_err();
+    let status = tonic::Status::from(err);
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("nothing was committed"),
+        "{status:?}"
+    );
+    assert!(status.message().contains(&first), "{status:?}");
+    // The next renewal finds it expired; a write after that succeeds.
+    let deadline = Instant::now() + writer_intent::RENEW_EVERY * 3;
+    loop {
+        if parts.batcher.write(put("second")).await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the batcher never took a new intent"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let live = parts.meta.live_files().await.unwrap();
+    let newest = writer_of_wal(&live[0].object).unwrap();
+    assert_ne!(newest, first, "committed under the expired intent");
+    assert_eq!(live.len(), 2, "the lapsed write committed: {live:?}");
+}
