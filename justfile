@@ -27,6 +27,11 @@ e2e-node *ARGS:
     cargo build -p skyvault-operator --bin skyvault-operator
     cargo test -p skyvault-e2e --test node_journey {{ARGS}} -- --nocapture
 
+# The same journey in existing-cluster mode (port-forwards, namespaced operator, clean-up),
+# against a node started by skyvault-e2e-cluster --node used as the existing cluster.
+e2e-node-existing *ARGS:
+    bash e2e/node/journey-existing.sh {{ARGS}}
+
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all --check
