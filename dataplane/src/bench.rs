@@ -187,6 +187,10 @@ pub struct Report {
 struct Shared {
     config: BenchConfig,
     distribution: Distribution,
+    /// Different in every run: consecutive runs (e.g. rounds of a long
+    /// benchmark) must not repeat each other's key sequence. Values are derived
+    /// from keys, so reads verify whatever the seed.
+    run_seed: u64,
     measuring: AtomicBool,
     stop: AtomicBool,
     requests: AtomicU64,
@@ -212,6 +216,7 @@ pub async fn run(config: BenchConfig, json: bool) -> anyhow::Result<Report> {
             .context("preloading keys")?;
     }
     let shared = Arc::new(Shared {
+        run_seed: rand::random(),
         distribution: config.distribution.build(config.keys),
         config: config.clone(),
         measuring: AtomicBool::new(config.warmup.is_zero()),
@@ -343,7 +348,7 @@ async fn worker(
     index_channel: Channel,
 ) -> WorkerResult {
     let config = &shared.config;
-    let mut rng = SmallRng::seed_from_u64(0x5eed ^ id);
+    let mut rng = SmallRng::seed_from_u64(shared.run_seed ^ id);
     let mut batcher =
         BatcherServiceClient::new(batcher).max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
     let mut health = tonic_health::pb::health_client::HealthClient::new(index_channel.clone());
