@@ -128,23 +128,10 @@ impl PostgresMeta {
         seq: u64,
         version: u64,
     ) -> MetaResult<()> {
-        sqlx::query(
-            "INSERT INTO files (object, kind, level, seq, min_key, max_key, entry_count, \
-             size_bytes, added_version, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&file.object)
-        .bind(file.kind.as_str())
-        .bind(file.level as i64)
-        .bind(seq as i64)
-        .bind(&file.min_key)
-        .bind(&file.max_key)
-        .bind(file.entry_count as i64)
-        .bind(file.size_bytes as i64)
-        .bind(version as i64)
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await?;
+        let sql = format!("INSERT INTO files ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES})");
+        bind_file(sqlx::query(&sql), file, seq, version)
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 
@@ -274,8 +261,8 @@ fn file_from_row(row: &PgRow) -> MetaResult<FileRecord> {
 /// one clock shared by every batcher and purge, whatever their own clocks say.
 const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
-/// Last in a commit: every writer intent of `files` is live for at least
-/// the commit margin (see `crate::writer_intent`), else nothing commits.
+/// Every writer intent of `files` is live for at least the commit margin
+/// (see `crate::writer_intent`); else the error names the lapsed one.
 async fn check_intents(tx: &mut Transaction<'_, Postgres>, files: &[NewFile]) -> MetaResult<()> {
     let writers = crate::writer_intent::writers_of(files.iter().map(|f| f.object.as_str()));
     if writers.is_empty() {
@@ -295,17 +282,73 @@ async fn check_intents(tx: &mut Transaction<'_, Postgres>, files: &[NewFile]) ->
     }
 }
 
+/// The columns a new file's row sets, and their parameters ([`bind_file`]).
+const INSERT_COLUMNS: &str = "object, kind, level, seq, min_key, max_key, entry_count, \
+     size_bytes, added_version, created_at_ms";
+const INSERT_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10";
+
+/// Binds a new file's row ($1..$10 of [`INSERT_VALUES`]).
+fn bind_file<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    file: &'q NewFile,
+    seq: u64,
+    version: u64,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(&file.object)
+        .bind(file.kind.as_str())
+        .bind(file.level as i64)
+        .bind(seq as i64)
+        .bind(&file.min_key)
+        .bind(&file.max_key)
+        .bind(file.entry_count as i64)
+        .bind(file.size_bytes as i64)
+        .bind(version as i64)
+        .bind(now_ms())
+}
+
+/// Last in a commit: inserts `file` (of sequence `version`) only if every
+/// one of `writers` holds an intent live for at least the commit margin;
+/// false (nothing inserted) otherwise.
+async fn insert_if_intents_live(
+    tx: &mut Transaction<'_, Postgres>,
+    file: &NewFile,
+    version: u64,
+    writers: &[&str],
+) -> MetaResult<bool> {
+    let sql = format!(
+        "WITH live AS (SELECT count(*) AS n FROM writer_intents \
+           WHERE writer = ANY($11) AND expires_at_ms > {DB_NOW_MS} + $12) \
+         INSERT INTO files ({INSERT_COLUMNS}) SELECT {INSERT_VALUES} FROM live WHERE live.n = $13"
+    );
+    let done = bind_file(sqlx::query(&sql), file, version, version)
+        .bind(writers)
+        .bind(crate::writer_intent::COMMIT_MARGIN.as_millis() as i64)
+        .bind(writers.len() as i64)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 #[async_trait]
 impl MetaStore for PostgresMeta {
     async fn commit_wals(&self, files: Vec<NewFile>) -> MetaResult<Vec<u64>> {
         let mut tx = self.pool.begin().await?;
         let mut versions = Vec::with_capacity(files.len());
-        for file in &files {
+        let writers = crate::writer_intent::writers_of(files.iter().map(|f| f.object.as_str()));
+        for (i, file) in files.iter().enumerate() {
             let version = Self::next_version(&mut tx).await?;
-            Self::insert_file(&mut tx, file, version, version).await?;
+            if i + 1 == files.len() && !writers.is_empty() {
+                // The intent check rides on the last insert: no extra round trip.
+                if !insert_if_intents_live(&mut tx, file, version, &writers).await? {
+                    check_intents(&mut tx, &files).await?;
+                    return Err(intent_lapsed(writers[0]));
+                }
+            } else {
+                Self::insert_file(&mut tx, file, version, version).await?;
+            }
             versions.push(version);
         }
-        check_intents(&mut tx, &files).await?;
         tx.commit().await?;
         if let Some(&last) = versions.last() {
             self.published(last);
