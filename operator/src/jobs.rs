@@ -434,13 +434,20 @@ pub fn summarize(jobs: &[Job], spec: &JobScheduleSpec) -> JobHistory {
         .chain(by(|r| r == JobResult::Failed).skip(keep(spec.failed_jobs_history_limit)))
         .map(|j| name(j))
         .collect();
-    // Finished Jobs, newest finish first.
+    // Finished Jobs, newest finish first. Finish times have whole seconds: two Jobs ending in
+    // the same second are ordered by when they were started for (a manual run's trigger
+    // time has sub-second precision), so a retry that succeeds right after a failure counts
+    // as the later one whatever the names.
     let mut finished: Vec<(Time, &Job)> = sorted
         .iter()
         .filter_map(|j| finish_time(j).map(|t| (t, *j)))
         .collect();
     finished.sort_by(|(ta, a), (tb, b)| {
-        (&tb.0, b.metadata.name.as_deref()).cmp(&(&ta.0, a.metadata.name.as_deref()))
+        (&tb.0, scheduled_time(b), b.metadata.name.as_deref()).cmp(&(
+            &ta.0,
+            scheduled_time(a),
+            a.metadata.name.as_deref(),
+        ))
     });
     let running = || by(|r| r == JobResult::Running);
     JobHistory {

@@ -391,3 +391,36 @@ fn idle_runs_are_kept_apart_and_never_count_as_results() {
     assert_eq!(h.to_delete, vec!["d1"]);
     assert_eq!(h.names.len(), 6);
 }
+
+/// A retry that succeeds in the same second its failed predecessor ended (finish times have
+/// whole seconds) is the last result, whatever the names: the later trigger wins the tie.
+#[test]
+fn a_success_finishing_in_the_same_second_as_an_earlier_failure_is_the_last_result() {
+    let failed = finished_at(
+        job_with(
+            "deg-compact-29934158-ca97",
+            "2030-01-01T00:05:00.214Z",
+            Some(JobResult::Failed),
+            Some("a"),
+        ),
+        "2030-01-01T00:05:01Z",
+    );
+    let retry = finished_at(
+        job_with(
+            "deg-compact-29934158-3e23",
+            "2030-01-01T00:05:00.648Z",
+            Some(JobResult::Succeeded),
+            Some("b"),
+        ),
+        "2030-01-01T00:05:01Z",
+    );
+    for jobs in [
+        vec![failed.clone(), retry.clone()],
+        vec![retry.clone(), failed.clone()],
+    ] {
+        let h = summarize(&jobs, &limits(3, 1));
+        let last = h.last_result.expect("a real result");
+        assert_eq!(last.job_name, "deg-compact-29934158-3e23");
+        assert_eq!(last.result, JobResult::Succeeded);
+    }
+}
