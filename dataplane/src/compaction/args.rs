@@ -10,7 +10,7 @@ pub struct LsmArgs {
     /// Target size of the base level (the first level below L0 that holds data);
     /// each deeper level is `--level-size-ratio` times larger.
     #[arg(long, env = "SKYVAULT_LEVEL_BASE_BYTES", default_value_t = 256 << 20,
-          value_parser = clap::value_parser!(u64).range(1 << 20..))]
+          value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 40))]
     pub level_base_bytes: u64,
     /// Size ratio between consecutive levels.
     #[arg(long, env = "SKYVAULT_LEVEL_SIZE_RATIO", default_value_t = 10,
@@ -42,7 +42,7 @@ pub struct CompactionArgs {
     pub target_file_bytes: u64,
     /// Input bytes one compaction job reads at most (one file is always taken).
     #[arg(long, env = "SKYVAULT_COMPACT_MAX_INPUT_BYTES", default_value_t = 1 << 30,
-          value_parser = clap::value_parser!(u64).range(1 << 20..))]
+          value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 40))]
     pub max_input_bytes: u64,
 }
 

@@ -84,7 +84,7 @@ const TUNABLES: &[Tunable] = &[
         flag: "--max-input-bytes",
         env: "SKYVAULT_COMPACT_MAX_INPUT_BYTES",
         roles: &["compact"],
-        binary_max: false,
+        binary_max: true,
     },
     Tunable {
         group: "compaction",
@@ -92,7 +92,7 @@ const TUNABLES: &[Tunable] = &[
         flag: "--level-base-bytes",
         env: "SKYVAULT_LEVEL_BASE_BYTES",
         roles: &["index", "compact"],
-        binary_max: false,
+        binary_max: true,
     },
     Tunable {
         group: "compaction",
