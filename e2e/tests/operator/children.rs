@@ -136,11 +136,19 @@ async fn example_creates_owned_children_and_printer_columns() -> Result<()> {
             "{role}: headless Service has a cluster IP"
         );
 
-        let pdb: PodDisruptionBudget = env
-            .api()
-            .get(&format!("{name}-{role}"))
-            .await
-            .with_context(|| format!("PodDisruptionBudget for {role}"))?;
+        // Applied after every StatefulSet in the same reconcile: on a loaded
+        // machine the test can see the StatefulSets first.
+        let pdb_name = format!("{name}-{role}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let pdb: PodDisruptionBudget = loop {
+            match env.api().get_opt(&pdb_name).await? {
+                Some(pdb) => break pdb,
+                None if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await
+                }
+                None => anyhow::bail!("PodDisruptionBudget for {role} never appeared"),
+            }
+        };
         check_owner(
             pdb.metadata.owner_references.as_ref(),
             &uid,
