@@ -157,6 +157,13 @@ impl Batcher {
         )
     }
 
+    /// The current least gap between flush starts (write slowdown; zero when off).
+    pub fn flush_gap(&self) -> Duration {
+        self.stall
+            .as_ref()
+            .map_or(Duration::ZERO, |s| s.flush_gap())
+    }
+
     /// False once the collector task is gone (it panicked or stopped): every
     /// write would then fail, so readiness must say so.
     pub fn is_alive(&self) -> bool {

@@ -709,8 +709,15 @@ async fn writes_slow_down_past_the_slowdown_trigger_without_failing() {
         parts.batcher.write(put(i)).await.unwrap();
     }
     let l0 = || async { parts.meta.l0_file_count().await.unwrap() };
-    // The L0 count is polled (every 250 ms): let it see the 4 files.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The L0 count is polled: wait until the batcher sees the 4 files.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while parts.batcher.flush_gap() < MAX_FLUSH_GAP {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slowdown never engaged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let before = l0().await;
     let started = std::time::Instant::now();
     let writers = (0..64).map(|c| {
