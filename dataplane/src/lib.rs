@@ -6,6 +6,7 @@
 //! the cache replicas the index can read through.
 
 pub mod api;
+pub mod auth;
 pub mod batcher;
 pub mod bench;
 pub mod cache;
@@ -20,8 +21,10 @@ pub mod metrics;
 pub mod objstore;
 pub mod purge;
 pub mod roles;
+pub mod security;
 pub mod server;
 pub mod sstable;
 pub mod standalone;
+pub mod tls;
 pub mod write_stall;
 pub mod writer_intent;

@@ -302,6 +302,8 @@ struct StandaloneArgs {
     compaction_workers: u64,
     #[command(flatten)]
     compaction: skyvault::compaction::CompactionArgs,
+    #[command(flatten)]
+    security: skyvault::security::SecurityArgs,
 }
 
 /// Purge grace periods (seconds): at least a minute, which is longer than
@@ -399,6 +401,7 @@ async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let mut config = StandaloneConfig::new(args.data_dir);
     config.grpc_addr = args.grpc_addr;
     config.http_addr = args.http_addr;
+    config.security = args.security;
     config.batcher = args.tuning.batcher();
     config.cache = args.tuning.cache();
     config.index.lsm = args.compaction.lsm.config();

@@ -67,6 +67,8 @@ pub struct RoleArgs {
     #[arg(long, env = "SKYVAULT_OBJECT_STORE_MAX_REQUESTS", default_value_t = crate::objstore::DEFAULT_MAX_REQUESTS,
           value_parser = clap::value_parser!(u64).range(1..=4096).map(|n| n as usize))]
     pub object_store_max_requests: usize,
+    #[command(flatten)]
+    pub security: crate::security::SecurityArgs,
 }
 
 #[derive(Clone, Debug)]
@@ -82,6 +84,7 @@ pub struct RoleConfig {
     pub limits: Limits,
     pub cache_peers: Vec<String>,
     pub cache_peer_timeout: Duration,
+    pub security: crate::security::SecurityArgs,
 }
 
 impl RoleArgs {
@@ -104,6 +107,7 @@ impl RoleArgs {
                 .filter(|p| !p.is_empty())
                 .collect(),
             cache_peer_timeout: Duration::from_millis(self.cache_peer_timeout_ms),
+            security: self.security,
         }
     }
 }
@@ -122,6 +126,9 @@ pub async fn run(
     config: RoleConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Certificates and token files are read now: a wrong path stops the
+    // process at once, naming it.
+    let security = config.security.grpc()?;
     let stop = StopSignal::on(shutdown);
     let until_stopped = || stop.stopped();
     let readiness = Readiness::default();
@@ -170,7 +177,11 @@ pub async fn run(
             let peers = if config.cache_peers.is_empty() {
                 None
             } else {
-                let peers = CachePeers::new(&config.cache_peers, config.cache_peer_timeout)?;
+                let peers = CachePeers::with_security(
+                    &config.cache_peers,
+                    config.cache_peer_timeout,
+                    &config.security.peer_client()?,
+                )?;
                 tracing::info!(peers = ?config.cache_peers, "point reads go through the cache tier");
                 Some(std::sync::Arc::new(peers))
             };
@@ -196,7 +207,8 @@ pub async fn run(
         }
     };
     tracing::info!(?role, %grpc_addr, %http_addr, store = %store.describe(), meta = %meta.describe(), "serving");
-    let grpc_result = server::serve_grpc(grpc, routes, &[service], until_stopped()).await;
+    let grpc_result =
+        server::serve_grpc(grpc, routes, &[service], &security, until_stopped()).await;
     stop.stop();
     http_task.await.context("HTTP task panicked")??;
     grpc_result
@@ -211,6 +223,9 @@ async fn open_dependencies(config: &RoleConfig) -> anyhow::Result<(DynStore, Dyn
         match crate::meta::open_url(&config.metadata_url).await {
             Ok(meta) => return Ok((store, meta)),
             Err(e @ MetaError::BadUrl { .. }) => return Err(e.into()),
+            // Not ready, saying why; a fixed certificate or CA is picked up
+            // by the next attempt.
+            Err(e @ MetaError::Tls(_)) => tracing::error!(error = %e, "retrying"),
             Err(e) => tracing::warn!(error = %e, "metadata database unreachable; retrying"),
         }
         tokio::time::sleep(backoff).await;

@@ -3,6 +3,7 @@
 
 use crate::api::proto::FILE_DESCRIPTOR_SET;
 use crate::metrics::metrics;
+use crate::security::GrpcSecurity;
 use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
@@ -132,11 +133,13 @@ pub async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves `routes` plus `grpc.health.v1` (every listed service reported
-/// SERVING) and server reflection until `shutdown` resolves.
+/// SERVING) and server reflection until `shutdown` resolves, over TLS and
+/// checking credentials as `security` says.
 pub async fn serve_grpc(
     listener: TcpListener,
     mut routes: RoutesBuilder,
     serving: &[&str],
+    security: &GrpcSecurity,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -154,15 +157,28 @@ pub async fn serve_grpc(
         .build_v1()
         .context("building the reflection service")?;
     routes.add_service(health).add_service(reflection);
-    // The builder's `tcp_nodelay` only reaches listeners tonic binds itself; ours is bound
-    // by the caller, so Nagle is switched off here. With Nagle on, small responses wait for
-    // the peer's delayed ACK: a 40 ms stall at p99.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .context("gRPC server failed")
+    let server = tonic::transport::Server::builder()
+        .layer(crate::auth::AuthLayer(security.policy.clone()))
+        .add_routes(routes.routes());
+    let served = match &security.tls {
+        Some(tls) => {
+            let incoming = crate::tls::incoming(listener, tls.clone());
+            server
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        None => {
+            // The builder's `tcp_nodelay` only reaches listeners tonic binds itself; ours is
+            // bound by the caller, so Nagle is switched off here. With Nagle on, small
+            // responses wait for the peer's delayed ACK: a 40 ms stall at p99.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            server
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    };
+    served.context("gRPC server failed")
 }
 
 /// Where `/lsm` gets the compaction debt from (roles that follow the

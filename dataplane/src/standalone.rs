@@ -32,6 +32,8 @@ pub struct StandaloneConfig {
     pub limits: Limits,
     /// Background compaction + purge; `None` disables it.
     pub maintenance: Option<Maintenance>,
+    /// TLS and client tokens of the gRPC listener (none by default: loopback).
+    pub security: crate::security::SecurityArgs,
 }
 
 /// The embedded default compacts and purges by itself, so a standalone
@@ -73,6 +75,7 @@ impl StandaloneConfig {
             index: IndexConfig::default(),
             limits: Limits::default(),
             maintenance: Some(Maintenance::default()),
+            security: Default::default(),
         }
     }
 }
@@ -163,6 +166,7 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
             maintenance,
         ));
     }
+    let security = config.security.grpc()?;
     let grpc = server::bind(&config.grpc_addr, "gRPC").await?;
     let http = server::bind(&config.http_addr, "HTTP").await?;
     let (grpc_addr, http_addr) = (server::local_addr(&grpc), server::local_addr(&http));
@@ -183,7 +187,9 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
     let services = ["batcher.v1.BatcherService", "index.v1.IndexService"];
     let grpc_task = {
         let shutdown = until_stopped();
-        tokio::spawn(async move { server::serve_grpc(grpc, routes, &services, shutdown).await })
+        tokio::spawn(async move {
+            server::serve_grpc(grpc, routes, &services, &security, shutdown).await
+        })
     };
     let debt = {
         let index = parts.index.clone();

@@ -5,6 +5,7 @@
 //! Kubernetes binaries are built from pinned Go modules by
 //! `e2e/controlplane/build.sh` and cached outside the repo (see [`tools`]).
 
+pub mod certs;
 pub mod chaos;
 pub mod cluster;
 pub mod controlplane;

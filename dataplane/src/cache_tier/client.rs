@@ -20,10 +20,12 @@ use crate::cache::{BlockCache, ReadError};
 use crate::config::MAX_GRPC_MESSAGE_BYTES;
 use crate::index::{FileAnswer, Manifest, file_meta, probe};
 use crate::metrics::metrics;
+use crate::security::{ClientSecurity, Credentials};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tonic::codegen::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// How long a failed replica is bypassed before it is tried again.
@@ -67,9 +69,11 @@ impl CallError {
     }
 }
 
+type PeerClient = CacheServiceClient<InterceptedService<Channel, Credentials>>;
+
 struct Peer {
     name: String,
-    client: CacheServiceClient<Channel>,
+    client: PeerClient,
     bypass_until: Mutex<Option<Instant>>,
 }
 
@@ -85,9 +89,19 @@ type Plan = BTreeMap<usize, Vec<usize>>;
 type Answers = Vec<((usize, usize), FileAnswer)>;
 
 impl CachePeers {
-    /// Channels connect lazily (and reconnect by themselves), so replicas may
-    /// start after the index.
+    /// Plaintext, unauthenticated replicas (tests, development).
     pub fn new(addrs: &[String], timeout: Duration) -> Result<CachePeers, PeerError> {
+        Self::with_security(addrs, timeout, &ClientSecurity::default())
+    }
+
+    /// Channels connect lazily (and reconnect by themselves), so replicas may
+    /// start after the index. With `security`, calls go over TLS (the index's
+    /// certificate as client certificate) and carry the internal token.
+    pub fn with_security(
+        addrs: &[String],
+        timeout: Duration,
+        security: &ClientSecurity,
+    ) -> Result<CachePeers, PeerError> {
         let mut peers: Vec<Peer> = Vec::with_capacity(addrs.len());
         for addr in addrs {
             if peers.iter().any(|p| &p.name == addr) {
@@ -101,7 +115,8 @@ impl CachePeers {
                 .connect_timeout(timeout)
                 .timeout(timeout)
                 .tcp_nodelay(true);
-            let client = CacheServiceClient::new(endpoint.connect_lazy())
+            let channel = security.connect_lazy(endpoint);
+            let client = CacheServiceClient::with_interceptor(channel, security.credentials())
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
             peers.push(Peer {

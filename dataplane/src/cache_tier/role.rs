@@ -33,6 +33,8 @@ pub struct CacheArgs {
     #[arg(long, env = "SKYVAULT_OBJECT_STORE_MAX_REQUESTS", default_value_t = crate::objstore::DEFAULT_MAX_REQUESTS,
           value_parser = clap::value_parser!(u64).range(1..=4096).map(|n| n as usize))]
     pub object_store_max_requests: usize,
+    #[command(flatten)]
+    pub security: crate::security::SecurityArgs,
 }
 
 #[derive(Clone, Debug)]
@@ -42,6 +44,7 @@ pub struct CacheRoleConfig {
     pub object_store_url: String,
     pub object_store_max_requests: usize,
     pub cache: CacheConfig,
+    pub security: crate::security::SecurityArgs,
 }
 
 impl CacheArgs {
@@ -55,6 +58,7 @@ impl CacheArgs {
                 capacity_bytes: self.cache_capacity_bytes,
                 ..CacheConfig::default()
             },
+            security: self.security,
         }
     }
 }
@@ -66,6 +70,7 @@ pub async fn run(
     config: CacheRoleConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let security = config.security.grpc()?;
     let stop = StopSignal::on(shutdown);
     let until_stopped = || stop.stopped();
     let readiness = Readiness::default();
@@ -95,8 +100,14 @@ pub async fn run(
     // failed RPCs, which the indexes absorb by reading locally.
     readiness.set(true);
     tracing::info!(role = "cache", %grpc_addr, %http_addr, store = %store.describe(), capacity_bytes = config.cache.capacity_bytes, "serving");
-    let grpc_result =
-        server::serve_grpc(grpc, routes, &["cache.v1.CacheService"], until_stopped()).await;
+    let grpc_result = server::serve_grpc(
+        grpc,
+        routes,
+        &["cache.v1.CacheService"],
+        &security,
+        until_stopped(),
+    )
+    .await;
     stop.stop();
     http_task.await.context("HTTP task panicked")??;
     grpc_result

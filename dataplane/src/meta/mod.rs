@@ -158,11 +158,37 @@ pub enum MetaError {
     Conflict(String),
     #[error("invalid metadata URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
+    /// The server was reached but TLS failed: retrying the same settings
+    /// does not help until the certificate, the CA or `sslmode` changes.
+    #[error(
+        "TLS to the metadata database failed: {0} (check the URL's sslmode and sslrootcert, \
+         and that the server's certificate names the host in the URL)"
+    )]
+    Tls(String),
 }
 
 impl From<sqlx::Error> for MetaError {
     fn from(e: sqlx::Error) -> Self {
-        MetaError::Unavailable(e)
+        match tls_failure(&e) {
+            Some(reason) => MetaError::Tls(reason),
+            None => MetaError::Unavailable(e),
+        }
+    }
+}
+
+/// The TLS problem behind a connection error, if that is what it is: sqlx
+/// reports a refused upgrade as `Tls` and a failed certificate check as an
+/// I/O error from inside the handshake.
+fn tls_failure(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Tls(inner) => Some(inner.to_string()),
+        sqlx::Error::Io(io) => {
+            let inner = io.get_ref()?;
+            inner
+                .downcast_ref::<tokio_rustls::rustls::Error>()
+                .map(|tls| tls.to_string())
+        }
+        _ => None,
     }
 }
 

@@ -24,7 +24,11 @@ pub struct RoleProcess {
 
 impl Deps {
     pub fn start() -> Deps {
-        let pg = PostgresServer::start().unwrap();
+        Self::start_with(PostgresServer::start().unwrap())
+    }
+
+    /// With a PostgreSQL server started by the caller (e.g. with TLS).
+    pub fn start_with(pg: PostgresServer) -> Deps {
         let s3 = S3Server::start().unwrap();
         let dir = tempfile::tempdir().unwrap();
         Deps { pg, s3, dir }
@@ -41,6 +45,11 @@ impl Deps {
             cmd.env(k, v);
         }
         cmd
+    }
+
+    /// A directory for the test's own files (certificates, tokens), removed with `self`.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn migrate(&self) {

@@ -28,11 +28,20 @@ pub struct PostgresServer {
     port: u16,
     run_as: Option<(u32, u32)>,
     database: String,
+    /// With TLS: `ssl=on` with this certificate and key (under `dir`).
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl PostgresServer {
     /// Initialises a cluster, starts it and creates database `skyvault`.
     pub fn start() -> Result<Self> {
+        Self::start_with_tls(None)
+    }
+
+    /// Like [`start`](Self::start); with `tls`, the server also accepts TLS
+    /// (`ssl=on`) with that certificate and key. Clients still choose: the
+    /// server does not require TLS.
+    pub fn start_with_tls(tls: Option<&crate::certs::Leaf>) -> Result<Self> {
         let initdb = find_binary("initdb", BIN_DIRS, INSTALL)?;
         // /usr/local/bin may hold symlinks to only some of the tools: use the
         // real directory, which has pg_isready and createdb too.
@@ -72,6 +81,10 @@ impl PostgresServer {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let tls = match tls {
+            Some(leaf) => Some(write_tls_pair(dir.path(), leaf, run_as)?),
+            None => None,
+        };
         let mut server = PostgresServer {
             process: None,
             dir,
@@ -79,6 +92,7 @@ impl PostgresServer {
             port: 0,
             run_as,
             database: "skyvault".into(),
+            tls,
         };
         server.start_server(Duration::from_secs(30))?;
         let out = Command::new(server.bin.join("createdb"))
@@ -173,6 +187,12 @@ impl PostgresServer {
             .arg(self.dir.path())
             // Test data only: durability across an OS crash is not under test.
             .args(["-c", "fsync=off", "-c", "max_connections=300"]);
+        if let Some((cert, key)) = &self.tls {
+            cmd.args(["-c", "ssl=on", "-c"])
+                .arg(format!("ssl_cert_file={}", cert.display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", key.display()));
+        }
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid).gid(gid);
         }
@@ -216,6 +236,25 @@ impl Drop for PostgresServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Writes the server's TLS pair where the server's user can read it; the key
+/// must be private to that user or PostgreSQL refuses to start.
+fn write_tls_pair(
+    dir: &Path,
+    leaf: &crate::certs::Leaf,
+    run_as: Option<(u32, u32)>,
+) -> Result<(PathBuf, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let (cert, key) = leaf.write(dir, "server")?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    if let Some((uid, gid)) = run_as {
+        for file in [&cert, &key] {
+            std::os::unix::fs::chown(file, Some(uid), Some(gid))
+                .with_context(|| format!("chown {}", file.display()))?;
+        }
+    }
+    Ok((cert, key))
 }
 
 /// `Some((uid, gid))` of the user to run as when we are root.
