@@ -158,6 +158,27 @@ pub async fn jobs_of_kind(env: &OperatorEnv, kind: &str) -> Result<Vec<Job>> {
     Ok(jobs)
 }
 
+/// Waits for a Job of `kind` whose name is not in `known` (the first one, oldest first).
+pub async fn wait_new_job(
+    env: &OperatorEnv,
+    kind: &str,
+    known: &[&str],
+    timeout: Duration,
+) -> Result<Job> {
+    wait_for(
+        &format!("a new {kind} Job (known: {known:?})"),
+        timeout,
+        || async {
+            let jobs = jobs_of_kind(env, kind).await?;
+            jobs.into_iter()
+                .find(|j| !known.contains(&j.metadata.name.as_deref().unwrap_or_default()))
+                .context("none yet")
+        },
+    )
+    .await
+    .with_context(|| env.operator_logs())
+}
+
 pub fn job_finished(job: &Job) -> bool {
     job.status
         .as_ref()

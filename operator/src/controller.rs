@@ -29,7 +29,12 @@ use crate::metrics::Metrics;
 use crate::naming::{self, FIELD_MANAGER, MANAGED_SELECTOR, Role};
 use crate::statefulset;
 use crate::status::{self, ConditionInput, Problem, RoleState, reason};
+use crate::upgrade::{Migration, UpgradeCondition};
 use crate::validate;
+
+#[path = "controller_upgrade.rs"]
+mod upgrading;
+use upgrading::plan_upgrade;
 
 /// Longest wait between reconciles of a healthy SkyVault (a resync that catches anything a
 /// watch missed, e.g. a Secret created later).
@@ -116,9 +121,16 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
     // 2. Build, 3. apply, then delete what the spec no longer asks for. A changed Secret
     // value changes the Pods' checksum (seen at the next reconcile; Secrets are read, not
     // watched).
-    let desired = children::build_with_secrets(sv, &secrets_digest);
-    let applied = match apply_all(&ctx.client, &ns, &desired).await {
-        Ok(sets) => sets,
+    let mut desired = children::build_with_secrets(sv, &secrets_digest);
+    // An image change waits for its schema migration and rolls readers first: the
+    // StatefulSets to apply come from the upgrade plan (decision 0005).
+    let staged = async {
+        let upgrade = plan_upgrade(sv, ctx, &ns, &mut desired, now).await?;
+        let applied = apply_all(&ctx.client, &ns, &desired).await?;
+        Ok::<_, Error>((upgrade, applied))
+    };
+    let (upgrade, applied) = match staged.await {
+        Ok(done) => done,
         Err(e) => {
             let problem = Problem {
                 reason: reason::APPLY_FAILED,
@@ -140,8 +152,16 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
 
     // Maintenance Jobs, then 4. status.
     let mut status = SkyVaultStatus::default();
-    let mut requeue = RESYNC;
-    for kind in JobKind::ALL {
+    let mut requeue = upgrade.requeue_after.unwrap_or(RESYNC).min(RESYNC);
+    // New Jobs would run the new image, which migrates on start and writes files: they
+    // wait like the batcher does (their last results stay in status meanwhile).
+    let upgrading = upgrade.state != Migration::NotNeeded;
+    if upgrading {
+        let old = sv.status.clone().unwrap_or_default();
+        status.compaction = old.compaction;
+        status.purge = old.purge;
+    }
+    for kind in JobKind::ALL.into_iter().filter(|_| !upgrading) {
         let debt = match kind {
             JobKind::Compact => reading.as_ref().ok(),
             JobKind::Purge => None,
@@ -154,7 +174,13 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
         }
     }
     let states = role_states(sv, &applied);
-    fill_status(sv, &mut status, &states, None, now);
+    fill_status(
+        sv,
+        &mut status,
+        &states,
+        (None, upgrade.condition.as_ref()),
+        now,
+    );
     status.compaction_debt = match &reading {
         Ok(d) => Some(debt::status(d, now)),
         // The last reading stays, with its observedAt; the condition says it is stale.
@@ -309,7 +335,13 @@ async fn report_problem(
         purge: old.purge,
         ..SkyVaultStatus::default()
     };
-    fill_status(sv, &mut status, &role_states(sv, &sets), Some(problem), now);
+    fill_status(
+        sv,
+        &mut status,
+        &role_states(sv, &sets),
+        (Some(problem), None),
+        now,
+    );
     status.conditions.extend(
         old.conditions
             .into_iter()
@@ -404,22 +436,7 @@ async fn run_jobs(
     // reported, not a panic.
     let plan = maintenance::plan(sv, kind, &jobs, now, checksum, debt)?;
     for job in &plan.create {
-        let params = kube::api::PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        match api.create(&params, job).await {
-            Ok(_) => {}
-            // Deterministic names: another replica or an earlier reconcile created it already.
-            Err(e) if children::is_conflict(&e) => {}
-            Err(e) => {
-                return Err(Error::Apply {
-                    kind: "Job",
-                    name: job.name_any(),
-                    source: e,
-                });
-            }
-        }
+        create_job(&api, job).await?;
         let trigger = if jobs::trigger_value(job).is_some() {
             "manual"
         } else if jobs::is_debt(job) {
@@ -439,6 +456,24 @@ async fn run_jobs(
         job_event(sv, ctx, kind, event).await;
     }
     Ok(plan)
+}
+
+/// Create a Job; deterministic names make a second create (another replica, an earlier
+/// reconcile) a harmless conflict.
+async fn create_job(api: &Api<Job>, job: &Job) -> Result<()> {
+    let params = kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&params, job).await {
+        Ok(_) => Ok(()),
+        Err(e) if children::is_conflict(&e) => Ok(()),
+        Err(source) => Err(Error::Apply {
+            kind: "Job",
+            name: job.name_any(),
+            source,
+        }),
+    }
 }
 
 async fn job_event(sv: &SkyVault, ctx: &Context, kind: JobKind, event: &maintenance::JobEvent) {
@@ -513,7 +548,7 @@ fn fill_status(
     sv: &SkyVault,
     status: &mut SkyVaultStatus,
     states: &[RoleState],
-    problem: Option<&Problem>,
+    (problem, upgrade): (Option<&Problem>, Option<&UpgradeCondition>),
     now: Timestamp,
 ) {
     let previous = sv
@@ -530,6 +565,7 @@ fn fill_status(
             .as_ref()
             .and_then(|c| c.last_result.as_ref()),
         last_purge: status.purge.as_ref().and_then(|c| c.last_result.as_ref()),
+        upgrade,
         previous: &previous,
         now,
     });

@@ -19,6 +19,7 @@ pub mod schedule;
 pub mod service;
 pub mod statefulset;
 pub mod status;
+pub mod upgrade;
 pub mod validate;
 
 #[cfg(test)]

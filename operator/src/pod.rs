@@ -34,11 +34,12 @@ pub struct ContainerPlan {
 
 /// The `skyvault` container.
 pub fn container(sv: &SkyVault, plan: ContainerPlan) -> Container {
-    // The cache tier never opens the database: it gets no database Secret.
-    let mut env = if plan.subcommand == "cache" {
-        s3_secret_env(sv)
-    } else {
-        secret_env(sv)
+    // The cache tier never opens the database: it gets no database Secret; `migrate` only
+    // opens the database: it gets no store credentials.
+    let mut env = match plan.subcommand {
+        "cache" => s3_secret_env(sv),
+        "migrate" => database_env(sv),
+        _ => secret_env(sv),
     };
     env.extend(plan.env);
     Container {
@@ -72,10 +73,15 @@ pub fn container(sv: &SkyVault, plan: ContainerPlan) -> Container {
 
 /// Secrets reach the container as env `valueFrom`, never through the ConfigMap.
 pub fn secret_env(sv: &SkyVault) -> Vec<EnvVar> {
-    let db = &sv.spec.database.url_secret;
-    let mut env = vec![secret_var("SKYVAULT_METADATA_URL", &db.name, &db.key)];
+    let mut env = database_env(sv);
     env.extend(s3_secret_env(sv));
     env
+}
+
+/// The database URL, from its Secret.
+fn database_env(sv: &SkyVault) -> Vec<EnvVar> {
+    let db = &sv.spec.database.url_secret;
+    vec![secret_var("SKYVAULT_METADATA_URL", &db.name, &db.key)]
 }
 
 /// The object store's credentials (none when the Pods use a cloud identity).

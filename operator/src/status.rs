@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::crd::{JobResult, JobRun, RoleStatus};
 use crate::naming::Role;
+use crate::upgrade::UpgradeCondition;
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
@@ -25,6 +26,8 @@ pub mod reason {
     pub const APPLY_FAILED: &str = "ApplyFailed";
     pub const COMPACTION_FAILED: &str = "CompactionFailed";
     pub const PURGE_FAILED: &str = "PurgeFailed";
+    pub const MIGRATION_RUNNING: &str = "MigrationRunning";
+    pub const MIGRATION_FAILED: &str = "MigrationFailed";
 }
 
 /// Why the operator could not bring the children to the spec.
@@ -110,6 +113,8 @@ pub struct ConditionInput<'a> {
     pub last_compaction: Option<&'a JobRun>,
     /// The purge Job that finished last with a real result.
     pub last_purge: Option<&'a JobRun>,
+    /// An image upgrade held back by its migration or by the roll order.
+    pub upgrade: Option<&'a UpgradeCondition>,
     /// Conditions currently in the status, for lastTransitionTime.
     pub previous: &'a [Condition],
     pub now: Timestamp,
@@ -129,8 +134,11 @@ pub fn conditions(input: &ConditionInput) -> Vec<Condition> {
         ),
         None => (
             readiness(input.roles),
-            rollout(input.roles),
-            job_health(input),
+            upgrade_progress(input.upgrade, input.roles),
+            match input.upgrade {
+                Some(u) if u.failed => (true, u.reason, u.message.clone()),
+                _ => job_health(input),
+            },
         ),
     };
     [
@@ -186,6 +194,21 @@ fn rollout(roles: &[RoleState]) -> (bool, &'static str, String) {
         .map(|r| format!("{}: waiting for {}", r.role.as_str(), r.waiting_for))
         .collect();
     (true, reason::ROLLING_OUT, waiting.join("; "))
+}
+
+/// Progressing during an upgrade: False while a failed migration blocks it, else True with
+/// what is held and what the StatefulSets still wait for.
+fn upgrade_progress(
+    upgrade: Option<&UpgradeCondition>,
+    roles: &[RoleState],
+) -> (bool, &'static str, String) {
+    let (rolling, why, message) = rollout(roles);
+    match upgrade {
+        None => (rolling, why, message),
+        Some(u) if u.failed => (false, u.reason, u.message.clone()),
+        Some(u) if rolling => (true, u.reason, format!("{}; {message}", u.message)),
+        Some(u) => (true, u.reason, u.message.clone()),
+    }
 }
 
 /// Degraded when the latest compaction or purge failed (until a later one succeeds).

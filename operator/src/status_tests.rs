@@ -38,6 +38,7 @@ fn input<'a>(
         roles,
         last_compaction: None,
         last_purge: None,
+        upgrade: None,
         previous,
         now: ts("2030-01-01T00:00:00Z"),
     }

@@ -26,3 +26,4 @@ mod flag_bounds;
 mod jobs;
 mod leader;
 mod status;
+mod upgrade;
