@@ -156,3 +156,329 @@ async fn a_role_with_a_wrong_database_ca_is_not_ready_and_says_why() {
     assert_eq!(code, 503, "an index without its database is not ready");
     let _ = &f.ca;
 }
+
+// ---------------------------------------------------------------------------
+// TLS listeners and tokens on real role processes.
+
+use skyvault::api::proto::batcher::v1::{
+    BatchWriteRequest, WriteRequest, batcher_service_client::BatcherServiceClient,
+    write_request::Operation,
+};
+use skyvault::api::proto::cache::v1::{GetRequest, cache_service_client::CacheServiceClient};
+use skyvault::api::proto::index::v1::{BatchGetRequest, index_service_client::IndexServiceClient};
+use skyvault::security::ClientSecurity;
+use std::path::{Path, PathBuf};
+use tonic::transport::{Channel, Endpoint};
+
+const READ_TOKEN: &str = "reader-token-0123456789abcdef";
+const WRITE_TOKEN: &str = "writer-token-0123456789abcdef";
+const INTERNAL_TOKEN: &str = "internal-token-0123456789abcdef";
+
+/// Credentials files of one test, as the operator mounts them.
+struct Creds {
+    dir: tempfile::TempDir,
+}
+
+impl Creds {
+    fn new() -> Creds {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = &fixture().ca;
+        ca.write(dir.path(), "ca.crt").unwrap();
+        ca.issue(&["localhost", "127.0.0.1"])
+            .unwrap()
+            .write(dir.path(), "tls")
+            .unwrap();
+        ca.issue(&["some-user"])
+            .unwrap()
+            .write(dir.path(), "user")
+            .unwrap();
+        std::fs::write(
+            dir.path().join("tokens"),
+            format!("read {READ_TOKEN}\nwrite {WRITE_TOKEN}\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("internal"), INTERNAL_TOKEN).unwrap();
+        Creds { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// The environment of a role serving TLS; `mtls` also requires client certificates.
+    fn env(&self, mtls: bool) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("SKYVAULT_TLS_CERT_FILE", self.path("tls.crt")),
+            ("SKYVAULT_TLS_KEY_FILE", self.path("tls.key")),
+            ("SKYVAULT_TLS_CA_FILE", self.path("ca.crt")),
+            ("SKYVAULT_AUTH_TOKENS_FILE", self.path("tokens")),
+            ("SKYVAULT_INTERNAL_TOKEN_FILE", self.path("internal")),
+        ];
+        if mtls {
+            env.push(("SKYVAULT_TLS_CLIENT_CA_FILE", self.path("ca.crt")));
+        }
+        env
+    }
+
+    /// A TLS channel to `addr` trusting the test CA, presenting `cert` (a
+    /// `NAME` with NAME.crt/NAME.key here) when given, and `token`.
+    fn channel(
+        &self,
+        addr: &str,
+        cert: Option<&str>,
+        token: Option<&str>,
+    ) -> ClientSecurityChannel {
+        let (crt, key): (Option<PathBuf>, Option<PathBuf>) = match cert {
+            Some(n) => (
+                Some(self.dir.path().join(format!("{n}.crt"))),
+                Some(self.dir.path().join(format!("{n}.key"))),
+            ),
+            None => (None, None),
+        };
+        let identity = crt.as_deref().zip(key.as_deref());
+        let tls =
+            skyvault::tls::client_config(Some(&self.dir.path().join("ca.crt")), identity).unwrap();
+        let token = token.map(|t| {
+            let path = self.dir.path().join(format!("token-{}", &t[..6]));
+            std::fs::write(&path, t).unwrap();
+            skyvault::auth::BearerToken::from_file(&path).unwrap()
+        });
+        let security = ClientSecurity {
+            tls: Some(tls),
+            token,
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .timeout(Duration::from_secs(10));
+        (security.connect_lazy(endpoint), security.credentials())
+    }
+}
+
+type ClientSecurityChannel = (Channel, skyvault::security::Credentials);
+
+fn batcher(
+    ch: ClientSecurityChannel,
+) -> BatcherServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, skyvault::security::Credentials>,
+> {
+    BatcherServiceClient::with_interceptor(ch.0, ch.1)
+}
+
+fn index(
+    ch: ClientSecurityChannel,
+) -> IndexServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, skyvault::security::Credentials>,
+> {
+    IndexServiceClient::with_interceptor(ch.0, ch.1)
+}
+
+fn put(key: &str, value: &str) -> BatchWriteRequest {
+    BatchWriteRequest {
+        writes: vec![WriteRequest {
+            key: key.into(),
+            operation: Some(Operation::Put(value.as_bytes().to_vec().into())),
+        }],
+    }
+}
+
+fn get(keys: &[&str], min_sequence: u64) -> BatchGetRequest {
+    BatchGetRequest {
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+        min_sequence: Some(min_sequence),
+        ..Default::default()
+    }
+}
+
+fn code<T>(r: Result<T, tonic::Status>) -> tonic::Code {
+    match r {
+        Ok(_) => tonic::Code::Ok,
+        Err(s) => s.code(),
+    }
+}
+
+/// Batcher and index serve TLS and want tokens; the cache wants a client
+/// certificate (mTLS) and the roles' internal token. The index reads through
+/// the cache with both; nobody else gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_serves_tls_and_turns_away_callers_without_credentials() {
+    let f = fixture();
+    f.deps.migrate();
+    let creds = Creds::new();
+    let env_of = |mtls| creds.env(mtls);
+    let as_refs = |env: &Vec<(&'static str, String)>| {
+        env.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>()
+    };
+    let cache_env = as_refs(&env_of(true));
+    let cache = spawn(&f.deps, "cache", "tls-cache", &cache_env);
+    let mut index_env = as_refs(&env_of(false));
+    index_env.push(("SKYVAULT_CACHE_PEERS", cache.grpc.clone()));
+    let index_role = spawn(&f.deps, "index", "tls-index", &index_env);
+    let batcher_role = spawn(&f.deps, "batcher", "tls-batcher", &as_refs(&env_of(false)));
+    for role in [&cache, &index_role, &batcher_role] {
+        role.ready().await;
+    }
+
+    // Batcher: no token, a read token, then a write token.
+    let c = |t| batcher(creds.channel(&batcher_role.grpc, None, t));
+    assert_eq!(
+        code(c(None).batch_write(put("k", "v")).await),
+        tonic::Code::Unauthenticated
+    );
+    let denied = c(Some(READ_TOKEN))
+        .batch_write(put("k", "v"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let seq = c(Some(WRITE_TOKEN))
+        .batch_write(put("k", "v"))
+        .await
+        .unwrap()
+        .into_inner()
+        .sequence;
+
+    // Index: a read token reads what the write token wrote, through the cache.
+    let i = |t| index(creds.channel(&index_role.grpc, None, t));
+    assert_eq!(
+        code(i(None).batch_get(get(&["k"], seq)).await),
+        tonic::Code::Unauthenticated
+    );
+    let got = i(Some(READ_TOKEN))
+        .batch_get(get(&["k"], seq))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.results.get("k").map(|v| v.as_ref()), Some(&b"v"[..]));
+    assert!(
+        cache
+            .metric("skyvault_cache_service_lookups_total", "")
+            .await
+            > 0,
+        "the index read through the cache over mTLS"
+    );
+
+    // A plaintext client cannot talk to a TLS listener.
+    let plain = Endpoint::from_shared(format!("http://{}", index_role.grpc))
+        .unwrap()
+        .connect_lazy();
+    assert_ne!(
+        code(
+            IndexServiceClient::new(plain)
+                .batch_get(get(&["k"], 0))
+                .await
+        ),
+        tonic::Code::Ok
+    );
+
+    // Cache: no client certificate fails the handshake; a user's certificate
+    // with a user token, or without a token, is refused.
+    let lookup = || GetRequest {
+        keys: vec![b"k".to_vec().into()],
+        objects: vec![],
+    };
+    let cc = |cert, t| {
+        let (ch, cr) = creds.channel(&cache.grpc, cert, t);
+        CacheServiceClient::with_interceptor(ch, cr)
+    };
+    // Refused in the handshake: no gRPC status from the server at all.
+    let no_cert = cc(None, Some(INTERNAL_TOKEN)).get(lookup()).await.unwrap_err();
+    assert!(
+        std::error::Error::source(&no_cert).is_some()
+            && !matches!(
+                no_cert.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ),
+        "{no_cert:?}"
+    );
+    assert_eq!(
+        code(cc(Some("user"), None).get(lookup()).await),
+        tonic::Code::Unauthenticated
+    );
+    assert_eq!(
+        code(cc(Some("user"), Some(WRITE_TOKEN)).get(lookup()).await),
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(
+        code(cc(Some("user"), Some(INTERNAL_TOKEN)).get(lookup()).await),
+        tonic::Code::Ok
+    );
+}
+
+fn spawn(
+    deps: &Deps,
+    role: &str,
+    name: &str,
+    env: &[(&str, String)],
+) -> skyvault_e2e::services::dataplane::RoleProcess {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    deps.spawn(role, name, &env)
+}
+
+/// The certificate a fresh handshake with `addr` presents.
+async fn served_certificate(addr: &str, ca: &Path) -> Vec<u8> {
+    let config = skyvault::tls::client_config(Some(ca), None).unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// Renewing the certificate files (as cert-manager and a Secret volume do)
+/// changes what new connections see, while requests keep flowing: none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_dropping_requests() {
+    let f = fixture();
+    f.deps.migrate();
+    let creds = Creds::new();
+    let env: Vec<(&str, String)> = creds.env(false);
+    let role = spawn(&f.deps, "index", "rotating-index", &env);
+    role.ready().await;
+    let ca = creds.dir.path().join("ca.crt");
+    let before = served_certificate(&role.grpc, &ca).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, mut client) = (
+            stop.clone(),
+            index(creds.channel(&role.grpc, None, Some(READ_TOKEN))),
+        );
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match client.batch_get(get(&["k"], 0)).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    // Renew: a new key and certificate, written as a Secret volume swaps them.
+    let renewed = f.ca.issue(&["localhost", "127.0.0.1"]).unwrap();
+    let staging = tempfile::tempdir_in(creds.dir.path()).unwrap();
+    let (crt, key) = renewed.write(staging.path(), "tls").unwrap();
+    std::fs::rename(key, creds.dir.path().join("tls.key")).unwrap();
+    std::fs::rename(crt, creds.dir.path().join("tls.crt")).unwrap();
+    skyvault_e2e::wait_for(
+        "the renewed certificate on new connections",
+        Duration::from_secs(20),
+        || async {
+            anyhow::ensure!(served_certificate(&role.grpc, &ca).await != before);
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed) = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} requests failed during the rotation: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(ok > 0);
+    assert!(role.metric("skyvault_tls_reloads_total", "").await >= 1);
+}
