@@ -25,6 +25,7 @@ pub mod security;
 pub mod server;
 pub mod sstable;
 pub mod standalone;
+pub mod store_identity;
 pub mod tls;
 pub mod write_stall;
 pub mod writer_intent;

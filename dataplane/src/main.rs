@@ -271,6 +271,8 @@ impl StorageArgs {
         let meta = skyvault::meta::open_url(&meta_url)
             .await
             .with_context(|| format!("opening metadata {meta_url}"))?;
+        // Jobs never create an identity: a store's roles record it first.
+        skyvault::store_identity::verify(&store, &meta).await?;
         Ok((store, meta))
     }
 }

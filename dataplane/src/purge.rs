@@ -42,6 +42,8 @@ pub enum PurgeError {
     Meta(#[from] MetaError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Identity(#[from] crate::store_identity::IdentityError),
 }
 
 /// What one run did; printed as JSON by `skyvault purge`.
@@ -84,6 +86,9 @@ async fn run(
     meta: &DynMeta,
     config: &PurgeConfig,
 ) -> Result<PurgeSummary, PurgeError> {
+    // Deleting what the database does not name is only safe when database
+    // and bucket belong to the same store.
+    crate::store_identity::verify(store, meta).await?;
     let mut summary = PurgeSummary {
         dry_run: config.dry_run,
         ..Default::default()

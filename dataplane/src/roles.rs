@@ -153,6 +153,9 @@ pub async fn run(
         _ = until_stopped() => return Ok(()),
     };
     let (store, meta) = opened;
+    let store_id = crate::store_identity::establish(&store, &meta)
+        .await
+        .context("checking the store identity")?;
     let grpc = server::bind(&config.grpc_addr, "gRPC").await?;
     let grpc_addr = server::local_addr(&grpc);
     let mut routes = RoutesBuilder::default();
@@ -206,7 +209,7 @@ pub async fn run(
             "index.v1.IndexService"
         }
     };
-    tracing::info!(?role, %grpc_addr, %http_addr, store = %store.describe(), meta = %meta.describe(), "serving");
+    tracing::info!(?role, %grpc_addr, %http_addr, %store_id, store = %store.describe(), meta = %meta.describe(), "serving");
     let grpc_result =
         server::serve_grpc(grpc, routes, &[service], &security, until_stopped()).await;
     stop.stop();

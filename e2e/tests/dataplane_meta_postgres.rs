@@ -56,6 +56,7 @@ async fn claims_and_trivial_moves_behave_as_on_sqlite() {
     skyvault::meta::conformance::moves_change_levels_and_are_reported(&meta).await;
     skyvault::meta::conformance::forgotten_removals_force_a_full_reload(&meta).await;
     skyvault::meta::conformance::writer_intents_gate_commits(&meta).await;
+    skyvault::meta::conformance::store_id_is_recorded_once(&meta).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -234,3 +234,14 @@ pub async fn writer_intents_gate_commits(meta: &dyn MetaStore) {
         .unwrap();
     assert_eq!(seqs, vec![version + 1, version + 2]);
 }
+
+/// The store id is recorded once: a second, different id does not replace it,
+/// and concurrent first recordings all learn the same winner.
+pub async fn store_id_is_recorded_once(meta: &dyn MetaStore) {
+    assert_eq!(meta.store_id().await.unwrap(), None);
+    let (a, b) = tokio::join!(meta.init_store_id("first"), meta.init_store_id("second"));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b, "both learn the winner");
+    assert_eq!(meta.init_store_id("third").await.unwrap(), a);
+    assert_eq!(meta.store_id().await.unwrap(), Some(a));
+}

@@ -252,6 +252,11 @@ pub trait MetaStore: Send + Sync + 'static {
         ttl: std::time::Duration,
     ) -> MetaResult<bool>;
     async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()>;
+    /// The store id recorded in this database (see `crate::store_identity`).
+    async fn store_id(&self) -> MetaResult<Option<String>>;
+    /// Records `id` unless an id is already recorded; returns the recorded one
+    /// (so of two processes starting at once, both learn the same winner).
+    async fn init_store_id(&self, id: &str) -> MetaResult<String>;
     /// The newest committed version.
     async fn current_version(&self) -> MetaResult<u64>;
     /// Wakes in-process readers right after a commit; remote readers poll or LISTEN.

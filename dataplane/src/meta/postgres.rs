@@ -530,6 +530,30 @@ impl MetaStore for PostgresMeta {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn store_id(&self) -> MetaResult<Option<String>> {
+        let id = sqlx::query_scalar("SELECT store_id FROM store_identity WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    async fn init_store_id(&self, id: &str) -> MetaResult<String> {
+        // Two statements: after a conflict (another process inserted first and
+        // committed), the SELECT's fresh snapshot sees that process's row.
+        sqlx::query(
+            "INSERT INTO store_identity (id, store_id, created_at_ms) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        let recorded = sqlx::query_scalar("SELECT store_id FROM store_identity WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(recorded)
+    }
+
     async fn live_writers(&self) -> MetaResult<Vec<String>> {
         let sql = format!("SELECT writer FROM writer_intents WHERE expires_at_ms > {DB_NOW_MS}");
         Ok(sqlx::query_scalar(&sql).fetch_all(&self.pool).await?)

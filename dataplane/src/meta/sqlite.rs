@@ -412,6 +412,28 @@ impl MetaStore for SqliteMeta {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn store_id(&self) -> MetaResult<Option<String>> {
+        let id = sqlx::query_scalar("SELECT store_id FROM store_identity WHERE id = 1")
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(id)
+    }
+
+    async fn init_store_id(&self, id: &str) -> MetaResult<String> {
+        sqlx::query(
+            "INSERT INTO store_identity (id, store_id, created_at_ms) VALUES (1, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        let recorded = sqlx::query_scalar("SELECT store_id FROM store_identity WHERE id = 1")
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(recorded)
+    }
+
     async fn live_writers(&self) -> MetaResult<Vec<String>> {
         let writers =
             sqlx::query_scalar("SELECT writer FROM writer_intents WHERE expires_at_ms > ?")
@@ -652,5 +674,11 @@ mod tests {
     async fn writer_intents_gate_commits() {
         let (_dir, meta) = fresh().await;
         crate::meta::conformance::writer_intents_gate_commits(&meta).await;
+    }
+
+    #[tokio::test]
+    async fn store_id_is_recorded_once() {
+        let (_dir, meta) = fresh().await;
+        crate::meta::conformance::store_id_is_recorded_once(&meta).await;
     }
 }
