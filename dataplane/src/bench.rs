@@ -447,6 +447,7 @@ async fn read_once(
     let req = BatchGetRequest {
         keys: expected.keys().cloned().collect(),
         min_sequence: None,
+        consistency: 0,
     };
     let results = client
         .batch_get(req)

@@ -123,6 +123,7 @@ pub async fn get(addr: &str, keys: Vec<String>, min_sequence: Option<u64>) -> an
         .batch_get(BatchGetRequest {
             keys: keys.clone(),
             min_sequence,
+            consistency: 0,
         })
         .await
         .map_err(describe)?
@@ -179,6 +180,7 @@ pub async fn scan(addr: &str, args: ScanArgs) -> anyhow::Result<()> {
                 limit: remaining as u32,
                 page_token,
                 min_sequence: None,
+                consistency: 0,
             })
             .await
             .map_err(describe)?

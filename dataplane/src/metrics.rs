@@ -31,6 +31,7 @@ pub struct Metrics {
     pub cache_service_lookups: IntCounterVec,
     pub cache_fallbacks: IntCounterVec,
     pub index_applied_seq: IntGauge,
+    pub index_read_index_rounds: prometheus::IntCounter,
     pub index_files: IntGauge,
     pub lsm_files: IntGaugeVec,
     pub batch_stalled: prometheus::IntCounter,
@@ -44,6 +45,14 @@ pub struct Metrics {
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::IntCounter {
+    let c = prometheus::IntCounter::new(name, help).expect("valid metric");
     registry
         .register(Box::new(c.clone()))
         .expect("unique metric");
@@ -196,17 +205,18 @@ impl Metrics {
                 "index_applied_sequence",
                 "Highest commit sequence applied to the index's manifest",
             ),
+            index_read_index_rounds: counter(
+                &r,
+                "index_read_index_rounds_total",
+                "Latest-committed-sequence queries made for strong reads (one per round of coalesced reads)",
+            ),
             index_files: gauge(&r, "index_live_files", "Files in the index's manifest"),
             lsm_files: gauge_vec(&r, "lsm_files", "Live files per LSM level", &["level"]),
-            batch_stalled: {
-                let c = prometheus::IntCounter::new(
-                    "batch_stalled_writes_total",
-                    "Writes that waited because L0 was at its bound (--l0-stop-files)",
-                )
-                .expect("valid metric");
-                r.register(Box::new(c.clone())).expect("unique metric");
-                c
-            },
+            batch_stalled: counter(
+                &r,
+                "batch_stalled_writes_total",
+                "Writes that waited because L0 was at its bound (--l0-stop-files)",
+            ),
             lsm_bytes: gauge_vec(&r, "lsm_bytes", "Live bytes per LSM level", &["level"]),
             index_files_probed: histogram(
                 &r,

@@ -103,9 +103,6 @@ pub async fn open(config: &StandaloneConfig, store: Option<DynStore>) -> anyhow:
     let meta = crate::meta::open_url(&meta_url)
         .await
         .with_context(|| format!("opening metadata {meta_url}"))?;
-    crate::store_identity::establish(&store, &meta)
-        .await
-        .context("checking the store identity")?;
     let cache = Arc::new(BlockCache::new(store.clone(), &config.cache));
     let (index, _follow) = Index::start(meta.clone(), cache, config.index.clone())
         .await
@@ -181,9 +178,12 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
                 .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(
-            IndexServiceServer::new(IndexApi::new(parts.index.clone(), config.limits.clone()))
-                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+            IndexServiceServer::new(
+                IndexApi::new(parts.index.clone(), config.limits.clone())
+                    .read_after_write(parts.meta.subscribe()),
+            )
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         );
     let stop = StopSignal::default();
     let until_stopped = || stop.stopped();

@@ -88,6 +88,7 @@ async fn rejected_reads_name_the_field() {
     let get = |keys: Vec<String>| BatchGetRequest {
         keys,
         min_sequence: None,
+        consistency: 0,
     };
     let cases = vec![
         (

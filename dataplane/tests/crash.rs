@@ -117,6 +117,7 @@ async fn acked_writes_survive_kill_9() {
             .batch_get(BatchGetRequest {
                 keys,
                 min_sequence: None,
+                consistency: 0,
             })
             .await
             .unwrap()

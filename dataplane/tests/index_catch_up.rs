@@ -4,7 +4,11 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use skyvault::api::IndexApi;
+use skyvault::api::proto::index::v1::index_service_server::IndexService;
+use skyvault::api::proto::index::v1::{BatchGetRequest, Consistency};
 use skyvault::cache::{BlockCache, CacheConfig};
+use skyvault::config::Limits;
 use skyvault::index::{Index, IndexConfig, IndexError, KeyRange, PageLimits};
 use skyvault::meta::{
     ClaimRange, DynMeta, FileRecord, ManifestDelta, MetaError, MetaResult, MetaStore, NewFile, Swap,
@@ -13,7 +17,7 @@ use skyvault::server::Readiness;
 use skyvault::sstable::{Entry, Value};
 use skyvault::standalone::{self, StandaloneConfig};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
@@ -26,6 +30,24 @@ struct Gated {
     down: AtomicBool,
     fetched: Notify,
     release: Notify,
+    /// While set, the next `current_version` signals `fetched` and waits for
+    /// `release` before asking the database.
+    hold_version: AtomicBool,
+    version_queries: AtomicU64,
+}
+
+impl Gated {
+    fn new(inner: DynMeta) -> Arc<Gated> {
+        Arc::new(Gated {
+            inner,
+            hold: AtomicBool::new(false),
+            down: AtomicBool::new(false),
+            fetched: Notify::new(),
+            release: Notify::new(),
+            hold_version: AtomicBool::new(false),
+            version_queries: AtomicU64::new(0),
+        })
+    }
 }
 
 #[async_trait]
@@ -91,6 +113,12 @@ impl MetaStore for Gated {
         self.inner.release_lease(name, holder).await
     }
     async fn current_version(&self) -> MetaResult<u64> {
+        self.version_queries.fetch_add(1, Ordering::SeqCst);
+        if self.hold_version.swap(false, Ordering::SeqCst) {
+            let released = self.release.notified();
+            self.fetched.notify_one();
+            released.await;
+        }
         self.inner.current_version().await
     }
     fn subscribe(&self) -> watch::Receiver<u64> {
@@ -112,27 +140,7 @@ fn put(key: &str, value: &str) -> Vec<Entry> {
 #[tokio::test]
 async fn a_slow_catch_up_with_an_older_delta_does_not_win() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = StandaloneConfig::new(dir.path());
-    config.maintenance = None;
-    let parts = standalone::open(&config, None).await.unwrap();
-    let gated = Arc::new(Gated {
-        inner: parts.meta.clone(),
-        hold: AtomicBool::new(false),
-        down: AtomicBool::new(false),
-        fetched: Notify::new(),
-        release: Notify::new(),
-    });
-    let cache = Arc::new(BlockCache::new(
-        parts.store.clone(),
-        &CacheConfig::default(),
-    ));
-    let index_config = IndexConfig {
-        poll_interval: Duration::from_secs(3600),
-        ..Default::default()
-    };
-    let (index, _follow) = Index::start(gated.clone(), cache, index_config)
-        .await
-        .unwrap();
+    let (parts, gated, index) = unnotified_index(dir.path()).await;
 
     let first = parts.batcher.write(put("k", "old")).await.unwrap();
     gated.hold.store(true, Ordering::SeqCst);
@@ -161,13 +169,7 @@ async fn a_stale_index_refuses_to_serve_and_is_not_ready() {
     let mut config = StandaloneConfig::new(dir.path());
     config.maintenance = None;
     let parts = standalone::open(&config, None).await.unwrap();
-    let gated = Arc::new(Gated {
-        inner: parts.meta.clone(),
-        hold: AtomicBool::new(false),
-        down: AtomicBool::new(false),
-        fetched: Notify::new(),
-        release: Notify::new(),
-    });
+    let gated = Gated::new(parts.meta.clone());
     let cache = Arc::new(BlockCache::new(
         parts.store.clone(),
         &CacheConfig::default(),
@@ -235,4 +237,91 @@ async fn a_stale_index_refuses_to_serve_and_is_not_ready() {
         assert!(Instant::now() < deadline, "the index never recovered");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// An index in another process than the writer, which it is never told
+/// about (no notifications, no poll during the test), as a distributed index
+/// between two catch-ups.
+async fn unnotified_index(dir: &std::path::Path) -> (standalone::Parts, Arc<Gated>, Arc<Index>) {
+    let mut config = StandaloneConfig::new(dir);
+    config.maintenance = None;
+    let parts = standalone::open(&config, None).await.unwrap();
+    let gated = Gated::new(parts.meta.clone());
+    let cache = Arc::new(BlockCache::new(
+        parts.store.clone(),
+        &CacheConfig::default(),
+    ));
+    let index_config = IndexConfig {
+        poll_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let (index, _follow) = Index::start(gated.clone(), cache, index_config)
+        .await
+        .unwrap();
+    (parts, gated, index)
+}
+
+fn read(key: &str, consistency: Consistency) -> tonic::Request<BatchGetRequest> {
+    tonic::Request::new(BatchGetRequest {
+        keys: vec![key.into()],
+        consistency: consistency.into(),
+        ..Default::default()
+    })
+}
+
+/// Issue 15: a STRONG read sees a write acknowledged before it started even
+/// when the index has not heard of it; a default read (eventual) does not.
+#[tokio::test]
+async fn a_strong_read_sees_a_write_the_index_was_not_told_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let (parts, _gated, index) = unnotified_index(dir.path()).await;
+    let api = IndexApi::new(index.clone(), Limits::default());
+    parts.batcher.write(put("k", "v")).await.unwrap();
+
+    let eventual = api
+        .batch_get(read("k", Consistency::Default))
+        .await
+        .unwrap();
+    assert!(
+        eventual.into_inner().results.is_empty(),
+        "the setup must leave the index behind, or this test proves nothing"
+    );
+    let strong = api.batch_get(read("k", Consistency::Strong)).await.unwrap();
+    let strong = strong.into_inner();
+    assert_eq!(strong.results.get("k").map(|v| &v[..]), Some(&b"v"[..]));
+    assert_eq!(strong.sequence, index.applied_sequence());
+}
+
+/// Strong reads arriving while a version query is in flight share the next
+/// one (etcd's ReadIndex batching): 1 + 20 reads cost 2 queries, not 21.
+#[tokio::test]
+async fn concurrent_strong_reads_share_one_version_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let (parts, gated, index) = unnotified_index(dir.path()).await;
+    let api = Arc::new(IndexApi::new(index.clone(), Limits::default()));
+    parts.batcher.write(put("k", "v")).await.unwrap();
+    let before = gated.version_queries.load(Ordering::SeqCst);
+
+    gated.hold_version.store(true, Ordering::SeqCst);
+    let strong = |api: Arc<IndexApi>| {
+        tokio::spawn(async move { api.batch_get(read("k", Consistency::Strong)).await })
+    };
+    let first = strong(api.clone());
+    // The first round is in the database.
+    tokio::time::timeout(Duration::from_secs(10), gated.fetched.notified())
+        .await
+        .expect("a strong read never asked the database for its version");
+    let rest: Vec<_> = (0..20).map(|_| strong(api.clone())).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while index.read_index_queued() < 20 {
+        assert!(Instant::now() < deadline, "20 strong reads never queued");
+        tokio::task::yield_now().await;
+    }
+    gated.release.notify_one();
+    for read in std::iter::once(first).chain(rest) {
+        let got = read.await.unwrap().unwrap().into_inner();
+        assert_eq!(got.results.get("k").map(|v| &v[..]), Some(&b"v"[..]));
+    }
+    let queries = gated.version_queries.load(Ordering::SeqCst) - before;
+    assert_eq!(queries, 2, "21 strong reads made {queries} version queries");
 }

@@ -224,6 +224,7 @@ async fn read_your_writes_waits_then_times_out() {
     let mut req = tonic::Request::new(skyvault::api::proto::index::v1::BatchGetRequest {
         keys: vec!["ryw".into()],
         min_sequence: Some(seq + 1000),
+        consistency: 0,
     });
     req.set_timeout(std::time::Duration::from_secs(1));
     let err = s.index().batch_get(req).await.unwrap_err();
@@ -247,6 +248,7 @@ async fn scan_merges_files_in_key_order_with_paging() {
     let all = s
         .scan(ScanRequest {
             min_sequence: Some(seq),
+            consistency: 0,
             ..Default::default()
         })
         .await
@@ -360,6 +362,7 @@ async fn batch_get_over_the_response_budget_is_resource_exhausted() {
     let get = |n: usize| skyvault::api::proto::index::v1::BatchGetRequest {
         keys: keys[..n].to_vec(),
         min_sequence: Some(seq),
+        consistency: 0,
     };
     // 17 MiB of values: more than a gRPC message may carry.
     let err = index.batch_get(get(17)).await.unwrap_err();

@@ -85,6 +85,7 @@ async fn read_all(
     let mut request = Request::new(BatchGetRequest {
         keys: model.keys().cloned().collect(),
         min_sequence: Some(min_sequence),
+        consistency: 0,
     });
     request.set_timeout(RPC_TIMEOUT);
     let got = client.batch_get(request).await?.into_inner().results;

@@ -52,6 +52,7 @@ async fn read(
     let mut request = Request::new(BatchGetRequest {
         keys,
         min_sequence: Some(min_sequence),
+        consistency: 0,
     });
     request.set_timeout(RPC_TIMEOUT);
     Ok(client

@@ -1,7 +1,7 @@
 //! `index.v1.IndexService`: point reads and scans over the index.
 
 use super::proto::index::v1::{
-    BatchGetRequest, BatchGetResponse, KeyValue, ScanRequest, ScanResponse,
+    BatchGetRequest, BatchGetResponse, Consistency, KeyValue, ScanRequest, ScanResponse,
     index_service_server::IndexService,
 };
 use super::{observe, request_deadline, validate};
@@ -11,29 +11,72 @@ use crate::index::{Index, IndexError, KeyRange, PageLimits};
 use crate::objstore::StoreError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 pub struct IndexApi {
     index: Arc<Index>,
     limits: Limits,
+    /// The latest version committed by this process's own writers (the
+    /// metadata store's commit notifications), when every commit is made in
+    /// this process (`skyvault standalone`): then every read waits for it.
+    local_commits: Option<watch::Receiver<u64>>,
+}
+
+/// What a read must have applied before it is answered.
+struct Freshness {
+    min_sequence: Option<u64>,
+    consistency: Consistency,
 }
 
 impl IndexApi {
+    /// An index whose default reads are served from whatever it has applied
+    /// (the distributed `skyvault index`: other processes commit).
     pub fn new(index: Arc<Index>, limits: Limits) -> Self {
-        IndexApi { index, limits }
+        IndexApi {
+            index,
+            limits,
+            local_commits: None,
+        }
     }
 
-    /// Read-your-writes: wait for `min_sequence`, bounded by the client's
-    /// deadline (or the default wait when it set none). The wait ends a
-    /// margin before the client's deadline so that the client receives our
-    /// DEADLINE_EXCEEDED rather than cancelling the call itself (CANCELLED).
-    async fn wait_for(&self, deadline: Option<Duration>, min: Option<u64>) -> Result<(), Status> {
-        let Some(sequence) = min else { return Ok(()) };
+    /// An index in the same process as every writer of its metadata store
+    /// (`skyvault standalone`): every read, with or without extension fields,
+    /// waits until the index has applied every commit acknowledged before the
+    /// read started (`commits` is the store's `MetaStore::subscribe`).
+    pub fn read_after_write(mut self, commits: watch::Receiver<u64>) -> Self {
+        self.local_commits = Some(commits);
+        self
+    }
+
+    /// Waits until the index has applied what the read asks for, bounded by
+    /// the client's deadline (or the default wait when it set none). The
+    /// wait ends a margin before the client's deadline so that the client
+    /// receives our DEADLINE_EXCEEDED rather than cancelling the call itself.
+    async fn wait_for(&self, deadline: Option<Duration>, want: Freshness) -> Result<(), Status> {
+        let started = Instant::now();
         let wait = match deadline {
             Some(deadline) => deadline.saturating_sub(reply_margin(deadline)),
             None => self.limits.default_read_wait,
         };
-        Ok(self.index.wait_for(sequence, wait).await?)
+        let floor = match (&self.local_commits, want.consistency) {
+            // Every commit happens in this process: its latest is exact and free.
+            (Some(commits), _) => Some(*commits.borrow()),
+            (None, Consistency::Strong) => {
+                let committed = tokio::time::timeout(wait, self.index.latest_committed()).await;
+                Some(committed.map_err(|_| {
+                    Status::deadline_exceeded(
+                        "strong read: the latest committed sequence was not learned before the deadline",
+                    )
+                })??)
+            }
+            (None, Consistency::Default) => None,
+        };
+        let Some(sequence) = want.min_sequence.max(floor) else {
+            return Ok(());
+        };
+        let left = wait.saturating_sub(started.elapsed());
+        Ok(self.index.wait_for(sequence, left).await?)
     }
 }
 
@@ -47,7 +90,9 @@ impl From<IndexError> for Status {
     fn from(e: IndexError) -> Status {
         match &e {
             IndexError::NotYetApplied { .. } => Status::deadline_exceeded(e.to_string()),
-            IndexError::Stale { .. } => Status::unavailable(e.to_string()),
+            IndexError::Stale { .. } | IndexError::Committed(_) => {
+                Status::unavailable(e.to_string())
+            }
             IndexError::Read(read) => match read.as_ref() {
                 ReadError::Corrupt { .. } | ReadError::TooShort { .. } => {
                     Status::data_loss(e.to_string())
@@ -129,9 +174,13 @@ impl IndexService for IndexApi {
         let result = async {
             let deadline = request_deadline(&request);
             let req = request.into_inner();
+            let want = Freshness {
+                min_sequence: req.min_sequence,
+                consistency: validate::consistency(req.consistency)?,
+            };
             let keys = validate::batch_get_keys(req.keys, &self.limits)?;
-            self.wait_for(deadline, req.min_sequence).await?;
-            let values = self.index.get_many(&keys).await?;
+            self.wait_for(deadline, want).await?;
+            let (sequence, values) = self.index.get_many_at(&keys).await?;
             let budget = self.limits.max_get_response_bytes;
             let mut bytes = 0usize;
             let mut results = std::collections::HashMap::new();
@@ -146,7 +195,7 @@ impl IndexService for IndexApi {
                 }
                 results.insert(String::from_utf8_lossy(&k).into_owned(), v);
             }
-            Ok(Response::new(BatchGetResponse { results }))
+            Ok(Response::new(BatchGetResponse { results, sequence }))
         }
         .await;
         observe("BatchGet", started, &result);
@@ -157,8 +206,11 @@ impl IndexService for IndexApi {
         let started = Instant::now();
         let result = async {
             let (range, limits) = self.scan_range(request.get_ref())?;
-            self.wait_for(request_deadline(&request), request.get_ref().min_sequence)
-                .await?;
+            let want = Freshness {
+                min_sequence: request.get_ref().min_sequence,
+                consistency: validate::consistency(request.get_ref().consistency)?,
+            };
+            self.wait_for(request_deadline(&request), want).await?;
             let page = self.index.scan(&range, limits).await?;
             let items = page
                 .items
@@ -175,6 +227,7 @@ impl IndexService for IndexApi {
             Ok(Response::new(ScanResponse {
                 items,
                 next_page_token,
+                sequence: page.version,
             }))
         }
         .await;

@@ -3,10 +3,21 @@
 //! writes nothing.
 
 use super::proto::batcher::v1::{BatchWriteRequest, write_request::Operation};
+use super::proto::index::v1::Consistency;
 use crate::config::Limits;
 use crate::sstable::{Entry, Value};
 use bytes::Bytes;
 use tonic::Status;
+
+/// The `consistency` field of a read: an unknown value (a newer client's
+/// level this server does not have) is refused rather than served weaker.
+pub fn consistency(value: i32) -> Result<Consistency, Status> {
+    Consistency::try_from(value).map_err(|_| {
+        invalid(format!(
+            "consistency is {value}; expected CONSISTENCY_DEFAULT (0) or CONSISTENCY_STRONG (1)"
+        ))
+    })
+}
 
 fn invalid(msg: String) -> Status {
     Status::invalid_argument(msg)

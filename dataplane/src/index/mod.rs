@@ -9,6 +9,7 @@
 
 mod lookup;
 mod manifest;
+mod read_index;
 mod scan;
 
 pub use lookup::{FileAnswer, file_meta, probe};
@@ -20,6 +21,7 @@ use crate::cache_tier::CachePeers;
 use crate::meta::{DynMeta, MetaError};
 use crate::metrics::metrics;
 use bytes::Bytes;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -62,6 +64,8 @@ pub enum IndexError {
          (limit {limit_ms} ms); refusing to serve files purge may have deleted"
     )]
     Stale { age_ms: u64, limit_ms: u64 },
+    #[error("cannot learn the latest committed sequence for a strong read: {0}")]
+    Committed(String),
 }
 
 pub struct Index {
@@ -76,6 +80,12 @@ pub struct Index {
     /// When the last catch-up succeeded (whether or not it changed anything).
     caught_up_at: std::sync::Mutex<Instant>,
     max_manifest_age: Duration,
+    /// Strong reads queue here for the next ReadIndex round (`read_index`).
+    read_index: tokio::sync::mpsc::UnboundedSender<read_index::Waiter>,
+    /// Rounds served so far: each is one latest-version query.
+    read_index_rounds: std::sync::atomic::AtomicU64,
+    /// Strong reads queued and not yet taken by a round.
+    read_index_queued: std::sync::atomic::AtomicUsize,
 }
 
 impl Index {
@@ -97,6 +107,7 @@ impl Index {
         peers: Option<Arc<CachePeers>>,
         config: IndexConfig,
     ) -> Result<(Arc<Index>, tokio::task::JoinHandle<()>), MetaError> {
+        let (read_index, queue) = read_index::channel();
         let index = Arc::new(Index {
             meta,
             cache,
@@ -106,7 +117,11 @@ impl Index {
             applied: watch::channel(0).0,
             caught_up_at: std::sync::Mutex::new(Instant::now()),
             max_manifest_age: config.max_manifest_age,
+            read_index,
+            read_index_rounds: Default::default(),
+            read_index_queued: Default::default(),
         });
+        tokio::spawn(read_index::serve(Arc::downgrade(&index), queue));
         index.catch_up().await?;
         let task = tokio::spawn(follow(Arc::downgrade(&index), config));
         Ok((index, task))
@@ -201,24 +216,59 @@ impl Index {
         }
     }
 
+    /// The latest sequence committed in the metadata database, learned by a
+    /// query that started after this call (so it covers every write
+    /// acknowledged before it), shared with every strong read queued at the
+    /// same time; by then the index has applied it unless another process
+    /// committed in between. Wait for it with [`Index::wait_for`].
+    pub async fn latest_committed(&self) -> Result<u64, IndexError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let gone = || IndexError::Committed("the index is shutting down".into());
+        self.read_index_queued.fetch_add(1, Ordering::SeqCst);
+        self.read_index.send(tx).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?.map_err(IndexError::Committed)
+    }
+
+    /// ReadIndex rounds started so far (one database query each).
+    pub fn read_index_rounds(&self) -> u64 {
+        self.read_index_rounds.load(Ordering::SeqCst)
+    }
+
+    /// Strong reads waiting for a round to take them.
+    pub fn read_index_queued(&self) -> usize {
+        self.read_index_queued.load(Ordering::SeqCst)
+    }
+
     /// Point reads; absent keys (never written or deleted) are `None`.
     pub async fn get_many(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>, IndexError> {
+        Ok(self.get_many_at(keys).await?.1)
+    }
+
+    /// As [`Index::get_many`], with the version of the manifest that answered.
+    pub async fn get_many_at(
+        &self,
+        keys: &[Bytes],
+    ) -> Result<(u64, Vec<Option<Bytes>>), IndexError> {
         self.check_fresh()?;
         let manifest = self.manifest();
         if let Some(peers) = &self.peers {
-            return Ok(peers.get_many(&self.cache, &manifest, keys).await?);
+            let values = peers.get_many(&self.cache, &manifest, keys).await?;
+            return Ok((manifest.version, values));
         }
         let reads = keys
             .iter()
             .map(|key| lookup::get(&self.cache, &manifest, key));
         let values = futures::future::try_join_all(reads).await?;
-        Ok(values)
+        Ok((manifest.version, values))
     }
 
+    /// One page of a range scan; `Page::version` names the manifest read.
     pub async fn scan(&self, range: &KeyRange, limits: PageLimits) -> Result<Page, IndexError> {
         self.check_fresh()?;
         let manifest = self.manifest();
-        Ok(scan::scan(&self.cache, &manifest, range, limits).await?)
+        let mut page = scan::scan(&self.cache, &manifest, range, limits).await?;
+        page.version = manifest.version;
+        Ok(page)
     }
 }
 

@@ -63,6 +63,8 @@ pub struct Page {
     pub items: Vec<(Bytes, Bytes)>,
     /// Set when the page stopped early: continue strictly after this key.
     pub resume_after: Option<Bytes>,
+    /// The version of the manifest the page was read from (set by the index).
+    pub version: u64,
 }
 
 /// Reads one file's entries from a start key on, a block at a time.

@@ -75,6 +75,7 @@ impl Server {
         let req = BatchGetRequest {
             keys: keys.iter().map(|k| k.to_string()).collect(),
             min_sequence,
+            consistency: 0,
         };
         let results = self.index().batch_get(req).await?.into_inner().results;
         Ok(results.into_iter().map(|(k, v)| (k, v.to_vec())).collect())

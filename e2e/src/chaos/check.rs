@@ -52,6 +52,7 @@ async fn get(
         let mut request = Request::new(BatchGetRequest {
             keys: keys.to_vec(),
             min_sequence: Some(min_sequence),
+            consistency: 0,
         });
         request.set_timeout(Duration::from_secs(10));
         match client.batch_get(request).await {

@@ -151,6 +151,7 @@ pub async fn client(
         let mut request = Request::new(BatchGetRequest {
             keys,
             min_sequence: Some(floor),
+            consistency: 0,
         });
         request.set_timeout(RPC_TIMEOUT);
         let Ok(reply) = reader.batch_get(request).await else {

@@ -118,6 +118,7 @@ pub async fn reader(index: String, tally: Arc<Mutex<Tally>>, stop: Arc<AtomicBoo
             .batch_get(BatchGetRequest {
                 keys: sample.iter().map(|s| s.0.clone()).collect(),
                 min_sequence,
+                consistency: 0,
             })
             .await;
         let mut t = tally.lock().await;
@@ -165,6 +166,7 @@ pub async fn verify_all(index: &str, acked: &BTreeMap<String, (String, u64)>) ->
                     .batch_get(BatchGetRequest {
                         keys,
                         min_sequence: Some(max_seq),
+                        consistency: 0,
                     })
                     .await?
                     .into_inner()
