@@ -103,6 +103,9 @@ pub async fn open(config: &StandaloneConfig, store: Option<DynStore>) -> anyhow:
     let meta = crate::meta::open_url(&meta_url)
         .await
         .with_context(|| format!("opening metadata {meta_url}"))?;
+    crate::store_identity::establish(&store, &meta)
+        .await
+        .context("checking the store identity")?;
     let cache = Arc::new(BlockCache::new(store.clone(), &config.cache));
     let (index, _follow) = Index::start(meta.clone(), cache, config.index.clone())
         .await
