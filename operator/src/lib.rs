@@ -11,6 +11,7 @@ pub mod debt;
 pub mod jobs;
 pub mod leader;
 pub mod maintenance;
+pub mod memory;
 pub mod metrics;
 pub mod naming;
 pub mod pdb;

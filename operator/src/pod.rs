@@ -333,9 +333,3 @@ pub fn fill_resources(
 fn has_key(map: &Option<BTreeMap<String, Quantity>>, key: &str) -> bool {
     map.as_ref().is_some_and(|m| m.contains_key(key))
 }
-
-/// Memory for a process holding `cache_bytes` of cache: the cache plus a quarter (at least
-/// 64 MiB) for the runtime, buffers and moka's overhead.
-pub fn cache_memory(cache_bytes: i64) -> i64 {
-    cache_bytes + (cache_bytes / 4).max(64 * MIB)
-}

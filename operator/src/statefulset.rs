@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::crd::SkyVault;
+use crate::memory;
 use crate::naming::{self, Role};
 use crate::pod::{self, ContainerPlan};
 
@@ -43,7 +44,8 @@ pub fn role_env(sv: &SkyVault, role: Role) -> Vec<EnvVar> {
 }
 
 /// Resources with operator-sized memory where the user gave none. Cache-holding roles get a
-/// limit equal to the request so the kubelet never evicts them for overshooting.
+/// limit equal to the request so the kubelet never evicts them for overshooting; their size
+/// comes from measured RSS ([`memory::cache_role_memory`]).
 pub fn role_resources(sv: &SkyVault, role: Role) -> ResourceRequirements {
     let spec = &sv.spec;
     match role {
@@ -53,11 +55,11 @@ pub fn role_resources(sv: &SkyVault, role: Role) -> ResourceRequirements {
             pod::fill_resources(b.resources.as_ref(), in_flight + BATCHER_BASE_MEMORY, None)
         }
         Role::Index => {
-            let mem = pod::cache_memory(spec.index.cache_capacity_bytes);
+            let mem = memory::cache_role_memory(role, spec.index.cache_capacity_bytes);
             pod::fill_resources(spec.index.resources.as_ref(), mem, Some(mem))
         }
         Role::Cache => {
-            let mem = pod::cache_memory(spec.cache.cache_capacity_bytes);
+            let mem = memory::cache_role_memory(role, spec.cache.cache_capacity_bytes);
             pod::fill_resources(spec.cache.resources.as_ref(), mem, Some(mem))
         }
     }
@@ -190,9 +192,9 @@ mod tests {
             Some("1073741824")
         );
         let res = c.resources.as_ref().unwrap();
-        // 1 GiB cache + 25% headroom.
-        assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "1280Mi");
-        assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "1280Mi");
+        // (64 MiB + 1 GiB x 1.1 + 4 x 12 MiB replies) x 1.1, see memory.rs.
+        assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "1363Mi");
+        assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "1363Mi");
         assert_eq!(res.requests.as_ref().unwrap()["cpu"].0, "100m");
     }
 
