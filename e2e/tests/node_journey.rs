@@ -2,7 +2,8 @@
 //! chart, apply a SkyVault (2 batchers, 2 indexes, 3 caches) against a PostgreSQL and an
 //! S3 server outside the cluster, wait for Ready from real pod readiness, write and read
 //! through the Services with gRPC while a batcher pod is deleted, a cache pod is killed, a
-//! spec change (tuning and image tag) and a rotated Secret roll every pod, then run
+//! spec change (tuning and image tag: a migrate Job first, then cache, index, batcher in
+//! that order) and a rotated Secret roll every pod, then run
 //! compaction and purge as real Job pods and delete the SkyVault. No acked write may be
 //! lost.
 //!
@@ -32,6 +33,7 @@ use skyvault_e2e::journey::jobs::run_manual_job;
 use skyvault_e2e::journey::memory::pod_memory;
 use skyvault_e2e::journey::rollout::{pod_uid, wait_ready, wait_rolled};
 use skyvault_e2e::journey::setup::JourneyEnv;
+use skyvault_e2e::journey::upgrade::check_upgrade_order;
 use skyvault_e2e::journey::{RETRY_WINDOW, ROLLOUT_TIMEOUT, SV_NAME};
 use skyvault_e2e::node::{self, NodeCluster, NodeOptions};
 use skyvault_e2e::operator_env::skyvault_resource;
@@ -346,6 +348,8 @@ async fn journey(env: &mut JourneyEnv, pg: &PostgresServer, s3: &S3Server) -> Re
         "journey: rolling change done in {:.1}s",
         t.elapsed().as_secs_f64()
     );
+    let order = check_upgrade_order(&client, &ns, &new_image).await?;
+    eprintln!("journey: image roll in order: {order}");
     // Let the clients run on the new pods for a moment, then stop them.
     let before = tally.lock().await.write_ok;
     wait_for(

@@ -12,6 +12,7 @@
 //! - [`rollout`]: Ready, rolled StatefulSets, replaced pods.
 //! - [`jobs`]: compaction/purge Jobs started by the trigger annotations.
 //! - [`memory`]: each pod's memory, read from its cgroups (own node only).
+//! - [`upgrade`]: the order of an image roll (migrate Job first, readers before writers).
 
 pub mod access;
 pub mod clients;
@@ -19,6 +20,7 @@ pub mod jobs;
 pub mod memory;
 pub mod rollout;
 pub mod setup;
+pub mod upgrade;
 
 use std::time::Duration;
 
