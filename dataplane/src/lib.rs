@@ -12,6 +12,7 @@ pub mod bench;
 pub mod cache;
 pub mod cache_tier;
 pub mod cli;
+pub mod client;
 pub mod compaction;
 pub mod config;
 pub mod index;

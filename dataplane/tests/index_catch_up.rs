@@ -121,6 +121,12 @@ impl MetaStore for Gated {
         }
         self.inner.current_version().await
     }
+    async fn store_id(&self) -> MetaResult<Option<String>> {
+        self.inner.store_id().await
+    }
+    async fn init_store_id(&self, id: &str) -> MetaResult<String> {
+        self.inner.init_store_id(id).await
+    }
     fn subscribe(&self) -> watch::Receiver<u64> {
         // No notifications: only the test's explicit catch-ups move the index.
         watch::channel(0).1

@@ -25,12 +25,24 @@ impl From<WriteError> for Status {
         match e {
             WriteError::Overloaded(_)
             | WriteError::OverloadedBytes { .. }
-            | WriteError::Stalled { .. } => Status::resource_exhausted(e.to_string()),
-            WriteError::Unavailable(_)
-            | WriteError::OutcomeUnknown(_)
-            | WriteError::ShuttingDown => Status::unavailable(e.to_string()),
+            | WriteError::Stalled { .. } => not_applied(Status::resource_exhausted(e.to_string())),
+            WriteError::Unavailable(_) => not_applied(Status::unavailable(e.to_string())),
+            // ShuttingDown may come after the write was queued: unknown too.
+            WriteError::OutcomeUnknown(_) | WriteError::ShuttingDown => {
+                Status::unavailable(e.to_string())
+            }
         }
     }
+}
+
+/// Marks a failure that certainly wrote nothing, so that a client may retry
+/// it without risking a double write (`crate::client` does).
+fn not_applied(mut status: Status) -> Status {
+    status.metadata_mut().insert(
+        crate::client::WRITE_OUTCOME_HEADER,
+        tonic::metadata::MetadataValue::from_static(crate::client::NOT_APPLIED),
+    );
+    status
 }
 
 #[tonic::async_trait]
