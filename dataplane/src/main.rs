@@ -31,6 +31,11 @@ struct ClientArgs {
         global = true
     )]
     addr: String,
+    /// Reads (get, scan): `session` (default: at least what this command
+    /// wrote or was given by --min-sequence), `strong` (linearizable: every
+    /// write acknowledged before the read) or `eventual`.
+    #[arg(long, global = true, default_value = "session", value_parser = cli::parse_consistency)]
+    consistency: skyvault::client::ReadConsistency,
 }
 
 #[derive(Subcommand)]
@@ -474,7 +479,7 @@ async fn main() {
             keys,
             min_sequence,
             client,
-        } => cli::get(&client.addr, keys, min_sequence).await,
+        } => cli::get(&client.addr, keys, min_sequence, client.consistency).await,
         Command::Delete { keys, client } => cli::delete(&client.addr, keys).await,
         Command::Compact {
             storage,
@@ -543,6 +548,7 @@ async fn main() {
                     start,
                     end,
                     limit,
+                    consistency: client.consistency,
                 },
             )
             .await
