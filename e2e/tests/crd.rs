@@ -322,3 +322,25 @@ async fn object_store_bucket_is_immutable() -> Result<()> {
         Err(e) => bail!("want 422 naming the bucket, got {e}"),
     }
 }
+
+/// The database Secret of an existing SkyVault cannot be swapped for
+/// another: old and new pods would disagree about which store they serve.
+#[tokio::test]
+async fn database_url_secret_is_immutable() -> Result<()> {
+    let (cluster, client) = cluster_with_crds().await?;
+    let ns = cluster.namespace("crd-immutable-db").await?;
+    let api: Api<DynamicObject> = Api::namespaced_with(client, ns.name(), &skyvault_resource());
+    let obj: DynamicObject = serde_json::from_value(minimal_skyvault("sv"))?;
+    let created = api.create(&PostParams::default(), &obj).await?;
+    for (field, value) in [("name", "another-database"), ("key", "other-key")] {
+        let mut changed = created.clone();
+        changed.data["spec"]["database"]["urlSecret"][field] = json!(value);
+        match api.replace("sv", &PostParams::default(), &changed).await {
+            Ok(_) => bail!("changing spec.database.urlSecret.{field} was accepted"),
+            Err(kube::Error::Api(s))
+                if s.code == 422 && s.message.contains("urlSecret is immutable") => {}
+            Err(e) => bail!("want 422 naming urlSecret, got {e}"),
+        }
+    }
+    Ok(())
+}

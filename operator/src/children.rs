@@ -7,6 +7,7 @@ use std::fmt::Debug;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::configmap;
 use crate::crd::SkyVault;
 use crate::naming::{self, FIELD_MANAGER, Role};
+use crate::network_policy;
 use crate::pdb;
 use crate::service;
 use crate::statefulset;
@@ -28,6 +30,7 @@ pub struct Children {
     pub services: Vec<Service>,
     pub stateful_sets: Vec<(Role, StatefulSet)>,
     pub pdbs: Vec<PodDisruptionBudget>,
+    pub network_policies: Vec<NetworkPolicy>,
 }
 
 /// Build every child from the spec. Pure.
@@ -56,6 +59,7 @@ pub fn build_with_secrets(sv: &SkyVault, secrets_digest: &str) -> Children {
         services: service::services(sv),
         stateful_sets,
         pdbs: pdb::pod_disruption_budgets(sv),
+        network_policies: network_policy::network_policies(sv),
     }
 }
 
@@ -73,6 +77,9 @@ impl Children {
     }
     pub fn pdb_names(&self) -> BTreeSet<String> {
         names(self.pdbs.iter().cloned())
+    }
+    pub fn network_policy_names(&self) -> BTreeSet<String> {
+        names(self.network_policies.iter().cloned())
     }
     pub fn config_map_names(&self) -> BTreeSet<String> {
         names([self.config_map.clone()])

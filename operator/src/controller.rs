@@ -10,6 +10,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
@@ -27,6 +28,7 @@ use crate::jobs::{self, JobKind};
 use crate::maintenance;
 use crate::metrics::Metrics;
 use crate::naming::{self, FIELD_MANAGER, MANAGED_SELECTOR, Role};
+use crate::security;
 use crate::statefulset;
 use crate::status::{self, ConditionInput, Problem, RoleState, reason};
 use crate::upgrade::{Migration, UpgradeCondition};
@@ -69,6 +71,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Schedule(#[from] crate::schedule::ScheduleError),
+    #[error("generating the internal token: {0}")]
+    Random(String),
 }
 
 impl Error {
@@ -79,6 +83,7 @@ impl Error {
             Error::Apply { .. } => "apply",
             Error::Kube(_) => "kube",
             Error::Schedule(_) => "schedule",
+            Error::Random(_) => "random",
         }
     }
 }
@@ -125,6 +130,7 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
     // An image change waits for its schema migration and rolls readers first: the
     // StatefulSets to apply come from the upgrade plan (decision 0005).
     let staged = async {
+        ensure_internal_token(sv, &ctx.client, &ns).await?;
         let upgrade = plan_upgrade(sv, ctx, &ns, &mut desired, now).await?;
         let applied = apply_all(&ctx.client, &ns, &desired).await?;
         Ok::<_, Error>((upgrade, applied))
@@ -295,6 +301,24 @@ async fn check_secrets(
     Ok(Ok(validate::secrets_digest(&refs, &secrets)))
 }
 
+/// Creates the roles' internal token (index → cache) once; never rotated by the
+/// operator: deleting the Secret makes a new one, which the pods pick up from the files.
+async fn ensure_internal_token(sv: &SkyVault, client: &Client, ns: &str) -> Result<()> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let name = security::internal_token_secret_name(sv);
+    if api.get_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    let token = security::random_token().map_err(|e| Error::Random(e.to_string()))?;
+    let secret = security::internal_token_secret(sv, &token);
+    match api.create(&kube::api::PostParams::default(), &secret).await {
+        Ok(_) => Ok(()),
+        // Another reconcile (or operator replica) created it first: keep theirs.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Status and a Warning Event for a problem; existing children are left as they are.
 async fn report_problem(
     sv: &SkyVault,
@@ -379,6 +403,11 @@ async fn apply_all(
             .await
             .map_err(wrap("PodDisruptionBudget", pdb.name_any()))?;
     }
+    for policy in &desired.network_policies {
+        children::apply(client, ns, policy)
+            .await
+            .map_err(wrap("NetworkPolicy", policy.name_any()))?;
+    }
     Ok(applied)
 }
 
@@ -388,6 +417,10 @@ async fn prune_all(sv: &SkyVault, ctx: &Context, ns: &str, desired: &Children) -
     let mut deleted = Vec::new();
     for name in children::prune::<PodDisruptionBudget>(c, sv, ns, &desired.pdb_names()).await? {
         deleted.push(format!("PodDisruptionBudget {name}"));
+    }
+    let policies = desired.network_policy_names();
+    for name in children::prune::<NetworkPolicy>(c, sv, ns, &policies).await? {
+        deleted.push(format!("NetworkPolicy {name}"));
     }
     for name in children::prune::<Service>(c, sv, ns, &desired.service_names()).await? {
         deleted.push(format!("Service {name}"));

@@ -12,6 +12,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::crd_security::*;
 pub use crate::crd_status::*;
 
 /// API group of the custom resource.
@@ -98,6 +99,18 @@ pub struct SkyVaultSpec {
     /// Log level and format of the data plane.
     #[serde(default)]
     pub logging: LoggingSpec,
+
+    /// TLS on the gRPC listeners and between roles (docs/security.md). Unset: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+
+    /// Bearer tokens the batcher and the index require. Unset: no client authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+
+    /// NetworkPolicies the operator writes for the pods (on by default).
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
 }
 
 /// Image pull policy of the data-plane containers.
@@ -176,10 +189,13 @@ pub struct S3CredentialsSecret {
 }
 
 /// The metadata database.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.urlSecret == oldSelf.urlSecret").message("database.urlSecret is immutable: another Secret may name another database, and pods of the old and new settings would disagree about the store; change the URL inside the Secret for a move of the same database"))]
 pub struct DatabaseSpec {
     /// Secret key holding the database URL, `postgres://user:pass@host:5432/db`.
+    /// Immutable (the Secret's name and key); the pods check at start that the
+    /// database and the bucket belong to the same store (docs/security.md).
     pub url_secret: SecretKeyRef,
 }
 

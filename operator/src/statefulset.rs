@@ -96,7 +96,11 @@ pub fn stateful_set(sv: &SkyVault, role: Role, config_checksum: &str) -> Statefu
                 }),
             }),
             revision_history_limit: Some(5),
-            template: pod::pod_template(sv, component, config_checksum, container, None),
+            template: crate::security::secured(
+                sv,
+                role,
+                pod::pod_template(sv, component, config_checksum, container, None),
+            ),
             ..StatefulSetSpec::default()
         },
         status: None,

@@ -25,5 +25,6 @@ mod debt;
 mod flag_bounds;
 mod jobs;
 mod leader;
+mod security;
 mod status;
 mod upgrade;
