@@ -2,15 +2,9 @@
 //! request in flight; latencies go into HDR histograms; reads are verified
 //! (a wrong value counts as an error, not a success).
 
-use crate::api::proto::batcher::v1::{
-    BatchWriteRequest, WriteRequest, batcher_service_client::BatcherServiceClient,
-    write_request::Operation,
-};
-use crate::api::proto::index::v1::{
-    BatchGetRequest, ScanRequest, index_service_client::IndexServiceClient,
-};
-use crate::config::MAX_GRPC_MESSAGE_BYTES;
+use crate::client::{Client, ClientOptions, ReadConsistency, RetryPolicy, ScanRange, Write};
 use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -31,6 +25,11 @@ pub enum Workload {
     Scan,
     /// `grpc.health.v1.Health/Check`: the RPC floor of the same server.
     Health,
+    /// Each request writes a fresh value to a worker's own key and reads it
+    /// back at once (writer and reader are separate clients, so the reader
+    /// knows nothing of the write's sequence): a read missing the value just
+    /// acknowledged counts as a `STALE` error.
+    ReadAfterWrite,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +52,7 @@ pub fn parse_workload(s: &str) -> Result<Workload, String> {
         "read" => Ok(Workload::Read),
         "scan" => Ok(Workload::Scan),
         "health" => Ok(Workload::Health),
+        "read-after-write" => Ok(Workload::ReadAfterWrite),
         _ => match s.strip_prefix("mixed:").map(str::parse::<f64>) {
             Some(Ok(r)) if (0.0..=1.0).contains(&r) => Ok(Workload::Mixed(r)),
             _ => Err(format!(
@@ -139,6 +139,8 @@ pub struct BenchConfig {
     pub distribution: DistributionSpec,
     /// Write every key once before measuring (reads of written/deleted keys need it).
     pub preload: bool,
+    /// Of reads (`eventual` measures what a client without extensions gets).
+    pub consistency: ReadConsistency,
 }
 
 /// Keys are `<space letter><zero-padded index>`, padded to `key_size`.
@@ -208,12 +210,9 @@ pub async fn run(config: BenchConfig, json: bool) -> anyhow::Result<Report> {
     if config.concurrency == 0 || config.batch_size == 0 || config.keys == 0 {
         bail!("--concurrency, --batch-size and --keys must be at least 1");
     }
-    let batcher = crate::cli::connect(&config.batcher_addr).await?;
-    let index = crate::cli::connect(&config.index_addr).await?;
+    let (writer, reader, health) = connect(&config).await?;
     if config.preload {
-        preload(&config, batcher.clone())
-            .await
-            .context("preloading keys")?;
+        preload(&config, &writer).await.context("preloading keys")?;
     }
     let shared = Arc::new(Shared {
         run_seed: rand::random(),
@@ -228,8 +227,11 @@ pub async fn run(config: BenchConfig, json: bool) -> anyhow::Result<Report> {
             tokio::spawn(worker(
                 shared.clone(),
                 w as u64,
-                batcher.clone(),
-                index.clone(),
+                Clients {
+                    writer: writer.clone(),
+                    reader: reader.clone(),
+                    health: health.clone(),
+                },
             ))
         })
         .collect();
@@ -305,9 +307,27 @@ fn report(config: &BenchConfig, elapsed: Duration, r: WorkerResult) -> Report {
     }
 }
 
-async fn preload(config: &BenchConfig, channel: Channel) -> anyhow::Result<()> {
-    let mut client =
-        BatcherServiceClient::new(channel).max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+/// The writer, the reader (separate clients: separate sessions, so reads
+/// get only the consistency asked for) and a plain channel for health checks.
+/// Each error is counted, never retried: the bench measures the server.
+async fn connect(config: &BenchConfig) -> anyhow::Result<(Client, Client, Channel)> {
+    let health = crate::cli::connect(&config.index_addr).await?;
+    crate::cli::connect(&config.batcher_addr).await?;
+    let once = RetryPolicy {
+        max_attempts: 1,
+        ..Default::default()
+    };
+    let options = |addr: &str| {
+        ClientOptions::new(addr)
+            .with_retry(once.clone())
+            .with_scan_page(config.batch_size as u32)
+    };
+    let writer = options(&config.batcher_addr).connect().await?;
+    let reader = options(&config.index_addr).connect().await?;
+    Ok((writer, reader.with_consistency(config.consistency), health))
+}
+
+async fn preload(config: &BenchConfig, client: &Client) -> anyhow::Result<()> {
     let per_request = (1 << 20) / (config.key_size + config.value_size).max(1);
     let spaces: &[(char, bool)] = match config.read_mode {
         ReadMode::Written | ReadMode::NotWritten => &[('k', false)],
@@ -321,39 +341,33 @@ async fn preload(config: &BenchConfig, channel: Channel) -> anyhow::Result<()> {
             let writes = (i..end)
                 .map(|n| write_request(space, n, delete, config))
                 .collect();
-            client.batch_write(BatchWriteRequest { writes }).await?;
+            client.write(writes).await?;
             i = end;
         }
     }
     Ok(())
 }
 
-fn write_request(space: char, i: u64, delete: bool, config: &BenchConfig) -> WriteRequest {
+fn write_request(space: char, i: u64, delete: bool, config: &BenchConfig) -> Write {
     let k = key(space, i, config.key_size);
-    let operation = if delete {
-        Operation::Delete(true)
+    if delete {
+        Write::delete(k)
     } else {
-        Operation::Put(value_for(&k, config.value_size).into())
-    };
-    WriteRequest {
-        key: k,
-        operation: Some(operation),
+        let value = value_for(&k, config.value_size);
+        Write::put(k, value)
     }
 }
 
-async fn worker(
-    shared: Arc<Shared>,
-    id: u64,
-    batcher: Channel,
-    index_channel: Channel,
-) -> WorkerResult {
+struct Clients {
+    writer: Client,
+    reader: Client,
+    health: Channel,
+}
+
+async fn worker(shared: Arc<Shared>, id: u64, clients: Clients) -> WorkerResult {
     let config = &shared.config;
     let mut rng = SmallRng::seed_from_u64(shared.run_seed ^ id);
-    let mut batcher =
-        BatcherServiceClient::new(batcher).max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
-    let mut health = tonic_health::pb::health_client::HealthClient::new(index_channel.clone());
-    let mut index =
-        IndexServiceClient::new(index_channel).max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(clients.health);
     let mut result = WorkerResult {
         histogram: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram"),
         requests: 0,
@@ -365,7 +379,7 @@ async fn worker(
         let read = match config.workload {
             Workload::Read | Workload::Scan => true,
             Workload::Mixed(r) => rng.random_bool(r),
-            Workload::Write | Workload::Health => false,
+            Workload::Write | Workload::Health | Workload::ReadAfterWrite => false,
         };
         let started = Instant::now();
         let outcome = if config.workload == Workload::Health {
@@ -377,12 +391,14 @@ async fn worker(
                 .await
                 .map(|_| (0, 0))
                 .map_err(|s| format!("{:?}", s.code()))
+        } else if config.workload == Workload::ReadAfterWrite {
+            read_after_write_once(&clients.writer, &clients.reader, id, &mut rng).await
         } else if config.workload == Workload::Scan {
-            scan_once(&mut index, &shared, &mut rng).await
+            scan_once(&clients.reader, &shared, &mut rng).await
         } else if read {
-            read_once(&mut index, &shared, &mut rng).await
+            read_once(&clients.reader, &shared, &mut rng).await
         } else {
-            write_once(&mut batcher, &shared, &mut rng).await
+            write_once(&clients.writer, &shared, &mut rng).await
         };
         if !shared.measuring.load(Ordering::Relaxed) {
             continue;
@@ -404,28 +420,40 @@ async fn worker(
 
 type Outcome = Result<(u64, u64), String>;
 
-async fn write_once(
-    client: &mut BatcherServiceClient<Channel>,
-    shared: &Shared,
+fn code(e: crate::client::ClientError) -> String {
+    format!("{:?}", e.code())
+}
+
+/// One write of a fresh value, then one read of it.
+async fn read_after_write_once(
+    writer: &Client,
+    reader: &Client,
+    id: u64,
     rng: &mut SmallRng,
 ) -> Outcome {
+    let key = format!("raw/{id}");
+    let value = rng.random::<u64>().to_le_bytes().to_vec();
+    writer.put(key.clone(), value.clone()).await.map_err(code)?;
+    match reader.get(key).await.map_err(code)? {
+        Some(got) if got.as_ref() == value.as_slice() => Ok((2, 16)),
+        _ => Err("STALE".into()),
+    }
+}
+
+async fn write_once(client: &Client, shared: &Shared, rng: &mut SmallRng) -> Outcome {
     let c = &shared.config;
-    let writes: Vec<WriteRequest> = (0..c.batch_size)
+    let writes: Vec<Write> = (0..c.batch_size)
         .map(|_| write_request('k', shared.distribution.sample(rng, c.keys), false, c))
         .collect();
     let bytes = (c.batch_size * (c.key_size + c.value_size)) as u64;
     client
-        .batch_write(BatchWriteRequest { writes })
+        .write(writes)
         .await
         .map(|_| (c.batch_size as u64, bytes))
-        .map_err(|s| format!("{:?}", s.code()))
+        .map_err(code)
 }
 
-async fn read_once(
-    client: &mut IndexServiceClient<Channel>,
-    shared: &Shared,
-    rng: &mut SmallRng,
-) -> Outcome {
+async fn read_once(client: &Client, shared: &Shared, rng: &mut SmallRng) -> Outcome {
     let c = &shared.config;
     let mut expected = BTreeMap::new();
     for _ in 0..c.batch_size {
@@ -444,17 +472,10 @@ async fn read_once(
         let want = want.then(|| value_for(&k, c.value_size));
         expected.insert(k, want);
     }
-    let req = BatchGetRequest {
-        keys: expected.keys().cloned().collect(),
-        min_sequence: None,
-        consistency: 0,
-    };
     let results = client
-        .batch_get(req)
+        .get_many(expected.keys().cloned())
         .await
-        .map_err(|s| format!("{:?}", s.code()))?
-        .into_inner()
-        .results;
+        .map_err(code)?;
     let mut bytes = 0;
     for (k, want) in &expected {
         let got = results.get(k).map(|b| b.as_ref());
@@ -466,32 +487,28 @@ async fn read_once(
     Ok((expected.len() as u64, bytes))
 }
 
-async fn scan_once(
-    client: &mut IndexServiceClient<Channel>,
-    shared: &Shared,
-    rng: &mut SmallRng,
-) -> Outcome {
+/// One page (the client asks for `batch_size` pairs per page).
+async fn scan_once(client: &Client, shared: &Shared, rng: &mut SmallRng) -> Outcome {
     let c = &shared.config;
-    let start = key('k', shared.distribution.sample(rng, c.keys), c.key_size);
-    let req = ScanRequest {
-        start_key: start,
-        limit: c.batch_size as u32,
+    let range = ScanRange {
         prefix: "k".into(),
-        ..Default::default()
+        start: key('k', shared.distribution.sample(rng, c.keys), c.key_size),
+        end: String::new(),
     };
-    let page = client
-        .scan(req)
+    let items: Vec<(String, bytes::Bytes)> = client
+        .scan(range)
+        .take(c.batch_size)
+        .try_collect()
         .await
-        .map_err(|s| format!("{:?}", s.code()))?
-        .into_inner();
+        .map_err(code)?;
     let mut bytes = 0;
-    for kv in &page.items {
-        if kv.value.as_ref() != value_for(&kv.key, c.value_size).as_slice() {
+    for (k, v) in &items {
+        if v.as_ref() != value_for(k, c.value_size).as_slice() {
             return Err("WRONG_VALUE".into());
         }
-        bytes += (kv.key.len() + kv.value.len()) as u64;
+        bytes += (k.len() + v.len()) as u64;
     }
-    Ok((page.items.len() as u64, bytes))
+    Ok((items.len() as u64, bytes))
 }
 
 /// The human-readable summary.

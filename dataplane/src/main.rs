@@ -189,6 +189,10 @@ struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Reads: eventual (default: what a client without extensions gets),
+    /// session or strong.
+    #[arg(long, default_value = "eventual", value_parser = cli::parse_consistency)]
+    consistency: skyvault::client::ReadConsistency,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -221,7 +225,12 @@ async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         workload: args.workload,
         read_mode: args.read_mode,
         distribution: args.distribution,
-        preload: !args.no_preload && !matches!(args.workload, Workload::Write | Workload::Health),
+        preload: !args.no_preload
+            && !matches!(
+                args.workload,
+                Workload::Write | Workload::Health | Workload::ReadAfterWrite
+            ),
+        consistency: args.consistency,
     };
     let report = bench::run(config, args.json).await?;
     if args.json {
