@@ -159,9 +159,8 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
     // Maintenance Jobs, then 4. status.
     let mut status = SkyVaultStatus::default();
     let mut requeue = upgrade.requeue_after.unwrap_or(RESYNC).min(RESYNC);
-    // New Jobs would run the new image, which migrates on start and writes files: they
-    // wait like the batcher does (their last results stay in status meanwhile).
-    let upgrading = upgrade.state != Migration::NotNeeded;
+    // New Jobs wait for the upgrade like the batcher (their last results stay in status).
+    let upgrading = upgrade.state.holds_maintenance_jobs();
     if upgrading {
         let old = sv.status.clone().unwrap_or_default();
         status.compaction = old.compaction;

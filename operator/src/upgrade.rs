@@ -126,6 +126,13 @@ impl Migration {
     pub fn open(&self) -> bool {
         matches!(self, Migration::NotNeeded | Migration::Succeeded { .. })
     }
+
+    /// Whether new compaction and purge Jobs must wait: they would run the new image,
+    /// which migrates on start and writes files, so they go with the batcher, last: once no
+    /// StatefulSet has the old image any more.
+    pub fn holds_maintenance_jobs(&self) -> bool {
+        *self != Migration::NotNeeded
+    }
 }
 
 /// What to do about the migrate Jobs.

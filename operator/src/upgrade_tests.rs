@@ -173,6 +173,26 @@ fn success_opens_the_gate_and_history_keeps_only_the_latest_attempt() {
 }
 
 #[test]
+fn maintenance_jobs_wait_until_every_statefulset_has_the_new_image() {
+    let job = || "j".to_string();
+    assert!(Migration::Running { job: job() }.holds_maintenance_jobs());
+    assert!(Migration::Succeeded { job: job() }.holds_maintenance_jobs());
+    let failed = Migration::Failed {
+        job: job(),
+        message: String::new(),
+        retry_at: ts("2030-01-01T00:00:00Z"),
+    };
+    assert!(failed.holds_maintenance_jobs());
+    // NotNeeded: no StatefulSet has another image (the batcher got it last).
+    let sv = sample();
+    let mut sets = all_stored(&sv, "skyvault:test");
+    assert!(!needed(&sv, &sets));
+    assert!(!Migration::NotNeeded.holds_maintenance_jobs());
+    sets[0] = stored(&sv, Role::Batcher, OLD, true);
+    assert!(needed(&sv, &sets), "the batcher still old: Jobs wait");
+}
+
+#[test]
 fn while_the_migration_runs_every_role_keeps_its_old_template() {
     let mut sv = sample();
     sv.spec.index.replicas = 3;
