@@ -21,6 +21,13 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
     echo "==> installing PostgreSQL (Debian package)"
     apt-get update -qq && apt-get install -y -qq postgresql
 fi
+# The Python example client's test (e2e/tests/python_client.rs) builds a
+# virtualenv from PyPI once (cached in ~/.cache/skyvault/tools): it needs the
+# venv module, a separate package on Debian.
+if command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    echo "==> installing python3-venv (Debian package)"
+    apt-get update -qq && apt-get install -y -qq python3-venv
+fi
 if ! command -v moto_server >/dev/null; then
     echo "==> installing moto_server (PyPI)"
     python3 -m pip install --quiet 'moto[server]'
