@@ -317,13 +317,13 @@ async fn connect(config: &BenchConfig) -> anyhow::Result<(Client, Client, Channe
         max_attempts: 1,
         ..Default::default()
     };
-    let options = |addr: &str| {
-        ClientOptions::new(addr)
+    let options = |addr: &str| -> anyhow::Result<ClientOptions> {
+        Ok(crate::cli::options(addr)?
             .with_retry(once.clone())
-            .with_scan_page(config.batch_size as u32)
+            .with_scan_page(config.batch_size as u32))
     };
-    let writer = options(&config.batcher_addr).connect().await?;
-    let reader = options(&config.index_addr).connect().await?;
+    let writer = options(&config.batcher_addr)?.connect().await?;
+    let reader = options(&config.index_addr)?.connect().await?;
     Ok((writer, reader.with_consistency(config.consistency), health))
 }
 

@@ -4,15 +4,65 @@ use crate::client::{Client, ClientError, ClientOptions, ReadConsistency, ScanRan
 use anyhow::{Context, bail};
 use futures::TryStreamExt;
 use std::io::Write as _;
+use std::path::PathBuf;
 use tonic::transport::Channel;
 
-/// Connects one plain channel to a SkyVault gRPC endpoint (for tools and
-/// tests that use the generated stubs directly; the commands below use
+/// TLS and token flags of the client commands and `skyvault bench`
+/// (docs/security.md). Named apart from the roles' own `--tls-*` flags.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ClientSecurityArgs {
+    /// PEM CA bundle that verifies the server's certificate: connect over TLS.
+    #[arg(long, env = "SKYVAULT_SERVER_CA_FILE")]
+    pub server_ca_file: Option<PathBuf>,
+    /// PEM client certificate, for servers that require one (mTLS).
+    #[arg(long, env = "SKYVAULT_CLIENT_CERT_FILE", requires_all = ["client_key_file", "server_ca_file"])]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `--client-cert-file`.
+    #[arg(long, env = "SKYVAULT_CLIENT_KEY_FILE", requires = "client_cert_file")]
+    pub client_key_file: Option<PathBuf>,
+    /// File holding the bearer token sent with every call.
+    #[arg(long, env = "SKYVAULT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// The settings of this process's client commands (set once by `main`).
+static SECURITY: std::sync::OnceLock<ClientSecurityArgs> = std::sync::OnceLock::new();
+
+/// Makes the commands below connect with `args` (TLS, token).
+pub fn use_security(args: &ClientSecurityArgs) {
+    let _ = SECURITY.set(args.clone());
+}
+
+/// Client options for `addr` with the configured TLS and token.
+pub fn options(addr: &str) -> anyhow::Result<ClientOptions> {
+    let mut options = ClientOptions::new(addr);
+    let Some(args) = SECURITY.get() else {
+        return Ok(options);
+    };
+    if let Some(ca) = &args.server_ca_file {
+        let identity = args
+            .client_cert_file
+            .as_deref()
+            .zip(args.client_key_file.as_deref());
+        options = options.with_tls(crate::tls::client_config(Some(ca), identity)?);
+    }
+    if let Some(path) = &args.token_file {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the token file {}", path.display()))?;
+        options = options.with_bearer_token(&token)?;
+    }
+    Ok(options)
+}
+
+/// Connects one channel to a SkyVault gRPC endpoint (for tools and tests that
+/// use the generated stubs directly; the commands below use
 /// [`crate::client`]). Fails at once when nothing listens there.
 pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    let options = ClientOptions::new(addr);
-    let endpoint = options.endpoint(&uri(addr))?;
-    endpoint.connect().await.with_context(|| not_running(addr))
+    options(addr)?
+        .connect_now(&uri(addr))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| not_running(addr))
 }
 
 fn uri(addr: &str) -> String {
@@ -48,7 +98,7 @@ async fn client(addr: &str) -> anyhow::Result<Client> {
     // Fail fast with a helpful message when nothing listens (the client
     // itself connects lazily and would retry until its deadline).
     connect(addr).await?;
-    Ok(ClientOptions::new(addr).connect().await?)
+    Ok(options(addr)?.connect().await?)
 }
 
 fn describe(e: ClientError) -> anyhow::Error {

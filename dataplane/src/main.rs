@@ -36,6 +36,22 @@ struct ClientArgs {
     /// write acknowledged before the read) or `eventual`.
     #[arg(long, global = true, default_value = "session", value_parser = cli::parse_consistency)]
     consistency: skyvault::client::ReadConsistency,
+    #[command(flatten)]
+    security: cli::ClientSecurityArgs,
+}
+
+impl Command {
+    /// The TLS and token flags of a client command or `bench`.
+    fn client_security(&self) -> Option<&cli::ClientSecurityArgs> {
+        match self {
+            Command::Put { client, .. }
+            | Command::Get { client, .. }
+            | Command::Delete { client, .. }
+            | Command::Scan { client, .. } => Some(&client.security),
+            Command::Bench(args) => Some(&args.security),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -193,6 +209,8 @@ struct BenchArgs {
     /// session or strong.
     #[arg(long, default_value = "eventual", value_parser = cli::parse_consistency)]
     consistency: skyvault::client::ReadConsistency,
+    #[command(flatten)]
+    security: cli::ClientSecurityArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -478,6 +496,9 @@ async fn run_purge(
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    if let Some(security) = cli.command.client_security() {
+        cli::use_security(security);
+    }
     let result = match cli.command {
         Command::Standalone(args) => {
             init_logging();

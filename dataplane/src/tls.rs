@@ -315,9 +315,11 @@ pub fn incoming(
 
 /// Connects tonic channels over TLS with `config` (used instead of tonic's own
 /// TLS so that client certificates reload like server ones). The server name
-/// checked is the URI's host.
+/// checked is `server_name`, or the URI's host: a client that resolved a
+/// Service name to Pod addresses dials an address but checks the name.
 pub fn connector(
     config: Arc<ClientConfig>,
+    server_name: Option<String>,
 ) -> impl tower::Service<
     tonic::codegen::http::Uri,
     Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
@@ -328,7 +330,7 @@ pub fn connector(
 + 'static {
     let connector = tokio_rustls::TlsConnector::from(config);
     tower::service_fn(move |uri: tonic::codegen::http::Uri| {
-        let connector = connector.clone();
+        let (connector, server_name) = (connector.clone(), server_name.clone());
         async move {
             let invalid = |what: &str| {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{uri}: {what}"))
@@ -339,8 +341,9 @@ pub fn connector(
                 .trim_end_matches(']')
                 .to_string();
             let port = uri.port_u16().unwrap_or(443);
-            let name = ServerName::try_from(host.clone())
-                .map_err(|_| invalid("not a valid TLS server name"))?;
+            let name = server_name.unwrap_or_else(|| host.clone());
+            let name =
+                ServerName::try_from(name).map_err(|_| invalid("not a valid TLS server name"))?;
             let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
             let tls = connector.connect(name, tcp).await?;

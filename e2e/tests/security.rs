@@ -356,6 +356,50 @@ async fn every_role_serves_tls_and_turns_away_callers_without_credentials() {
         "the index read through the cache over mTLS"
     );
 
+    // The client library: TLS checked against the name it was given
+    // (`localhost`, which it resolves to addresses), a write token, session reads.
+    let port = |addr: &str| addr.rsplit_once(':').unwrap().1.to_string();
+    let tls = skyvault::tls::client_config(Some(&creds.dir.path().join("ca.crt")), None).unwrap();
+    let client =
+        skyvault::client::ClientOptions::new(format!("localhost:{}", port(&batcher_role.grpc)))
+            .with_index_endpoints([format!("localhost:{}", port(&index_role.grpc))])
+            .with_tls(tls)
+            .with_bearer_token(WRITE_TOKEN)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    client.put("library", "over-tls").await.unwrap();
+    assert_eq!(
+        client.get("library").await.unwrap().as_deref(),
+        Some(&b"over-tls"[..])
+    );
+
+    // The CLI: --server-ca-file and --token-file; without the token it is refused.
+    std::fs::write(creds.dir.path().join("write-token"), WRITE_TOKEN).unwrap();
+    let cli = |token: bool| {
+        let mut cmd =
+            f.deps
+                .command(&["put", "cli-key", "cli-value", "--addr", &batcher_role.grpc]);
+        cmd.args(["--server-ca-file", &creds.path("ca.crt")]);
+        if token {
+            cmd.args(["--token-file", &creds.path("write-token")]);
+        }
+        cmd.output().unwrap()
+    };
+    let ok = cli(true);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = cli(false);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("authorization"),
+        "{stderr}"
+    );
+
     // A plaintext client cannot talk to a TLS listener.
     let plain = Endpoint::from_shared(format!("http://{}", index_role.grpc))
         .unwrap()
@@ -380,7 +424,10 @@ async fn every_role_serves_tls_and_turns_away_callers_without_credentials() {
         CacheServiceClient::with_interceptor(ch, cr)
     };
     // Refused in the handshake: no gRPC status from the server at all.
-    let no_cert = cc(None, Some(INTERNAL_TOKEN)).get(lookup()).await.unwrap_err();
+    let no_cert = cc(None, Some(INTERNAL_TOKEN))
+        .get(lookup())
+        .await
+        .unwrap_err();
     assert!(
         std::error::Error::source(&no_cert).is_some()
             && !matches!(

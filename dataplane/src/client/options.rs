@@ -77,6 +77,7 @@ pub struct ClientOptions {
     pub(super) scan_page: u32,
     pub(super) headers: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
     pub(super) resolver: Arc<dyn Resolve>,
+    pub(super) tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for ClientOptions {
@@ -110,6 +111,7 @@ impl ClientOptions {
             scan_page: 1_000,
             headers: Vec::new(),
             resolver: Arc::new(DnsResolver),
+            tls: None,
         }
     }
 
@@ -187,6 +189,32 @@ impl ClientOptions {
         Ok(self)
     }
 
+    /// Connects over TLS (see [`crate::tls::client_config`]: the servers' CA,
+    /// and a client certificate where they require one). The certificate is
+    /// checked against the endpoint's name even when the name was resolved to
+    /// several Pod addresses.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> anyhow::Result<()> {
+    /// use skyvault::client::ClientOptions;
+    /// let tls = skyvault::tls::client_config(Some("ca.crt".as_ref()), None)?;
+    /// let client = ClientOptions::new("vault-index.prod.svc:50051")
+    ///     .with_tls(tls)
+    ///     .with_bearer_token("reader-token-0123456789")?
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_tls(mut self, config: Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Sends `authorization: Bearer TOKEN` with every call (docs/security.md).
+    pub fn with_bearer_token(self, token: &str) -> Result<Self, ClientError> {
+        self.with_header("authorization", &format!("Bearer {}", token.trim()))
+    }
+
     /// Resolves endpoint names with `resolver` instead of the system's DNS
     /// (service discovery of your own).
     pub fn with_resolver(mut self, resolver: Arc<dyn Resolve>) -> Self {
@@ -212,6 +240,38 @@ impl ClientOptions {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10)))
+    }
+
+    /// A lazily connecting channel to `uri` (an address of `name`'s URI),
+    /// over TLS when configured, checking the certificate against `name`'s host.
+    pub fn channel(&self, uri: &str, name: &str) -> Result<tonic::transport::Channel, ClientError> {
+        let endpoint = self.endpoint(uri)?;
+        Ok(match &self.tls {
+            None => endpoint.connect_lazy(),
+            Some(tls) => {
+                let host = name
+                    .parse::<tonic::codegen::http::Uri>()
+                    .ok()
+                    .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_string()));
+                endpoint.connect_with_connector_lazy(crate::tls::connector(tls.clone(), host))
+            }
+        })
+    }
+
+    /// One channel to `uri`, connected now (TLS as configured): fails at once
+    /// when nothing listens there (or the TLS handshake fails).
+    pub async fn connect_now(
+        &self,
+        uri: &str,
+    ) -> Result<tonic::transport::Channel, Box<dyn std::error::Error + Send + Sync>> {
+        let endpoint = self.endpoint(uri)?;
+        Ok(match &self.tls {
+            None => endpoint.connect().await?,
+            Some(tls) => {
+                let connector = crate::tls::connector(tls.clone(), None);
+                endpoint.connect_with_connector(connector).await?
+            }
+        })
     }
 
     pub(super) fn interceptor(&self) -> Headers {

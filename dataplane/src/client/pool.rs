@@ -108,7 +108,7 @@ impl Pool {
                     Some(member) => member,
                     None => Member {
                         origin,
-                        channel: self.options.endpoint(&uri)?.connect_lazy(),
+                        channel: self.options.channel(&uri, &self.targets[origin])?,
                         uri,
                         ejected_until: None,
                     },
