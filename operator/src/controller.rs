@@ -296,6 +296,12 @@ async fn check_secrets(
         }
         secrets.push(secret.expect("checked above"));
     }
+    for (field, name, keys) in &validate::reloaded_secret_refs(sv) {
+        let secret = api.get_opt(name).await?;
+        if let Err(p) = validate::check_secret(field, name, keys, secret.as_ref()) {
+            return Ok(Err(p));
+        }
+    }
     let secrets: Vec<&Secret> = secrets.iter().collect();
     Ok(Ok(validate::secrets_digest(&refs, &secrets)))
 }

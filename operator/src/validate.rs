@@ -186,6 +186,26 @@ pub fn secret_refs(sv: &SkyVault) -> Vec<(&'static str, String, Vec<String>)> {
     refs
 }
 
+/// Secrets the pods read as files and reload themselves (TLS pair, tokens): checked to
+/// exist with their keys like [`secret_refs`], but kept out of the digest, so a renewed
+/// certificate or a rotated token does not roll the pods (docs/security.md).
+pub fn reloaded_secret_refs(sv: &SkyVault) -> Vec<(&'static str, String, Vec<String>)> {
+    let mut refs = Vec::new();
+    if let Some(tls) = &sv.spec.tls {
+        let keys = ["tls.crt", "tls.key", "ca.crt"].map(String::from).to_vec();
+        refs.push(("spec.tls.secretName", tls.secret_name.clone(), keys));
+    }
+    if let Some(auth) = &sv.spec.auth {
+        let keys = vec![auth.tokens_key.clone()];
+        refs.push((
+            "spec.auth.tokensSecretName",
+            auth.tokens_secret_name.clone(),
+            keys,
+        ));
+    }
+    refs
+}
+
 /// SHA-256 over the values of the referenced Secret keys (in `secret_refs` order), for the
 /// Pods' checksum; never the values themselves. `secrets[i]` is the Secret of `refs[i]`.
 pub fn secrets_digest(refs: &[(&'static str, String, Vec<String>)], secrets: &[&Secret]) -> String {

@@ -31,6 +31,14 @@ async fn network_policies_internal_token_and_secret_volumes_follow_the_spec() ->
         "egress": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
     });
     env.apply_skyvault(&example).await?;
+    // Missing TLS Secret: reported, nothing rolled out.
+    let s = wait_condition(&env, &name, "Degraded", "True", Some("SecretNotFound")).await?;
+    let (_, _, message, _) = condition(&s, "Degraded").context("no Degraded condition")?;
+    ensure!(message.contains("spec.tls.secretName"), "{message}");
+    let cert = [("tls.crt", "c"), ("tls.key", "k"), ("ca.crt", "a")];
+    env.create_secret("sv-tls", &cert).await?;
+    env.create_secret("sv-tokens", &[("tokens", "read reader-token-0123456789")])
+        .await?;
 
     let want: BTreeSet<String> = ["batcher", "index", "cache", "jobs", "egress"]
         .iter()
