@@ -77,7 +77,9 @@ impl ClientSecurity {
     /// (`tls::connector`), checking the certificate against HOST.
     pub fn connect_lazy(&self, endpoint: tonic::transport::Endpoint) -> tonic::transport::Channel {
         match &self.tls {
-            Some(tls) => endpoint.connect_with_connector_lazy(crate::tls::connector(tls.clone(), None)),
+            Some(tls) => {
+                endpoint.connect_with_connector_lazy(crate::tls::connector(tls.clone(), None))
+            }
             None => endpoint.connect_lazy(),
         }
     }
