@@ -5,7 +5,9 @@
 //! spec change (tuning and image tag: a migrate Job first, then cache, index, batcher in
 //! that order) and a rotated Secret roll every pod, then run
 //! compaction and purge as real Job pods and delete the SkyVault. No acked write may be
-//! lost.
+//! lost. Every role serves TLS (a certificate from a test CA in a Secret, as cert-manager
+//! would write it), the index reads through the caches over mTLS, and the clients present
+//! a bearer token.
 //!
 //! By default on the harness's own one-node cluster (`skyvault_e2e::node`: kubelet,
 //! containerd, CNI, kube-proxy, CoreDNS), started here: needs root (it creates a bridge,
@@ -27,8 +29,9 @@ use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::DynamicObject;
 use serde_json::json;
+use skyvault_e2e::certs::TestCa;
 use skyvault_e2e::cluster::use_existing_cluster;
-use skyvault_e2e::journey::clients::{Tally, reader, verify_all, writer};
+use skyvault_e2e::journey::clients::{JourneyTls, Tally, reader, use_tls, verify_all, writer};
 use skyvault_e2e::journey::jobs::run_manual_job;
 use skyvault_e2e::journey::memory::pod_memory;
 use skyvault_e2e::journey::rollout::{pod_uid, wait_ready, wait_rolled};
@@ -157,6 +160,34 @@ async fn journey(env: &mut JourneyEnv, pg: &PostgresServer, s3: &S3Server) -> Re
         ],
     )
     .await?;
+    // TLS on every role and client tokens, as a user with cert-manager would set them up:
+    // one certificate for the Services and the cache pods the index dials.
+    let ca = TestCa::new("journey CA")?;
+    let names = ["batcher", "index", "batcher-headless", "index-headless"]
+        .map(|s| format!("{SV_NAME}-{s}.{ns}.svc"));
+    let cache_pods = format!("*.{SV_NAME}-cache-headless.{ns}.svc");
+    let mut san: Vec<&str> = names.iter().map(String::as_str).collect();
+    san.push(&cache_pods);
+    let leaf = ca.issue(&san)?;
+    env.create_secret(
+        "skyvault-tls",
+        &[
+            ("tls.crt", leaf.cert_pem.clone()),
+            ("tls.key", leaf.key_pem.clone()),
+            ("ca.crt", ca.cert_pem()),
+        ],
+    )
+    .await?;
+    let token = "journey-writer-token-0123456789".to_string();
+    env.create_secret("skyvault-tokens", &[("tokens", format!("write {token}\n"))])
+        .await?;
+    let ca_dir = tempfile::tempdir()?;
+    let ca_file = ca.write(ca_dir.path(), "ca.crt")?;
+    use_tls(JourneyTls {
+        config: skyvault::tls::client_config(Some(&ca_file), None)?,
+        namespace: ns.clone(),
+        token,
+    });
     let small = json!({"requests": {"cpu": "50m"}});
     let sv = json!({
         "apiVersion": "skyvault.io/v1alpha1",
@@ -174,6 +205,8 @@ async fn journey(env: &mut JourneyEnv, pg: &PostgresServer, s3: &S3Server) -> Re
                 "credentialsSecret": {"name": "skyvault-s3"},
             },
             "database": {"urlSecret": {"name": "skyvault-db", "key": "url"}},
+            "tls": {"secretName": "skyvault-tls"},
+            "auth": {"tokensSecretName": "skyvault-tokens"},
             "batcher": {"replicas": 2, "resources": small},
             "index": {"replicas": 2, "cacheCapacityBytes": 33554432, "resources": small},
             "cache": {"replicas": 3, "cacheCapacityBytes": 33554432, "resources": small},
@@ -308,6 +341,8 @@ async fn journey(env: &mut JourneyEnv, pg: &PostgresServer, s3: &S3Server) -> Re
                 "imagePullPolicy": env.pull_policy,
                 "objectStore": sv["spec"]["objectStore"],
                 "database": sv["spec"]["database"],
+                "tls": sv["spec"]["tls"],
+                "auth": sv["spec"]["auth"],
                 "batcher": {"replicas": 2, "resources": small, "batchMaxAgeMs": 10},
                 "index": sv["spec"]["index"],
                 "cache": sv["spec"]["cache"],
@@ -360,7 +395,7 @@ async fn journey(env: &mut JourneyEnv, pg: &PostgresServer, s3: &S3Server) -> Re
             if t.write_ok >= before + 20 {
                 Ok(())
             } else {
-                bail!("{} writes", t.write_ok)
+                bail!("{} writes; errors: {:?}", t.write_ok, t.last_errors)
             }
         },
     )

@@ -20,12 +20,65 @@ use tonic::transport::{Channel, Endpoint};
 use super::RPC_TIMEOUT;
 use crate::wait_for;
 
-/// A lazily connecting channel to `addr` (`HOST:PORT`).
-pub fn channel(addr: &str) -> Result<Channel> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+/// How the journey's clients reach a SkyVault with `spec.tls` and `spec.auth`:
+/// the CA, the namespace (the certificate names `SV-ROLE.NAMESPACE.svc`, the
+/// name checked whatever address the Service is reached on) and a write token.
+pub struct JourneyTls {
+    pub config: Arc<tokio_rustls::rustls::ClientConfig>,
+    pub namespace: String,
+    pub token: String,
+}
+
+static TLS: std::sync::OnceLock<JourneyTls> = std::sync::OnceLock::new();
+
+/// From now on the clients below connect over TLS and send the token.
+pub fn use_tls(tls: JourneyTls) {
+    let _ = TLS.set(tls);
+}
+
+/// Adds the journey's token, when there is one, to every call.
+#[derive(Clone)]
+pub struct Token(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Token {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            r.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(r)
+    }
+}
+
+type Intercepted = tonic::service::interceptor::InterceptedService<Channel, Token>;
+
+/// A lazily connecting channel to `addr` (`HOST:PORT`) of the SkyVault's
+/// `role` Service, with the token interceptor.
+pub fn channel(addr: &str, role: &str) -> Result<(Channel, Token)> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(2))
-        .timeout(RPC_TIMEOUT)
-        .connect_lazy())
+        .timeout(RPC_TIMEOUT);
+    Ok(match TLS.get() {
+        None => (endpoint.connect_lazy(), Token(None)),
+        Some(tls) => {
+            let name = format!("{}-{role}.{}.svc", super::SV_NAME, tls.namespace);
+            let connector = skyvault::tls::connector(tls.config.clone(), Some(name));
+            let token = format!("Bearer {}", tls.token).parse()?;
+            (
+                endpoint.connect_with_connector_lazy(connector),
+                Token(Some(token)),
+            )
+        }
+    })
+}
+
+fn batcher_client(addr: &str) -> Result<BatcherServiceClient<Intercepted>> {
+    let (channel, token) = channel(addr, "batcher")?;
+    Ok(BatcherServiceClient::with_interceptor(channel, token))
+}
+
+fn index_client(addr: &str) -> Result<IndexServiceClient<Intercepted>> {
+    let (channel, token) = channel(addr, "index")?;
+    Ok(IndexServiceClient::with_interceptor(channel, token))
 }
 
 /// What the clients saw.
@@ -52,7 +105,7 @@ fn note_error(t: &mut Tally, e: String) {
 
 /// Writes batches of 4 fresh keys until `stop`, recording what was acked.
 pub async fn writer(batcher: String, tally: Arc<Mutex<Tally>>, stop: Arc<AtomicBool>) {
-    let mut client = BatcherServiceClient::new(channel(&batcher).expect("endpoint"));
+    let mut client = batcher_client(&batcher).expect("endpoint");
     let mut i = 0u64;
     let mut failing_since: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -96,7 +149,7 @@ pub async fn writer(batcher: String, tally: Arc<Mutex<Tally>>, stop: Arc<AtomicB
 /// Reads back recently acked keys (read-your-writes through `min_sequence`)
 /// until `stop`; a wrong value fails the test at once.
 pub async fn reader(index: String, tally: Arc<Mutex<Tally>>, stop: Arc<AtomicBool>) {
-    let mut client = IndexServiceClient::new(channel(&index).expect("endpoint"));
+    let mut client = index_client(&index).expect("endpoint");
     let mut failing_since: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         let sample: Vec<(String, String, u64)> = {
@@ -154,7 +207,7 @@ pub async fn reader(index: String, tally: Arc<Mutex<Tally>>, stop: Arc<AtomicBoo
 
 /// Every acked key reads back with its value.
 pub async fn verify_all(index: &str, acked: &BTreeMap<String, (String, u64)>) -> Result<()> {
-    let client = IndexServiceClient::new(channel(index)?);
+    let client = index_client(index)?;
     let max_seq = acked.values().map(|v| v.1).max().unwrap_or(0);
     let keys: Vec<&String> = acked.keys().collect();
     for chunk in keys.chunks(500) {
