@@ -44,6 +44,9 @@ pub(super) struct Pool {
     targets: Vec<String>,
     options: ClientOptions,
     members: Mutex<Members>,
+    /// A re-resolution started because every address failed is running:
+    /// calls meanwhile do not start more.
+    refreshing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -72,6 +75,7 @@ impl Pool {
             targets: targets.iter().map(|t| as_uri(t)).collect(),
             options: options.clone(),
             members: Mutex::new(Members::default()),
+            refreshing: Default::default(),
         });
         for target in &pool.targets {
             options.endpoint(target)?; // a bad address fails now, not on every call
@@ -151,8 +155,7 @@ impl Pool {
             .map(|i| (start + i) % n)
             .find(|&i| members.list[i].ejected_until.is_none_or(|t| t <= now));
         let chosen = healthy.unwrap_or_else(|| {
-            let pool = self.clone();
-            tokio::spawn(async move { pool.refresh().await });
+            self.refresh_soon();
             (0..n)
                 .min_by_key(|&i| members.list[i].ejected_until)
                 .expect("a pool has members")
@@ -163,6 +166,21 @@ impl Pool {
             uri: member.uri.clone(),
             channel: member.channel.clone(),
         }
+    }
+
+    /// Re-resolves in the background, unless that is already under way.
+    fn refresh_soon(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.refreshing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pool.refresh().await {
+                tracing::warn!(error = %e, "re-resolving SkyVault endpoints failed");
+            }
+            pool.refreshing.store(false, Ordering::SeqCst);
+        });
     }
 
     /// Skips `uri` for the ejection period (its connection failed).

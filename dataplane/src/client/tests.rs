@@ -269,3 +269,40 @@ async fn a_write_of_unknown_outcome_is_never_retried() {
         "the write was sent again"
     );
 }
+
+/// When every address has failed, the name is resolved again at once
+/// (without waiting for the periodic re-resolution): Pods were replaced.
+#[tokio::test]
+async fn all_addresses_failing_triggers_a_re_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), None).await;
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let names = Arc::new(Names::default());
+    *names.0.lock().unwrap() = vec![dead];
+    let client = ClientOptions::new("skyvault.test:50051")
+        .with_resolver(names.clone())
+        .with_resolve_interval(Duration::from_secs(3600))
+        .with_retry(RetryPolicy {
+            max_attempts: 1,
+            ..fast_retries()
+        })
+        .connect()
+        .await
+        .unwrap();
+    let err = client.get("k").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+    *names.0.lock().unwrap() = vec![s.grpc_addr];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client.get("k").await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "never re-resolved");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        client.index_addresses(),
+        vec![format!("http://{}", s.grpc_addr)]
+    );
+    s.shutdown().await.unwrap();
+}
