@@ -9,7 +9,7 @@
 //! services tests run "outside the cluster" listen), Services in
 //! 10.213.1.0/24 (routed onto the bridge). Pods get no default route and an
 //! iptables chain drops anything crossing between the bridge and another
-//! interface, so nothing leaves the machine. See docs/decisions/0003-e2e-node.md.
+//! interface, so nothing leaves the machine. See docs/decisions/0004-e2e-node.md.
 //!
 //! One node per machine at a time (the bridge, the cgroup root and kube-proxy's
 //! chains are global): [`NodeCluster::start`] takes a lock. Tear-down (drop,
