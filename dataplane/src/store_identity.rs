@@ -104,7 +104,8 @@ pub async fn establish(store: &DynStore, meta: &DynMeta) -> Result<String, Ident
     }
 }
 
-/// For jobs: both records must exist and agree. Jobs never create an identity.
+/// For jobs: both records must exist and agree (or the store is new and
+/// empty: then the id is empty). Jobs never create an identity.
 pub async fn verify(store: &DynStore, meta: &DynMeta) -> Result<String, IdentityError> {
     match (meta.store_id().await?, read_marker(store).await?) {
         (Some(d), Some(m)) => same(d, m),
@@ -113,6 +114,12 @@ pub async fn verify(store: &DynStore, meta: &DynMeta) -> Result<String, Identity
             database: d,
             files: meta.live_files().await?.len(),
         }),
+        // A new store nothing has written to: nothing to protect yet (and a
+        // job on it has nothing to do). Any data, or any commit, needs an identity.
+        (None, None) if meta.current_version().await? == 0 => {
+            check_unclaimed_store_matches(store, meta).await?;
+            Ok(String::new())
+        }
         (None, None) => Err(IdentityError::NotEstablished),
     }
 }

@@ -529,3 +529,72 @@ async fn a_renewed_certificate_is_served_without_dropping_requests() {
     assert!(ok > 0);
     assert!(role.metric("skyvault_tls_reloads_total", "").await >= 1);
 }
+
+// ---------------------------------------------------------------------------
+// Store identity with real processes: PostgreSQL + S3 store, then another
+// (SQLite) database pointed at the same bucket.
+
+/// A batcher and a purge Job given another store's database over this
+/// store's bucket refuse, naming the problem, and the bucket keeps every object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_database_over_the_bucket_is_refused_by_roles_and_purge() {
+    let f = fixture();
+    f.deps.migrate();
+    // The real store: an index records (or checks) its identity, a batcher writes.
+    let index = f.deps.spawn("index", "identity-index", &[]);
+    index.ready().await;
+    let batcher = f.deps.spawn("batcher", "identity-batcher", &[]);
+    batcher.ready().await;
+    let mut b = BatcherServiceClient::new(batcher.channel().await);
+    b.batch_write(put("identity-key", "v")).await.unwrap();
+    let objects_before = data_objects(&f.deps).await;
+    assert!(objects_before > 0);
+
+    let other = tempfile::tempdir().unwrap();
+    let other_db = format!("sqlite://{}/meta.db", other.path().display());
+    let out = f
+        .deps
+        .command(&["batcher"])
+        .env("SKYVAULT_METADATA_URL", &other_db)
+        .env("SKYVAULT_GRPC_ADDR", "127.0.0.1:0")
+        .env("SKYVAULT_HTTP_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the batcher ran on another database");
+    assert!(
+        stderr.contains("has no store identity") && stderr.contains("refusing to run"),
+        "{stderr}"
+    );
+
+    let out = f
+        .deps
+        .command(&["purge", "--grace-secs", "60"])
+        .env("SKYVAULT_METADATA_URL", &other_db)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "purge ran on another database: {stderr}"
+    );
+    assert!(stderr.contains("refusing to run"), "{stderr}");
+    assert_eq!(
+        data_objects(&f.deps).await,
+        objects_before,
+        "nothing deleted"
+    );
+}
+
+/// Objects under the prefixes purge manages, in the fixture's bucket.
+async fn data_objects(deps: &Deps) -> usize {
+    deps.s3.export_env();
+    let store = skyvault::objstore::open_url(&deps.s3.url("data"), 8)
+        .await
+        .unwrap();
+    let mut n = 0;
+    for prefix in skyvault::purge::OBJECT_PREFIXES {
+        n += store.list(prefix).await.unwrap().len();
+    }
+    n
+}
