@@ -12,13 +12,11 @@
 //! Both files are re-read when they change (at most once a second), so a
 //! rotated Secret takes effect without a restart.
 
+use crate::reload::{Build, Reloading};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 use tonic::Status;
-
-const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// What a token lets its holder do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -62,49 +60,16 @@ pub struct AuthArgs {
     pub internal_token_file: Option<PathBuf>,
 }
 
-/// A small file re-read when it changes; the last good content is kept when
-/// a re-read fails or does not parse.
-struct Reloading<T> {
-    path: PathBuf,
+/// A text file re-read when it changes (`crate::reload`), parsed by `parse`.
+fn reloading<T: 'static>(
+    path: &Path,
     parse: fn(&str) -> anyhow::Result<T>,
-    state: Mutex<(Arc<T>, String, Instant)>,
-}
-
-impl<T> Reloading<T> {
-    fn load(path: &Path, parse: fn(&str) -> anyhow::Result<T>) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let value = parse(&text).with_context(|| format!("in {}", path.display()))?;
-        Ok(Reloading {
-            path: path.into(),
-            parse,
-            state: Mutex::new((Arc::new(value), text, Instant::now())),
-        })
-    }
-
-    fn get(&self) -> Arc<T> {
-        let mut state = self.state.lock().expect("reloading file lock");
-        if state.2.elapsed() >= RELOAD_CHECK {
-            state.2 = Instant::now();
-            match std::fs::read_to_string(&self.path) {
-                Ok(text) if text != state.1 => match (self.parse)(&text) {
-                    Ok(value) => {
-                        tracing::info!(file = %self.path.display(), "credentials reloaded");
-                        *state = (Arc::new(value), text, Instant::now());
-                    }
-                    Err(e) => {
-                        tracing::warn!(file = %self.path.display(), error = %e, "changed credentials refused; keeping the loaded ones")
-                    }
-                },
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(file = %self.path.display(), error = %e, "cannot re-read credentials; keeping the loaded ones")
-                }
-            }
-        }
-        state.0.clone()
-    }
+) -> anyhow::Result<Reloading<T>> {
+    let build: Build<T> = Box::new(move |files: &[Vec<u8>]| {
+        let text = std::str::from_utf8(&files[0]).map_err(|_| anyhow::anyhow!("not UTF-8 text"))?;
+        parse(text)
+    });
+    Reloading::load(vec![path.into()], build, || {})
 }
 
 /// Every client token and what it allows.
@@ -169,11 +134,11 @@ pub struct Policy {
 impl Policy {
     pub fn from_args(args: &AuthArgs) -> anyhow::Result<Self> {
         let tokens = match &args.auth_tokens_file {
-            Some(path) => Some(Arc::new(Reloading::load(path, parse_tokens)?)),
+            Some(path) => Some(Arc::new(reloading(path, parse_tokens)?)),
             None => None,
         };
         let internal = match &args.internal_token_file {
-            Some(path) => Some(Arc::new(Reloading::load(path, parse_token)?)),
+            Some(path) => Some(Arc::new(reloading(path, parse_token)?)),
             None => None,
         };
         Ok(Policy { tokens, internal })
@@ -248,7 +213,8 @@ fn bearer(headers: &tonic::codegen::http::HeaderMap) -> Option<&str> {
 /// `skyvault_auth_rejections_total{code}`.
 static REJECTIONS: std::sync::LazyLock<prometheus::IntCounterVec> =
     std::sync::LazyLock::new(|| {
-        crate::security::counter_vec(
+        crate::metrics::counter_vec(
+            &crate::metrics::metrics().registry,
             "auth_rejections_total",
             "gRPC requests refused for missing or insufficient credentials",
             &["code"],
@@ -313,7 +279,7 @@ pub struct BearerToken(Arc<Reloading<String>>);
 
 impl BearerToken {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        Ok(BearerToken(Arc::new(Reloading::load(path, parse_token)?)))
+        Ok(BearerToken(Arc::new(reloading(path, parse_token)?)))
     }
 
     pub fn header(&self) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
@@ -397,7 +363,7 @@ mod tests {
             "write rotated-token-0123456789\n",
         )
         .unwrap();
-        std::thread::sleep(RELOAD_CHECK);
+        p.tokens.as_ref().unwrap().look_again();
         assert!(
             p.check(WRITE, &headers(Some("rotated-token-0123456789")))
                 .is_ok()
@@ -407,7 +373,7 @@ mod tests {
                 .is_err()
         );
         std::fs::write(dir.path().join("tokens"), "admin x\n").unwrap();
-        std::thread::sleep(RELOAD_CHECK);
+        p.tokens.as_ref().unwrap().look_again();
         assert!(
             p.check(WRITE, &headers(Some("rotated-token-0123456789")))
                 .is_ok()

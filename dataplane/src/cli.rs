@@ -59,18 +59,10 @@ pub fn options(addr: &str) -> anyhow::Result<ClientOptions> {
 /// [`crate::client`]). Fails at once when nothing listens there.
 pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
     options(addr)?
-        .connect_now(&uri(addr))
+        .connect_now(addr)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| not_running(addr))
-}
-
-fn uri(addr: &str) -> String {
-    if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    }
 }
 
 fn not_running(addr: &str) -> String {

@@ -21,6 +21,7 @@ pub mod meta;
 pub mod metrics;
 pub mod objstore;
 pub mod purge;
+pub mod reload;
 pub mod roles;
 pub mod security;
 pub mod server;

@@ -43,7 +43,14 @@ pub struct Metrics {
     pub job_duration: HistogramVec,
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+/// A counter vector registered in `registry` (modules that own their metrics
+/// pass `&metrics().registry`).
+pub(crate) fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     registry
         .register(Box::new(c.clone()))
@@ -51,7 +58,7 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> 
     c
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::IntCounter {
+pub(crate) fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::IntCounter {
     let c = prometheus::IntCounter::new(name, help).expect("valid metric");
     registry
         .register(Box::new(c.clone()))

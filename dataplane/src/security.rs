@@ -42,27 +42,6 @@ impl SecurityArgs {
     }
 }
 
-/// A counter in the process registry (for modules that own their metrics).
-pub(crate) fn counter(name: &str, help: &str) -> prometheus::IntCounter {
-    let c = prometheus::IntCounter::new(name, help).expect("valid metric");
-    register(Box::new(c.clone()));
-    c
-}
-
-pub(crate) fn counter_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::IntCounterVec {
-    let c = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels)
-        .expect("valid metric");
-    register(Box::new(c.clone()));
-    c
-}
-
-fn register(metric: Box<dyn prometheus::core::Collector>) {
-    crate::metrics::metrics()
-        .registry
-        .register(metric)
-        .expect("unique metric");
-}
-
 /// How a process calls gRPC servers: over TLS (`tls`) and with a bearer
 /// token (`token`), each when configured.
 #[derive(Clone, Default)]
@@ -76,12 +55,7 @@ impl ClientSecurity {
     /// `endpoint` from `http://HOST:PORT`: with TLS the handshake is ours
     /// (`tls::connector`), checking the certificate against HOST.
     pub fn connect_lazy(&self, endpoint: tonic::transport::Endpoint) -> tonic::transport::Channel {
-        match &self.tls {
-            Some(tls) => {
-                endpoint.connect_with_connector_lazy(crate::tls::connector(tls.clone(), None))
-            }
-            None => endpoint.connect_lazy(),
-        }
+        crate::tls::lazy_channel(endpoint, self.tls.as_ref(), None)
     }
 
     /// Adds the token to every call.

@@ -9,10 +9,11 @@
 //! key that do not match, or unparsable PEM) is refused with a warning and
 //! the previous pair stays in use.
 
+use crate::reload::{Build, Reloading};
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio_rustls::rustls::{
     self, ClientConfig, RootCertStore, ServerConfig, SignatureScheme,
     client::ResolvesClientCert,
@@ -22,12 +23,10 @@ use tokio_rustls::rustls::{
     sign::CertifiedKey,
 };
 
-/// How often a handshake may look at the files again.
-const RELOAD_CHECK: Duration = Duration::from_secs(1);
-
 /// `skyvault_tls_reloads_total`: certificate pairs taken from changed files.
 static TLS_RELOADS: std::sync::LazyLock<prometheus::IntCounter> = std::sync::LazyLock::new(|| {
-    crate::security::counter(
+    crate::metrics::counter(
+        &crate::metrics::metrics().registry,
         "tls_reloads_total",
         "TLS certificate pairs reloaded from changed files",
     )
@@ -163,92 +162,37 @@ fn certs_from_pem(pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-/// A certificate chain and key read from two files, re-read when either
-/// changes. Serves as the server's certificate and as the client's.
+/// A certificate chain and key read from two files, rebuilt when either
+/// changes (`crate::reload`). Serves as the server's certificate and as the
+/// client's.
 #[derive(Debug)]
-struct ReloadingPair {
-    cert: PathBuf,
-    key: PathBuf,
-    provider: Arc<CryptoProvider>,
-    state: Mutex<Loaded>,
-}
-
-#[derive(Debug)]
-struct Loaded {
-    pair: Arc<CertifiedKey>,
-    /// The file contents `pair` was built from.
-    source: (Vec<u8>, Vec<u8>),
-    checked: Instant,
-}
+struct ReloadingPair(Reloading<CertifiedKey>);
 
 impl ReloadingPair {
     fn load(cert: &Path, key: &Path, provider: Arc<CryptoProvider>) -> anyhow::Result<Self> {
-        let source = read_pair(cert, key)?;
-        let pair = certified_key(&source, &provider)
-            .with_context(|| format!("TLS pair {} / {}", cert.display(), key.display()))?;
-        Ok(ReloadingPair {
-            cert: cert.into(),
-            key: key.into(),
-            provider,
-            state: Mutex::new(Loaded {
-                pair,
-                source,
-                checked: Instant::now(),
-            }),
-        })
+        let build: Build<CertifiedKey> =
+            Box::new(move |files: &[Vec<u8>]| certified_key(&files[0], &files[1], &provider));
+        let on_reload = || TLS_RELOADS.inc();
+        Reloading::load(vec![cert.into(), key.into()], build, on_reload).map(ReloadingPair)
     }
 
     /// The pair to use now: the files' current one if they changed into a
-    /// valid pair, else the last good one.
+    /// valid pair (a rotation caught between writing the two files is not:
+    /// the next look sees the finished pair), else the last good one.
     fn current(&self) -> Arc<CertifiedKey> {
-        let mut state = self.state.lock().expect("TLS pair lock");
-        if state.checked.elapsed() >= RELOAD_CHECK {
-            state.checked = Instant::now();
-            self.reload(&mut state);
-        }
-        state.pair.clone()
+        self.0.get()
     }
-
-    fn reload(&self, state: &mut Loaded) {
-        let source = match read_pair(&self.cert, &self.key) {
-            Ok(source) if source != state.source => source,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot re-read the TLS pair; keeping the loaded one");
-                return;
-            }
-        };
-        match certified_key(&source, &self.provider) {
-            Ok(pair) => {
-                tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
-                TLS_RELOADS.inc();
-                state.pair = pair;
-                state.source = source;
-            }
-            // Typically a rotation caught between writing the two files:
-            // the next check sees the finished pair.
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "new TLS pair refused; keeping the loaded one")
-            }
-        }
-    }
-}
-
-fn read_pair(cert: &Path, key: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let c = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-    let k = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-    Ok((c, k))
 }
 
 fn certified_key(
-    (cert, key): &(Vec<u8>, Vec<u8>),
+    cert: &[u8],
+    key: &[u8],
     provider: &CryptoProvider,
-) -> anyhow::Result<Arc<CertifiedKey>> {
+) -> anyhow::Result<CertifiedKey> {
     let chain = certs_from_pem(cert)?;
     let key = PrivateKeyDer::from_pem_slice(key).context("no PEM private key")?;
-    let pair = CertifiedKey::from_der(chain, key, provider)
-        .context("the key does not match the certificate (or is of an unsupported type)")?;
-    Ok(Arc::new(pair))
+    CertifiedKey::from_der(chain, key, provider)
+        .context("the key does not match the certificate (or is of an unsupported type)")
 }
 
 impl ResolvesServerCert for ReloadingPair {
@@ -311,6 +255,20 @@ pub fn incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A channel connecting on first use (and reconnecting by itself) to
+/// `endpoint`: over TLS with `tls` when given, checking the certificate
+/// against `server_name` or the URI's host (see [`connector`]); else plaintext.
+pub fn lazy_channel(
+    endpoint: tonic::transport::Endpoint,
+    tls: Option<&Arc<ClientConfig>>,
+    server_name: Option<String>,
+) -> tonic::transport::Channel {
+    match tls {
+        Some(tls) => endpoint.connect_with_connector_lazy(connector(tls.clone(), server_name)),
+        None => endpoint.connect_lazy(),
+    }
 }
 
 /// Connects tonic channels over TLS with `config` (used instead of tonic's own

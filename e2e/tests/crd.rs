@@ -314,13 +314,9 @@ async fn object_store_bucket_is_immutable() -> Result<()> {
     let ns = cluster.namespace("crd-immutable").await?;
     let api: Api<DynamicObject> = Api::namespaced_with(client, ns.name(), &skyvault_resource());
     let obj: DynamicObject = serde_json::from_value(minimal_skyvault("sv"))?;
-    let mut created = api.create(&PostParams::default(), &obj).await?;
-    created.data["spec"]["objectStore"]["bucket"] = json!("other-bucket");
-    match api.replace("sv", &PostParams::default(), &created).await {
-        Ok(_) => bail!("changing spec.objectStore.bucket was accepted"),
-        Err(kube::Error::Api(s)) if s.code == 422 && s.message.contains("bucket") => Ok(()),
-        Err(e) => bail!("want 422 naming the bucket, got {e}"),
-    }
+    let created = api.create(&PostParams::default(), &obj).await?;
+    let change = |sv: &mut Value| sv["objectStore"]["bucket"] = json!("other-bucket");
+    change_is_rejected(&api, &created, change, "objectStore.bucket", "bucket").await
 }
 
 /// The database Secret of an existing SkyVault cannot be swapped for
@@ -333,14 +329,28 @@ async fn database_url_secret_is_immutable() -> Result<()> {
     let obj: DynamicObject = serde_json::from_value(minimal_skyvault("sv"))?;
     let created = api.create(&PostParams::default(), &obj).await?;
     for (field, value) in [("name", "another-database"), ("key", "other-key")] {
-        let mut changed = created.clone();
-        changed.data["spec"]["database"]["urlSecret"][field] = json!(value);
-        match api.replace("sv", &PostParams::default(), &changed).await {
-            Ok(_) => bail!("changing spec.database.urlSecret.{field} was accepted"),
-            Err(kube::Error::Api(s))
-                if s.code == 422 && s.message.contains("urlSecret is immutable") => {}
-            Err(e) => bail!("want 422 naming urlSecret, got {e}"),
-        }
+        let change = |sv: &mut Value| sv["database"]["urlSecret"][field] = json!(value);
+        let what = format!("database.urlSecret.{field}");
+        change_is_rejected(&api, &created, change, &what, "urlSecret is immutable").await?;
     }
     Ok(())
+}
+
+/// Replacing `created` with `change` applied to its spec fails with 422 and a
+/// message containing `want`.
+async fn change_is_rejected(
+    api: &Api<DynamicObject>,
+    created: &DynamicObject,
+    change: impl FnOnce(&mut Value),
+    what: &str,
+    want: &str,
+) -> Result<()> {
+    let mut changed = created.clone();
+    change(&mut changed.data["spec"]);
+    let name = created.metadata.name.as_deref().context("no name")?;
+    match api.replace(name, &PostParams::default(), &changed).await {
+        Ok(_) => bail!("changing spec.{what} was accepted"),
+        Err(kube::Error::Api(s)) if s.code == 422 && s.message.contains(want) => Ok(()),
+        Err(e) => bail!("changing spec.{what}: want 422 naming it ({want:?}), got {e}"),
+    }
 }

@@ -71,27 +71,24 @@ async fn postgres_verify_full_connects_and_bad_tls_settings_fail_precisely() {
         .expect("require encrypts without checking the certificate");
 
     let other = ca_file("other-ca.crt");
-    let wrong_ca = open(&pg_url(
+    let wrong_ca = pg_url(
         "localhost",
         &format!("sslmode=verify-full&sslrootcert={other}"),
-    ))
-    .await
-    .unwrap_err();
-    assert!(
-        wrong_ca.contains("TLS to the metadata database failed")
-            && wrong_ca.contains("invalid peer certificate"),
-        "{wrong_ca}"
     );
-    let wrong_host = open(&pg_url(
+    fails_tls(&wrong_ca, "invalid peer certificate").await;
+    let wrong_host = pg_url(
         "127.0.0.1",
         &format!("sslmode=verify-full&sslrootcert={ca}"),
-    ))
-    .await
-    .unwrap_err();
+    );
+    fails_tls(&wrong_host, "not valid for name").await;
+}
+
+/// Opening `url` fails as a TLS failure whose reason contains `reason`.
+async fn fails_tls(url: &str, reason: &str) {
+    let err = open(url).await.unwrap_err();
     assert!(
-        wrong_host.contains("TLS to the metadata database failed")
-            && wrong_host.contains("not valid for name"),
-        "{wrong_host}"
+        err.contains("TLS to the metadata database failed") && err.contains(reason),
+        "{err}"
     );
 }
 
@@ -99,11 +96,7 @@ async fn postgres_verify_full_connects_and_bad_tls_settings_fail_precisely() {
 async fn postgres_without_tls_fails_sslmode_require_precisely() {
     let plain = PostgresServer::start().unwrap();
     let url = format!("{}?sslmode=require", plain.url());
-    let err = open(&url).await.unwrap_err();
-    assert!(
-        err.contains("TLS to the metadata database failed") && err.contains("does not support TLS"),
-        "{err}"
-    );
+    fails_tls(&url, "does not support TLS").await;
 }
 
 /// A role whose database TLS fails stays up, not ready, and says why; the

@@ -288,22 +288,32 @@ async fn check_secrets(
 ) -> Result<Result<String, Problem>> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let refs = validate::secret_refs(sv);
+    let secrets = match fetch_checked(&api, &refs).await? {
+        Ok(secrets) => secrets,
+        Err(p) => return Ok(Err(p)),
+    };
+    // Files the pods reload themselves: checked, but not part of the digest.
+    if let Err(p) = fetch_checked(&api, &validate::reloaded_secret_refs(sv)).await? {
+        return Ok(Err(p));
+    }
+    let secrets: Vec<&Secret> = secrets.iter().collect();
+    Ok(Ok(validate::secrets_digest(&refs, &secrets)))
+}
+
+/// Each referenced Secret, checked to exist with its keys (the first problem otherwise).
+async fn fetch_checked(
+    api: &Api<Secret>,
+    refs: &[(&'static str, String, Vec<String>)],
+) -> Result<Result<Vec<Secret>, Problem>> {
     let mut secrets = Vec::new();
-    for (field, name, keys) in &refs {
+    for (field, name, keys) in refs {
         let secret = api.get_opt(name).await?;
         if let Err(p) = validate::check_secret(field, name, keys, secret.as_ref()) {
             return Ok(Err(p));
         }
         secrets.push(secret.expect("checked above"));
     }
-    for (field, name, keys) in &validate::reloaded_secret_refs(sv) {
-        let secret = api.get_opt(name).await?;
-        if let Err(p) = validate::check_secret(field, name, keys, secret.as_ref()) {
-            return Ok(Err(p));
-        }
-    }
-    let secrets: Vec<&Secret> = secrets.iter().collect();
-    Ok(Ok(validate::secrets_digest(&refs, &secrets)))
+    Ok(Ok(secrets))
 }
 
 /// Creates the roles' internal token (index → cache) once; never rotated by the

@@ -245,26 +245,22 @@ impl ClientOptions {
     /// A lazily connecting channel to `uri` (an address of `name`'s URI),
     /// over TLS when configured, checking the certificate against `name`'s host.
     pub fn channel(&self, uri: &str, name: &str) -> Result<tonic::transport::Channel, ClientError> {
+        let host = name
+            .parse::<tonic::codegen::http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_string()));
         let endpoint = self.endpoint(uri)?;
-        Ok(match &self.tls {
-            None => endpoint.connect_lazy(),
-            Some(tls) => {
-                let host = name
-                    .parse::<tonic::codegen::http::Uri>()
-                    .ok()
-                    .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_string()));
-                endpoint.connect_with_connector_lazy(crate::tls::connector(tls.clone(), host))
-            }
-        })
+        Ok(crate::tls::lazy_channel(endpoint, self.tls.as_ref(), host))
     }
 
-    /// One channel to `uri`, connected now (TLS as configured): fails at once
-    /// when nothing listens there (or the TLS handshake fails).
+    /// One channel to `addr` (`HOST:PORT` or a URI), connected now (TLS as
+    /// configured): fails at once when nothing listens there (or the TLS
+    /// handshake fails).
     pub async fn connect_now(
         &self,
-        uri: &str,
+        addr: &str,
     ) -> Result<tonic::transport::Channel, Box<dyn std::error::Error + Send + Sync>> {
-        let endpoint = self.endpoint(uri)?;
+        let endpoint = self.endpoint(&as_uri(addr))?;
         Ok(match &self.tls {
             None => endpoint.connect().await?,
             Some(tls) => {
