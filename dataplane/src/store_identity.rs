@@ -69,6 +69,20 @@ pub enum IdentityError {
     Store(#[from] StoreError),
 }
 
+impl IdentityError {
+    /// The records looked incomplete (rather than naming another store, or
+    /// failing to be read): what a store's first process leaves half-way.
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            IdentityError::DatabaseMissing { .. }
+                | IdentityError::EmptyDatabaseOverData { .. }
+                | IdentityError::MarkerMissing { .. }
+                | IdentityError::NotEstablished
+        )
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Marker {
     store_id: String,
@@ -78,9 +92,39 @@ struct Marker {
 /// For roles: checks the identity, recording a new one for a new (or a
 /// pre-identity) store. Returns the store id.
 pub async fn establish(store: &DynStore, meta: &DynMeta) -> Result<String, IdentityError> {
-    let recorded = meta.store_id().await?;
-    let marked = read_marker(store).await?;
-    match (recorded, marked) {
+    twice_if_refused(|| establish_once(store, meta)).await
+}
+
+/// For jobs: both records must exist and agree (or the store is new and
+/// empty: then the id is empty). Jobs never create an identity.
+pub async fn verify(store: &DynStore, meta: &DynMeta) -> Result<String, IdentityError> {
+    twice_if_refused(|| verify_once(store, meta)).await
+}
+
+/// Runs a check again when it refused the store. Roles of a new store start
+/// at once, and the first one records the identity (database row, then
+/// marker) and flushes files while the others look: a look in the middle of
+/// that sees a row without a marker, or data without either record (seen in
+/// CI). A refusal writes nothing. By the second look the first process has
+/// written what the first look missed (the marker precedes any file), so a
+/// role decides on the records as they are; a job may still refuse a store
+/// whose first role sits between row and marker — safe, it runs again.
+async fn twice_if_refused<F, Fut>(check: F) -> Result<String, IdentityError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<String, IdentityError>>,
+{
+    match check().await {
+        Err(e) if e.is_refusal() => {
+            tracing::debug!(error = %e, "store identity refused; looking once more");
+            check().await
+        }
+        checked => checked,
+    }
+}
+
+async fn establish_once(store: &DynStore, meta: &DynMeta) -> Result<String, IdentityError> {
+    match read_both(store, meta).await? {
         (Some(d), Some(m)) => same(d, m),
         (None, Some(m)) => Err(IdentityError::DatabaseMissing { object_store: m }),
         (Some(d), None) => {
@@ -104,10 +148,8 @@ pub async fn establish(store: &DynStore, meta: &DynMeta) -> Result<String, Ident
     }
 }
 
-/// For jobs: both records must exist and agree (or the store is new and
-/// empty: then the id is empty). Jobs never create an identity.
-pub async fn verify(store: &DynStore, meta: &DynMeta) -> Result<String, IdentityError> {
-    match (meta.store_id().await?, read_marker(store).await?) {
+async fn verify_once(store: &DynStore, meta: &DynMeta) -> Result<String, IdentityError> {
+    match read_both(store, meta).await? {
         (Some(d), Some(m)) => same(d, m),
         (None, Some(m)) => Err(IdentityError::DatabaseMissing { object_store: m }),
         (Some(d), None) => Err(IdentityError::MarkerMissing {
@@ -122,6 +164,19 @@ pub async fn verify(store: &DynStore, meta: &DynMeta) -> Result<String, Identity
         }
         (None, None) => Err(IdentityError::NotEstablished),
     }
+}
+
+/// The database's id and the marker's, read marker first: identities are
+/// written database first, so a marker seen implies its row is committed
+/// and a first look during a store's creation refuses less often (the second
+/// look of [`twice_if_refused`] is what makes it safe either way).
+async fn read_both(
+    store: &DynStore,
+    meta: &DynMeta,
+) -> Result<(Option<String>, Option<String>), IdentityError> {
+    let marked = read_marker(store).await?;
+    let recorded = meta.store_id().await?;
+    Ok((recorded, marked))
 }
 
 fn same(database: String, object_store: String) -> Result<String, IdentityError> {

@@ -5,12 +5,13 @@
 
 use bytes::Bytes;
 use skyvault::meta::DynMeta;
-use skyvault::objstore::DynStore;
+use skyvault::objstore::{BoxUpload, DynStore, LocalStore, ObjectMeta, ObjectStore, StoreResult};
 use skyvault::purge::{self, PurgeConfig};
 use skyvault::sstable::{Entry, Value};
 use skyvault::standalone::{self, Parts, StandaloneConfig};
 use skyvault::store_identity::{self, IdentityError, MARKER};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn no_grace() -> PurgeConfig {
@@ -123,9 +124,7 @@ async fn another_stores_database_is_refused_by_roles_jobs_and_purge() {
 async fn a_database_with_files_over_a_bucket_without_marker_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let a = store_with_data(&dir.path().join("a")).await;
-    let other: DynStore = std::sync::Arc::new(
-        skyvault::objstore::LocalStore::open(dir.path().join("other-bucket")).unwrap(),
-    );
+    let other: DynStore = Arc::new(LocalStore::open(dir.path().join("other-bucket")).unwrap());
     let err = store_identity::establish(&other, &a.meta)
         .await
         .unwrap_err();
@@ -152,4 +151,110 @@ async fn an_empty_database_over_a_bucket_with_data_but_no_marker_is_refused() {
         "{err}"
     );
     assert_eq!(empty.store_id().await.unwrap(), None);
+}
+
+/// When the store's first process runs relative to this one's first read.
+#[derive(Clone, Copy, Debug)]
+enum Other {
+    /// Before this process reads the marker (after anything read earlier).
+    BeforeMarkerRead,
+    /// Right after this process read the marker (before anything read later).
+    AfterMarkerRead,
+    /// When this process, having found neither record, lists the bucket for
+    /// data (and so sees the other process's files).
+    BeforeList,
+}
+
+/// An object store through which "another process" — a standalone store on
+/// the same directory that records the identity and commits files — runs at
+/// a chosen point of this process's identity check.
+struct Interleaved {
+    inner: DynStore,
+    dir: PathBuf,
+    when: Other,
+    pending: Mutex<bool>,
+}
+
+impl Interleaved {
+    async fn run_other_once(&self) {
+        let first = std::mem::take(&mut *self.pending.lock().unwrap());
+        if first {
+            store_with_data(&self.dir).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Interleaved {
+    async fn put(&self, path: &str, data: Bytes) -> StoreResult<()> {
+        self.inner.put(path, data).await
+    }
+    async fn upload<'a>(&'a self, path: &str) -> StoreResult<BoxUpload<'a>> {
+        self.inner.upload(path).await
+    }
+    async fn get(&self, path: &str) -> StoreResult<Bytes> {
+        if path != MARKER {
+            return self.inner.get(path).await;
+        }
+        match self.when {
+            Other::BeforeMarkerRead => self.run_other_once().await,
+            Other::AfterMarkerRead | Other::BeforeList => {}
+        }
+        let got = self.inner.get(path).await;
+        if let Other::AfterMarkerRead = self.when {
+            self.run_other_once().await;
+        }
+        got
+    }
+    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> StoreResult<Bytes> {
+        self.inner.get_range(path, range).await
+    }
+    async fn get_suffix(&self, path: &str, len: u64) -> StoreResult<(Bytes, u64)> {
+        self.inner.get_suffix(path, len).await
+    }
+    async fn delete(&self, path: &str) -> StoreResult<()> {
+        self.inner.delete(path).await
+    }
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        if let Other::BeforeList = self.when {
+            self.run_other_once().await;
+        }
+        self.inner.list(prefix).await
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// Two processes starting a new store at once (CI saw an index refuse the
+/// store its batcher was recording as "no store identity"): whenever the
+/// other one records the identity — and commits files — during this one's
+/// check, both roles and jobs accept the store and agree on its id.
+#[tokio::test]
+async fn a_store_being_created_beside_this_process_is_accepted() {
+    for when in [
+        Other::BeforeMarkerRead,
+        Other::AfterMarkerRead,
+        Other::BeforeList,
+    ] {
+        for role in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let meta = sqlite(dir.path()).await;
+            let local = LocalStore::open(dir.path().join("objects")).unwrap();
+            let store: DynStore = Arc::new(Interleaved {
+                inner: Arc::new(local),
+                dir: dir.path().to_path_buf(),
+                when,
+                pending: Mutex::new(true),
+            });
+            let checked = if role {
+                store_identity::establish(&store, &meta).await
+            } else {
+                store_identity::verify(&store, &meta).await
+            };
+            let id = checked.unwrap_or_else(|e| panic!("{when:?}, role {role}: {e}"));
+            assert_eq!(meta.store_id().await.unwrap(), Some(id), "{when:?}");
+            assert!(objects(&store).await >= 3, "the other process committed");
+        }
+    }
 }
