@@ -57,6 +57,12 @@ dev:
 bench:
     bash e2e/bench-suite.sh
 
+# What TLS, tokens and mTLS cost on the gRPC path (standalone, release build); results in
+# target/bench/security.md.
+bench-security:
+    cargo build --release -p skyvault --bin skyvault
+    bash e2e/bench-security.sh
+
 # Format micro-benchmark (criterion).
 bench-format:
     cargo bench -p skyvault --bench sstable

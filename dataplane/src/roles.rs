@@ -128,7 +128,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Certificates and token files are read now: a wrong path stops the
     // process at once, naming it.
-    let security = config.security.grpc()?;
+    let security = config.security.listeners()?;
     let stop = StopSignal::on(shutdown);
     let until_stopped = || stop.stopped();
     let readiness = Readiness::default();
@@ -143,6 +143,7 @@ pub async fn run(
     });
     let http_task = tokio::spawn(server::serve_http(
         http,
+        security.http_tls(),
         readiness.clone(),
         debt,
         until_stopped(),

@@ -14,24 +14,32 @@ pub struct SecurityArgs {
     pub auth: AuthArgs,
 }
 
-/// What `server::serve_grpc` applies to every connection and request.
+/// What a role's listeners apply: TLS on both (`server::serve_grpc`,
+/// `server::serve_http`), credentials on gRPC calls.
 #[derive(Clone, Default)]
-pub struct GrpcSecurity {
+pub struct ListenerSecurity {
     /// `None`: plaintext.
-    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    pub tls: Option<crate::tls::ServerConfigs>,
     pub policy: Arc<Policy>,
+}
+
+impl ListenerSecurity {
+    /// The HTTP listener's TLS configuration (`None`: plaintext).
+    pub fn http_tls(&self) -> Option<Arc<tokio_rustls::rustls::ServerConfig>> {
+        self.tls.as_ref().map(|tls| tls.http.clone())
+    }
 }
 
 impl SecurityArgs {
     /// Reads every file now, so a wrong path or a bad certificate stops the
     /// process at start with a message naming it.
-    pub fn grpc(&self) -> anyhow::Result<GrpcSecurity> {
-        let security = GrpcSecurity {
-            tls: self.tls.server_config()?,
+    pub fn listeners(&self) -> anyhow::Result<ListenerSecurity> {
+        let security = ListenerSecurity {
+            tls: self.tls.server_configs()?,
             policy: Arc::new(Policy::from_args(&self.auth)?),
         };
         if security.tls.is_none() {
-            tracing::warn!("gRPC listener is plaintext (no --tls-cert-file)");
+            tracing::warn!("gRPC and HTTP listeners are plaintext (no --tls-cert-file)");
         }
         if security.policy.is_open() {
             tracing::warn!(

@@ -3,7 +3,7 @@
 
 use crate::api::proto::FILE_DESCRIPTOR_SET;
 use crate::metrics::metrics;
-use crate::security::GrpcSecurity;
+use crate::security::ListenerSecurity;
 use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
@@ -139,7 +139,7 @@ pub async fn serve_grpc(
     listener: TcpListener,
     mut routes: RoutesBuilder,
     serving: &[&str],
-    security: &GrpcSecurity,
+    security: &ListenerSecurity,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -162,7 +162,7 @@ pub async fn serve_grpc(
         .add_routes(routes.routes());
     let served = match &security.tls {
         Some(tls) => {
-            let incoming = crate::tls::incoming(listener, tls.clone());
+            let incoming = crate::tls::incoming(listener, tls.grpc.clone());
             server
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
@@ -185,8 +185,12 @@ pub async fn serve_grpc(
 /// manifest); `None` until the manifest is loaded.
 pub type DebtSource = std::sync::Arc<dyn Fn() -> Option<crate::lsm::Debt> + Send + Sync>;
 
+/// Serves `/healthz`, `/readyz`, `/metrics` and (with `debt`) `/lsm` until
+/// `shutdown` resolves, over TLS with `tls`. Nothing here asks for
+/// credentials: probes and scrapers must reach it (see docs/security.md).
 pub async fn serve_http(
     listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     readiness: Readiness,
     debt: Option<DebtSource>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -226,10 +230,20 @@ pub async fn serve_http(
             }),
         )
         .route("/metrics", get(|| async { metrics().render() }));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed")
+    let served = match tls {
+        Some(tls) => {
+            let listener = crate::tls::HttpsListener::new(listener, tls);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    served.context("HTTP server failed")
 }
 
 pub fn local_addr(listener: &TcpListener) -> SocketAddr {

@@ -169,7 +169,7 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
             maintenance,
         ));
     }
-    let security = config.security.grpc()?;
+    let security = config.security.listeners()?;
     let grpc = server::bind(&config.grpc_addr, "gRPC").await?;
     let http = server::bind(&config.http_addr, "HTTP").await?;
     let (grpc_addr, http_addr) = (server::local_addr(&grpc), server::local_addr(&http));
@@ -191,6 +191,7 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
     let stop = StopSignal::default();
     let until_stopped = || stop.stopped();
     let services = ["batcher.v1.BatcherService", "index.v1.IndexService"];
+    let http_tls = security.http_tls();
     let grpc_task = {
         let shutdown = until_stopped();
         tokio::spawn(async move {
@@ -203,6 +204,7 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
     };
     let http_task = tokio::spawn(server::serve_http(
         http,
+        http_tls,
         readiness.clone(),
         Some(debt),
         until_stopped(),

@@ -1,4 +1,4 @@
-//! TLS for the gRPC listeners and for calls between roles (rustls with ring,
+//! TLS for the gRPC and HTTP listeners and for calls between roles (rustls with ring,
 //! no OpenSSL). See docs/security.md for the threat model and the set-up.
 //!
 //! Certificates and keys come from PEM files and are *re-read when the files
@@ -36,7 +36,7 @@ static TLS_RELOADS: std::sync::LazyLock<prometheus::IntCounter> = std::sync::Laz
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct TlsArgs {
     /// PEM certificate chain this process serves (and presents to other roles
-    /// as its client certificate). With `--tls-key-file`: gRPC is TLS only.
+    /// as its client certificate). With `--tls-key-file`: gRPC and HTTP are TLS only.
     #[arg(long, env = "SKYVAULT_TLS_CERT_FILE", requires = "tls_key_file")]
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of `--tls-cert-file`.
@@ -52,12 +52,12 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
-    /// The listener's TLS configuration, or `None` for plaintext.
-    pub fn server_config(&self) -> anyhow::Result<Option<Arc<ServerConfig>>> {
+    /// The listeners' TLS configurations, or `None` for plaintext.
+    pub fn server_configs(&self) -> anyhow::Result<Option<ServerConfigs>> {
         let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) else {
             return Ok(None);
         };
-        server_config(cert, key, self.tls_client_ca_file.as_deref()).map(Some)
+        server_configs(cert, key, self.tls_client_ca_file.as_deref()).map(Some)
     }
 
     /// What a role uses to call other roles: verifies them with
@@ -75,31 +75,49 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A server configuration that reloads `cert`/`key` when they change and,
-/// with `client_ca`, requires client certificates chained to it.
-pub fn server_config(
+/// What a role's two listeners serve: one certificate pair, reloaded once for both.
+#[derive(Clone, Debug)]
+pub struct ServerConfigs {
+    /// gRPC (HTTP/2), requiring client certificates when a client CA is given.
+    pub grpc: Arc<ServerConfig>,
+    /// `/healthz`, `/readyz`, `/metrics`, `/lsm` (HTTP/1.1). Never asks for a
+    /// client certificate: kubelet probes and most scrapers cannot present one,
+    /// and nothing there changes or reveals data.
+    pub http: Arc<ServerConfig>,
+}
+
+/// Server configurations that reload `cert`/`key` when they change; with
+/// `client_ca`, gRPC requires client certificates chained to it.
+pub fn server_configs(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
-) -> anyhow::Result<Arc<ServerConfig>> {
+) -> anyhow::Result<ServerConfigs> {
     let provider = provider();
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?;
-    let builder = match client_ca {
+    let pair = Arc::new(ReloadingPair::load(cert, key, provider.clone())?);
+    let builder = || {
+        ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")
+    };
+    let mut grpc = match client_ca {
         Some(ca) => {
             let roots = Arc::new(load_roots(ca)?);
             let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
                 .build()
                 .with_context(|| format!("client CA bundle {}", ca.display()))?;
-            builder.with_client_cert_verifier(verifier)
+            builder()?.with_client_cert_verifier(verifier)
         }
-        None => builder.with_no_client_auth(),
-    };
-    let pair = Arc::new(ReloadingPair::load(cert, key, provider)?);
-    let mut config = builder.with_cert_resolver(pair);
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
+        None => builder()?.with_no_client_auth(),
+    }
+    .with_cert_resolver(pair.clone());
+    grpc.alpn_protocols = vec![b"h2".to_vec()];
+    let mut http = builder()?.with_no_client_auth().with_cert_resolver(pair);
+    http.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(ServerConfigs {
+        grpc: Arc::new(grpc),
+        http: Arc::new(http),
+    })
 }
 
 /// A client configuration verifying servers against `ca` (or the system's
@@ -255,6 +273,47 @@ pub fn incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// The HTTP listener over TLS, for `axum::serve`: handshakes as in [`incoming`].
+pub struct HttpsListener {
+    connections: futures::stream::BoxStream<'static, std::io::Result<TlsStream>>,
+    local: std::net::SocketAddr,
+}
+
+type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+impl HttpsListener {
+    pub fn new(listener: tokio::net::TcpListener, config: Arc<ServerConfig>) -> Self {
+        let local = crate::server::local_addr(&listener);
+        let connections = Box::pin(incoming(listener, config));
+        HttpsListener { connections, local }
+    }
+}
+
+impl axum::serve::Listener for HttpsListener {
+    type Io = TlsStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (TlsStream, std::net::SocketAddr) {
+        use futures::StreamExt;
+        // `incoming` logs failed accepts and handshakes itself and ends only when
+        // this listener is dropped; a connection already gone is skipped.
+        loop {
+            match self.connections.next().await {
+                Some(Ok(tls)) => match tls.get_ref().0.peer_addr() {
+                    Ok(peer) => return (tls, peer),
+                    Err(_) => continue,
+                },
+                Some(Err(_)) => continue,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        Ok(self.local)
+    }
 }
 
 /// A channel connecting on first use (and reconnecting by itself) to

@@ -224,18 +224,46 @@ pub fn random_hex(bytes: usize) -> String {
 /// Minimal plain-HTTP/1.0 GET to `127.0.0.1:port` (health and metrics
 /// endpoints); returns the status code and the body.
 pub async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let io = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-            .await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        anyhow::Ok(buf)
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        get_on(stream, path).await
     };
-    let buf = tokio::time::timeout(Duration::from_secs(10), io)
+    tokio::time::timeout(Duration::from_secs(10), io)
         .await
-        .context("HTTP GET timed out")??;
+        .context("HTTP GET timed out")?
+}
+
+/// [`http_get`] over TLS, trusting only the PEM bundle `ca`; the certificate
+/// must name `localhost` (as the test certificates do).
+pub async fn https_get(port: u16, path: &str, ca: &Path) -> Result<(u16, String)> {
+    let mut config = (*skyvault::tls::client_config(Some(ca), None)?).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let io = async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost")?;
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .context("TLS handshake")?;
+        get_on(tls, path).await
+    };
+    tokio::time::timeout(Duration::from_secs(10), io)
+        .await
+        .context("HTTPS GET timed out")?
+}
+
+/// `GET path` (HTTP/1.0, so the server closes) on an open connection.
+async fn get_on<S>(mut stream: S, path: &str) -> Result<(u16, String)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await?;
     let text = String::from_utf8_lossy(&buf);
     let (head, body) = text
         .split_once("\r\n\r\n")

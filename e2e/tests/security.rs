@@ -307,9 +307,20 @@ async fn every_role_serves_tls_and_turns_away_callers_without_credentials() {
     index_env.push(("SKYVAULT_CACHE_PEERS", cache.grpc.clone()));
     let index_role = spawn(&f.deps, "index", "tls-index", &index_env);
     let batcher_role = spawn(&f.deps, "batcher", "tls-batcher", &as_refs(&env_of(false)));
+    // Ready over HTTPS (`ready` checks the certificate), the cache too:
+    // its HTTP listener asks for no client certificate, as probes have none.
     for role in [&cache, &index_role, &batcher_role] {
         role.ready().await;
     }
+    // That listener speaks TLS only, /lsm and /metrics included.
+    let http_port: u16 = index_role.http.rsplit_once(':').unwrap().1.parse().unwrap();
+    let plain = http_get(http_port, "/readyz").await;
+    assert!(plain.is_err(), "plaintext HTTP answered: {plain:?}");
+    let (status, lsm) = index_role.get("/lsm").await.unwrap();
+    assert!(
+        status == 200 && lsm.contains("\"l0_files\""),
+        "{status} {lsm}"
+    );
 
     // Batcher: no token, a read token, then a write token.
     let c = |t| batcher(creds.channel(&batcher_role.grpc, None, t));
@@ -453,9 +464,11 @@ fn spawn(
     deps.spawn(role, name, &env)
 }
 
-/// The certificate a fresh handshake with `addr` presents.
-async fn served_certificate(addr: &str, ca: &Path) -> Vec<u8> {
-    let config = skyvault::tls::client_config(Some(ca), None).unwrap();
+/// The certificate a fresh handshake with `addr` presents (offering `alpn`).
+async fn served_certificate(addr: &str, ca: &Path, alpn: &[u8]) -> Vec<u8> {
+    let mut config = (*skyvault::tls::client_config(Some(ca), None).unwrap()).clone();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let config = std::sync::Arc::new(config);
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = tokio_rustls::TlsConnector::from(config)
@@ -476,7 +489,11 @@ async fn a_renewed_certificate_is_served_without_dropping_requests() {
     let role = spawn(&f.deps, "index", "rotating-index", &env);
     role.ready().await;
     let ca = creds.dir.path().join("ca.crt");
-    let before = served_certificate(&role.grpc, &ca).await;
+    let before = served_certificate(&role.grpc, &ca, b"h2").await;
+    assert_eq!(
+        served_certificate(&role.http, &ca, b"http/1.1").await,
+        before
+    );
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = {
@@ -505,7 +522,7 @@ async fn a_renewed_certificate_is_served_without_dropping_requests() {
         "the renewed certificate on new connections",
         Duration::from_secs(20),
         || async {
-            anyhow::ensure!(served_certificate(&role.grpc, &ca).await != before);
+            anyhow::ensure!(served_certificate(&role.grpc, &ca, b"h2").await != before);
             Ok(())
         },
     )
@@ -520,6 +537,11 @@ async fn a_renewed_certificate_is_served_without_dropping_requests() {
         &failed[..failed.len().min(3)]
     );
     assert!(ok > 0);
+    // The HTTP listener serves the same, renewed pair (one reload for both).
+    assert_ne!(
+        served_certificate(&role.http, &ca, b"http/1.1").await,
+        before
+    );
     assert!(role.metric("skyvault_tls_reloads_total", "").await >= 1);
 }
 

@@ -70,7 +70,7 @@ pub async fn run(
     config: CacheRoleConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let security = config.security.grpc()?;
+    let security = config.security.listeners()?;
     let stop = StopSignal::on(shutdown);
     let until_stopped = || stop.stopped();
     let readiness = Readiness::default();
@@ -78,6 +78,7 @@ pub async fn run(
     let http_addr = server::local_addr(&http);
     let http_task = tokio::spawn(server::serve_http(
         http,
+        security.http_tls(),
         readiness.clone(),
         None,
         until_stopped(),

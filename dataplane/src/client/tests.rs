@@ -155,15 +155,18 @@ async fn names_are_resolved_again_periodically() {
     s.shutdown().await.unwrap();
 }
 
+/// A loopback address nothing listens on (the listener is closed when dropped).
+fn dead_address() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
 /// An address that refuses connections is retried elsewhere and skipped.
 #[tokio::test]
 async fn a_dead_address_is_skipped_and_calls_succeed_elsewhere() {
     let dir = tempfile::tempdir().unwrap();
     let s = server(dir.path(), None).await;
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap() // closed when dropped here
-    };
+    let dead = dead_address();
     let names = Arc::new(Names::default());
     *names.0.lock().unwrap() = vec![dead, s.grpc_addr];
     let client = ClientOptions::new("skyvault.test:50051")
@@ -276,10 +279,7 @@ async fn a_write_of_unknown_outcome_is_never_retried() {
 async fn all_addresses_failing_triggers_a_re_resolution() {
     let dir = tempfile::tempdir().unwrap();
     let s = server(dir.path(), None).await;
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let dead = dead_address();
     let names = Arc::new(Names::default());
     *names.0.lock().unwrap() = vec![dead];
     let client = ClientOptions::new("skyvault.test:50051")

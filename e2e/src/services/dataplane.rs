@@ -1,9 +1,10 @@
 //! A data plane made of real `skyvault` role processes on a real PostgreSQL
 //! and S3 server: what the multi-process tests start.
 
-use super::{PostgresServer, S3Server, http_get_status, skyvault_binary};
-use crate::process::{ManagedProcess, free_port, http_get};
+use super::{PostgresServer, S3Server, skyvault_binary};
+use crate::process::{ManagedProcess, free_port, http_get, https_get};
 use crate::wait_for;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -20,6 +21,9 @@ pub struct RoleProcess {
     pub process: ManagedProcess,
     pub grpc: String,
     pub http: String,
+    /// The CA verifying the HTTP listener when the role serves TLS (its
+    /// `SKYVAULT_TLS_CA_FILE`: the tests' roles share one CA).
+    pub https_ca: Option<PathBuf>,
 }
 
 impl Deps {
@@ -72,10 +76,15 @@ impl Deps {
             .env("SKYVAULT_BATCH_MAX_AGE_MS", "2")
             .envs(env.iter().copied());
         let log = self.dir.path().join(format!("{name}.log"));
+        let var = |k: &str| env.iter().find(|(name, _)| *name == k).map(|(_, v)| *v);
+        let https_ca = var("SKYVAULT_TLS_CERT_FILE")
+            .and(var("SKYVAULT_TLS_CA_FILE"))
+            .map(PathBuf::from);
         RoleProcess {
             process: ManagedProcess::spawn(name, cmd, &log).unwrap(),
             grpc,
             http,
+            https_ca,
         }
     }
 }
@@ -88,7 +97,7 @@ impl RoleProcess {
             Duration::from_secs(60),
             || async {
                 self.process.ensure_running()?;
-                match http_get_status(&self.http, "/readyz")? {
+                match self.get("/readyz").await?.0 {
                     200 => Ok(()),
                     s => anyhow::bail!("HTTP {s}"),
                 }
@@ -98,6 +107,15 @@ impl RoleProcess {
         .unwrap();
     }
 
+    /// `GET path` on the HTTP listener, over TLS when the role serves it.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let port = self.http.rsplit_once(':').unwrap().1.parse()?;
+        match &self.https_ca {
+            Some(ca) => https_get(port, path, ca).await,
+            None => http_get(port, path).await,
+        }
+    }
+
     pub async fn channel(&self) -> Channel {
         skyvault::cli::connect(&self.grpc).await.unwrap()
     }
@@ -105,8 +123,7 @@ impl RoleProcess {
     /// Sum of every sample of `metric` whose labels contain `labels`
     /// (e.g. `peer="127.0.0.1:1234"`; empty matches all).
     pub async fn metric(&self, metric: &str, labels: &str) -> u64 {
-        let port = self.http.rsplit_once(':').unwrap().1.parse().unwrap();
-        let (code, body) = http_get(port, "/metrics").await.unwrap();
+        let (code, body) = self.get("/metrics").await.unwrap();
         assert_eq!(code, 200, "{} /metrics", self.process.name());
         body.lines()
             .filter(|l| {
