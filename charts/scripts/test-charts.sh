@@ -35,12 +35,13 @@ expect "$f" 'readOnlyRootFilesystem: true' "default: read-only root filesystem"
 expect "$f" 'name: skyvault-operator-metrics' "default: metrics Service"
 reject "$f" '^kind: PodDisruptionBudget$' "default: no PDB for one replica"
 reject "$f" '^kind: ServiceMonitor$' "default: no ServiceMonitor"
-# get (referenced Secrets) and create (the operator's own internal-token Secret): never
-# list or watch, so the operator cannot read Secrets it was not pointed at by name.
-if grep -A1 'resources: \["secrets"\]' "$f" | grep -q 'verbs: \["get", "create"\]$'; then
-  pass "default: Secrets are get and create only"
+# get (referenced Secrets), create (the operator's own Secrets: internal token, issued
+# CA and certificate) and update (renewing that certificate): never list or watch, so the
+# operator cannot read Secrets it was not pointed at by name.
+if grep -A1 'resources: \["secrets"\]' "$f" | grep -q 'verbs: \["get", "create", "update"\]$'; then
+  pass "default: Secrets are get, create and update only"
 else
-  fail "default: Secrets are get and create only"
+  fail "default: Secrets are get, create and update only"
 fi
 
 "$helm" template ops "$op" --namespace ops \

@@ -38,6 +38,10 @@ use crate::validate;
 mod upgrading;
 use upgrading::plan_upgrade;
 
+#[path = "controller_certificates.rs"]
+mod issuing;
+use issuing::ensure_certificates;
+
 /// Longest wait between reconciles of a healthy SkyVault (a resync that catches anything a
 /// watch missed, e.g. a Secret created later).
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -71,6 +75,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Schedule(#[from] crate::schedule::ScheduleError),
+    #[error("issuing a certificate: {0}")]
+    Certificate(String),
     #[error("generating the internal token: {0}")]
     Random(String),
 }
@@ -84,6 +90,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Schedule(_) => "schedule",
             Error::Random(_) => "random",
+            Error::Certificate(_) => "certificate",
         }
     }
 }
@@ -111,12 +118,16 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
     let now = Timestamp::now();
 
     // 1. Validate: nothing is applied for a spec the data plane could not run.
+    // Certificates the operator issues come first: the Secret checks then find them.
     let checked = match validate::spec_problem(&validate::validate_spec(sv)) {
         Some(p) => Err(p),
-        None => check_secrets(sv, &ctx.client, &ns).await?,
+        None => match ensure_certificates(sv, ctx, &ns, now).await? {
+            Err(p) => Err(p),
+            Ok(()) => check_secrets(sv, &ctx.client, &ns).await?,
+        },
     };
-    let secrets_digest = match checked {
-        Ok(digest) => digest,
+    let secrets = match checked {
+        Ok(secrets) => secrets,
         Err(problem) => {
             report_problem(sv, ctx, &ns, &problem, now).await?;
             return Ok(Action::requeue(PROBLEM_RETRY));
@@ -126,7 +137,7 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
     // 2. Build, 3. apply, then delete what the spec no longer asks for. A changed Secret
     // value changes the Pods' checksum (seen at the next reconcile; Secrets are read, not
     // watched).
-    let mut desired = children::build_with_secrets(sv, &secrets_digest);
+    let mut desired = children::build_with_secrets(sv, &secrets.digest);
     // An image change waits for its schema migration and rolls readers first: the
     // StatefulSets to apply come from the upgrade plan (decision 0005).
     let staged = async {
@@ -154,7 +165,7 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
 
     // Compaction debt from the index; an index that does not answer leaves the schedule
     // as the only driver (a condition says so), never an error.
-    let reading = read_debt(sv, ctx).await;
+    let reading = read_debt(sv, ctx, secrets.tls_ca.as_deref()).await;
 
     // Maintenance Jobs, then 4. status.
     let mut status = SkyVaultStatus::default();
@@ -209,10 +220,15 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
     Ok(Action::requeue(requeue))
 }
 
-/// `GET /lsm` on the index; counted in `skyvault_operator_debt_readings_total`.
-async fn read_debt(sv: &SkyVault, ctx: &Context) -> Result<LsmDebt, FetchError> {
+/// `GET /lsm` on the index (over TLS trusting `tls_ca` when the SkyVault serves TLS);
+/// counted in `skyvault_operator_debt_readings_total`.
+async fn read_debt(
+    sv: &SkyVault,
+    ctx: &Context,
+    tls_ca: Option<&[u8]>,
+) -> Result<LsmDebt, FetchError> {
     let url = naming::lsm_url(&ctx.lsm_url_template, sv);
-    let reading = debt::fetch_lsm(&url, debt::FETCH_TIMEOUT).await;
+    let reading = debt::fetch_lsm(&url, tls_ca, debt::FETCH_TIMEOUT).await;
     let label = if reading.is_ok() { "ok" } else { "error" };
     ctx.metrics.debt_readings.with_label_values(&[label]).inc();
     if let Err(e) = &reading {
@@ -281,11 +297,19 @@ pub fn error_policy(sv: Arc<SkyVault>, err: &Error, ctx: Arc<Context>) -> Action
 
 /// The digest of the referenced Secrets' values, or the first missing Secret or key as a
 /// problem; API errors other than 404 are errors.
+/// What the operator takes from the referenced Secrets.
+struct SecretsRead {
+    /// Of the values the pods read at start ([`validate::secrets_digest`]).
+    digest: String,
+    /// `ca.crt` of `spec.tls.secretName`: verifies the index when reading `/lsm`.
+    tls_ca: Option<Vec<u8>>,
+}
+
 async fn check_secrets(
     sv: &SkyVault,
     client: &Client,
     ns: &str,
-) -> Result<Result<String, Problem>> {
+) -> Result<Result<SecretsRead, Problem>> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let refs = validate::secret_refs(sv);
     let secrets = match fetch_checked(&api, &refs).await? {
@@ -293,11 +317,20 @@ async fn check_secrets(
         Err(p) => return Ok(Err(p)),
     };
     // Files the pods reload themselves: checked, but not part of the digest.
-    if let Err(p) = fetch_checked(&api, &validate::reloaded_secret_refs(sv)).await? {
-        return Ok(Err(p));
-    }
+    let reloaded_refs = validate::reloaded_secret_refs(sv);
+    let reloaded = match fetch_checked(&api, &reloaded_refs).await? {
+        Ok(reloaded) => reloaded,
+        Err(p) => return Ok(Err(p)),
+    };
+    let tls_ca = reloaded_refs
+        .iter()
+        .zip(&reloaded)
+        .find(|((field, _, _), _)| *field == validate::TLS_SECRET_FIELD)
+        .and_then(|(_, secret)| secret.data.as_ref()?.get("ca.crt"))
+        .map(|ca| ca.0.clone());
     let secrets: Vec<&Secret> = secrets.iter().collect();
-    Ok(Ok(validate::secrets_digest(&refs, &secrets)))
+    let digest = validate::secrets_digest(&refs, &secrets);
+    Ok(Ok(SecretsRead { digest, tls_ca }))
 }
 
 /// Each referenced Secret, checked to exist with its keys (the first problem otherwise).

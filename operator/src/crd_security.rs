@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 pub struct TlsSpec {
     /// A Secret in cert-manager's layout (`tls.crt`, `tls.key`, `ca.crt`): the
     /// certificate every role serves and presents to the others. Its names must
-    /// cover the Services and the cache pods (`*.NAME-cache.NAMESPACE.svc`), its
-    /// usages both server and client auth. Renewals are picked up without a
-    /// restart.
+    /// cover the Services and the cache pods (`*.NAME-cache-headless.NAMESPACE.svc`),
+    /// its usages both server and client auth. Renewals are picked up without a
+    /// restart. Unset: the operator issues it into `NAME-tls` from its own CA in
+    /// `NAME-tls-ca` and renews it 30 days before it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub secret_name: String,
+    pub secret_name: Option<String>,
     /// Also require client certificates signed by `ca.crt` from every client of
     /// the batcher and the index (mTLS). The cache always requires them: only
     /// the roles call it.

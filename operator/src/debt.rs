@@ -1,4 +1,4 @@
-//! Compaction debt: what the index reports on `GET /lsm`, reading it over HTTP, and the
+//! Compaction debt: what the index reports on `GET /lsm`, reading it over HTTP(S), and the
 //! pure decisions built on it (how many compaction Jobs to start, the status block, the
 //! `AutoCompaction` condition). Only [`fetch_lsm`] touches the network.
 
@@ -9,6 +9,10 @@ use hyper::body::Bytes;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
+use tokio_rustls::rustls::{
+    self,
+    pki_types::{CertificateDer, ServerName, pem::PemObject},
+};
 
 use crate::crd::{CompactionDebtStatus, CompactionSpec, JobResult, JobRun, LevelDebtStatus};
 
@@ -52,34 +56,91 @@ pub struct FetchError {
     pub reason: String,
 }
 
-/// `GET url` (plain HTTP/1.1) and parse the body as [`LsmDebt`], within `timeout`.
-pub async fn fetch_lsm(url: &str, timeout: Duration) -> Result<LsmDebt, FetchError> {
+/// `GET url` and parse the body as [`LsmDebt`], within `timeout`. An `https://` URL is
+/// read over TLS, trusting only `ca` (PEM: the SkyVault's `ca.crt`) and checking the
+/// certificate against the URL's host.
+pub async fn fetch_lsm(
+    url: &str,
+    ca: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<LsmDebt, FetchError> {
     let fail = |reason: String| FetchError {
         url: url.to_string(),
         reason,
     };
-    match tokio::time::timeout(timeout, get_json(url)).await {
+    match tokio::time::timeout(timeout, get_json(url, ca)).await {
         Ok(result) => result.map_err(fail),
         Err(_) => Err(fail(format!("no answer within {timeout:?}"))),
     }
 }
 
-async fn get_json(url: &str) -> Result<LsmDebt, String> {
+async fn get_json(url: &str, ca: Option<&[u8]>) -> Result<LsmDebt, String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err("only http:// URLs are supported".into());
-    }
-    let host = uri.host().ok_or("URL has no host")?.to_string();
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+    let tls = match uri.scheme_str() {
+        Some("http") => None,
+        Some("https") => Some(tls_connector(ca.ok_or(
+            "an https:// URL needs the SkyVault's CA (ca.crt of spec.tls.secretName)",
+        )?)?),
+        _ => return Err("only http:// and https:// URLs are supported".into()),
+    };
+    let host = uri.host().ok_or("URL has no host")?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if tls.is_some() { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    let Some(tls) = tls else {
+        return exchange(tcp, &uri).await;
+    };
+    let name = ServerName::try_from(host.clone())
+        .map_err(|e| format!("{host:?} is not a name a certificate can hold: {e}"))?;
+    let stream = tls
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    exchange(stream, &uri).await
+}
+
+/// A TLS client trusting only the certificates of the PEM bundle `ca`.
+fn tls_connector(ca: &[u8]) -> Result<tokio_rustls::TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca) {
+        let cert = cert.map_err(|e| format!("the CA bundle is not PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("the CA bundle holds a bad certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("the CA bundle holds no certificate".into());
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
+
+/// One HTTP/1.1 `GET` of `uri` on an open connection.
+async fn exchange<Io>(io: Io, uri: &hyper::Uri) -> Result<LsmDebt, String>
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
             .await
             .map_err(|e| format!("handshake: {e}"))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let authority = uri.authority().map_or(host.clone(), |a| a.to_string());
+    let authority = uri.authority().map_or("", |a| a.as_str());
     let request = hyper::Request::get(path)
         .header(hyper::header::HOST, authority)
         .header(hyper::header::ACCEPT, "application/json")

@@ -273,23 +273,23 @@ async fn fetch_reads_the_index_answer() {
         )
         .route("/garbage", get(|| async { "{\"version\":" }));
     let (addr, task) = serve(router).await;
-    let got = fetch_lsm(&format!("http://{addr}/lsm"), FETCH_TIMEOUT)
+    let got = fetch_lsm(&format!("http://{addr}/lsm"), None, FETCH_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(got, parsed());
 
-    let err = fetch_lsm(&format!("http://{addr}/broken"), FETCH_TIMEOUT)
+    let err = fetch_lsm(&format!("http://{addr}/broken"), None, FETCH_TIMEOUT)
         .await
         .unwrap_err();
     assert!(
         err.reason.contains("503") && err.reason.contains("not ready"),
         "{err}"
     );
-    let err = fetch_lsm(&format!("http://{addr}/garbage"), FETCH_TIMEOUT)
+    let err = fetch_lsm(&format!("http://{addr}/garbage"), None, FETCH_TIMEOUT)
         .await
         .unwrap_err();
     assert!(err.reason.contains("invalid body"), "{err}");
-    let err = fetch_lsm(&format!("http://{addr}/missing"), FETCH_TIMEOUT)
+    let err = fetch_lsm(&format!("http://{addr}/missing"), None, FETCH_TIMEOUT)
         .await
         .unwrap_err();
     assert!(err.reason.contains("404"), "{err}");
@@ -302,7 +302,7 @@ async fn fetch_fails_fast_on_refused_silent_or_bad_urls() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let err = fetch_lsm(&format!("http://{addr}/lsm"), FETCH_TIMEOUT)
+    let err = fetch_lsm(&format!("http://{addr}/lsm"), None, FETCH_TIMEOUT)
         .await
         .unwrap_err();
     assert!(err.reason.contains("connect"), "{err}");
@@ -318,17 +318,30 @@ async fn fetch_fails_fast_on_refused_silent_or_bad_urls() {
         }
     });
     let started = std::time::Instant::now();
-    let err = fetch_lsm(&format!("http://{addr}/lsm"), Duration::from_millis(300))
-        .await
-        .unwrap_err();
+    let err = fetch_lsm(
+        &format!("http://{addr}/lsm"),
+        None,
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap_err();
     assert!(err.reason.contains("no answer within"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
     hold.abort();
 
-    let err = fetch_lsm("https://example.invalid/lsm", FETCH_TIMEOUT)
+    let err = fetch_lsm("ftp://example.invalid/lsm", None, FETCH_TIMEOUT)
         .await
         .unwrap_err();
-    assert!(err.reason.contains("only http://"), "{err}");
+    assert!(err.reason.contains("only http:// and https://"), "{err}");
+    // TLS without the SkyVault's CA is refused before any connection.
+    let err = fetch_lsm("https://example.invalid/lsm", None, FETCH_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(err.reason.contains("needs the SkyVault's CA"), "{err}");
+    let err = fetch_lsm("https://example.invalid/lsm", Some(b"junk"), FETCH_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(err.reason.contains("no certificate"), "{err}");
 }
 
 #[test]
@@ -353,5 +366,15 @@ fn the_default_url_is_the_index_services_http_port() {
     assert_eq!(
         naming::lsm_url("http://127.0.0.1:1/{namespace}/{name}", &sv),
         "http://127.0.0.1:1/prod/vault"
+    );
+    // A SkyVault serving TLS is read over TLS (its HTTP listener speaks nothing else).
+    let mut tls = sv.clone();
+    tls.spec.tls = Some(crate::crd_security::TlsSpec {
+        secret_name: Some("vault-tls".into()),
+        require_client_certificates: false,
+    });
+    assert_eq!(
+        naming::lsm_url(DEFAULT_LSM_URL_TEMPLATE, &tls),
+        format!("https://vault-index.prod.svc:{HTTP_PORT}/lsm")
     );
 }

@@ -1,6 +1,7 @@
 //! SkyVault Kubernetes operator: the `SkyVault` CRD, pure builders from spec to child
 //! objects, schedule and status computation, and the controller that applies them.
 
+pub mod certificates;
 pub mod children;
 pub mod configmap;
 pub mod controller;

@@ -148,12 +148,17 @@ pub fn cache_peers(sv: &SkyVault) -> String {
 /// index's client Service (any ready index answers; each follows the manifest).
 pub const DEFAULT_LSM_URL_TEMPLATE: &str = "http://{name}-index.{namespace}.svc:9090/lsm";
 
-/// The debt URL of a SkyVault: `{name}` and `{namespace}` in the template replaced.
+/// The debt URL of a SkyVault: `{name}` and `{namespace}` in the template replaced, and
+/// `http://` made `https://` when the SkyVault serves TLS (its HTTP listener is TLS only).
 pub fn lsm_url(template: &str, sv: &SkyVault) -> String {
     let ns = sv.namespace().unwrap_or_else(|| "default".into());
-    template
+    let url = template
         .replace("{name}", &sv.name_any())
-        .replace("{namespace}", &ns)
+        .replace("{namespace}", &ns);
+    match (sv.spec.tls.is_some(), url.strip_prefix("http://")) {
+        (true, Some(rest)) => format!("https://{rest}"),
+        _ => url,
+    }
 }
 
 /// In-cluster gRPC address of a role's client Service.

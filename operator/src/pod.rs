@@ -57,9 +57,9 @@ pub fn container(sv: &SkyVault, plan: ContainerPlan) -> Container {
         env: Some(env),
         resources: Some(plan.resources),
         ports: plan.server.then(server_ports),
-        startup_probe: plan.server.then(|| http_probe("/healthz", 2, 60)),
-        liveness_probe: plan.server.then(|| http_probe("/healthz", 10, 3)),
-        readiness_probe: plan.server.then(|| http_probe("/readyz", 5, 3)),
+        startup_probe: plan.server.then(|| http_probe(sv, "/healthz", 2, 60)),
+        liveness_probe: plan.server.then(|| http_probe(sv, "/healthz", 10, 3)),
+        readiness_probe: plan.server.then(|| http_probe(sv, "/readyz", 5, 3)),
         security_context: Some(container_security_context()),
         volume_mounts: Some(vec![VolumeMount {
             name: "tmp".into(),
@@ -143,12 +143,19 @@ fn server_ports() -> Vec<ContainerPort> {
     ]
 }
 
-fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+/// A probe of the HTTP listener: HTTPS when the SkyVault serves TLS (that listener then
+/// speaks nothing else; the kubelet does not verify the certificate, and none is asked of it).
+fn http_probe(sv: &SkyVault, path: &str, period: i32, failures: i32) -> Probe {
+    let scheme = if sv.spec.tls.is_some() {
+        "HTTPS"
+    } else {
+        "HTTP"
+    };
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
             port: IntOrString::String("http".into()),
-            scheme: Some("HTTP".into()),
+            scheme: Some(scheme.into()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),

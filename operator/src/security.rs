@@ -21,6 +21,16 @@ pub const INTERNAL_DIR: &str = "/etc/skyvault/internal";
 pub const INTERNAL_TOKEN_KEY: &str = "token";
 
 /// The Secret holding the roles' own token (index → cache).
+/// The Secret the roles' certificate comes from: the user's, or the one the operator
+/// issues (`certificates`); `None` without `spec.tls`.
+pub fn tls_secret_name(sv: &SkyVault) -> Option<String> {
+    let tls = sv.spec.tls.as_ref()?;
+    Some(match &tls.secret_name {
+        Some(name) => name.clone(),
+        None => crate::certificates::generated_secret_name(sv),
+    })
+}
+
 pub fn internal_token_secret_name(sv: &SkyVault) -> String {
     format!("{}-internal-token", sv.name_any())
 }
@@ -63,7 +73,8 @@ fn secret_files(sv: &SkyVault, role: Role) -> Vec<SecretFiles> {
             ));
         }
         let keys = ["tls.crt", "tls.key", "ca.crt"].map(|k| (k, k));
-        out.push(files("tls", &tls.secret_name, TLS_DIR, &keys, env));
+        let secret = tls_secret_name(sv).expect("spec.tls is set");
+        out.push(files("tls", &secret, TLS_DIR, &keys, env));
     }
     if let (Some(auth), true) = (&sv.spec.auth, role.has_client_service()) {
         let env = vec![env_var(
@@ -170,7 +181,7 @@ mod tests {
     fn secured_sample() -> SkyVault {
         let mut sv = sample();
         sv.spec.tls = Some(TlsSpec {
-            secret_name: "sv-tls".into(),
+            secret_name: Some("sv-tls".into()),
             require_client_certificates: false,
         });
         sv.spec.auth = Some(AuthSpec {
@@ -221,6 +232,22 @@ mod tests {
             index.keys().collect::<Vec<_>>(),
             ["SKYVAULT_INTERNAL_TOKEN_FILE"]
         );
+    }
+
+    #[test]
+    fn probes_use_https_when_the_listeners_serve_tls() {
+        let schemes = |sv: &SkyVault| {
+            let sts = crate::statefulset::stateful_set(sv, Role::Index, "x");
+            let container = sts.spec.template.spec.unwrap().containers[0].clone();
+            [
+                container.startup_probe,
+                container.liveness_probe,
+                container.readiness_probe,
+            ]
+            .map(|p| p.unwrap().http_get.unwrap().scheme.unwrap())
+        };
+        assert_eq!(schemes(&sample()), ["HTTP"; 3]);
+        assert_eq!(schemes(&secured_sample()), ["HTTPS"; 3]);
     }
 
     #[test]

@@ -28,12 +28,14 @@ pub mod reason {
     pub const PURGE_FAILED: &str = "PurgeFailed";
     pub const MIGRATION_RUNNING: &str = "MigrationRunning";
     pub const MIGRATION_FAILED: &str = "MigrationFailed";
+    /// The operator cannot issue `spec.tls`'s certificate (a Secret in the way, a damaged CA).
+    pub const CERTIFICATE_FAILED: &str = "CertificateFailed";
 }
 
 /// Why the operator could not bring the children to the spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    /// One of the `reason` constants: InvalidSpec, SecretNotFound or ApplyFailed.
+    /// One of the `reason` constants (InvalidSpec, SecretNotFound, ApplyFailed, …).
     pub reason: &'static str,
     /// Human-readable, naming the offending field.
     pub message: String,

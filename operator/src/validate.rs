@@ -186,14 +186,17 @@ pub fn secret_refs(sv: &SkyVault) -> Vec<(&'static str, String, Vec<String>)> {
     refs
 }
 
+/// The field naming the TLS Secret in [`reloaded_secret_refs`].
+pub const TLS_SECRET_FIELD: &str = "spec.tls.secretName";
+
 /// Secrets the pods read as files and reload themselves (TLS pair, tokens): checked to
 /// exist with their keys like [`secret_refs`], but kept out of the digest, so a renewed
 /// certificate or a rotated token does not roll the pods (docs/security.md).
 pub fn reloaded_secret_refs(sv: &SkyVault) -> Vec<(&'static str, String, Vec<String>)> {
     let mut refs = Vec::new();
-    if let Some(tls) = &sv.spec.tls {
+    if let Some(secret) = crate::security::tls_secret_name(sv) {
         let keys = ["tls.crt", "tls.key", "ca.crt"].map(String::from).to_vec();
-        refs.push(("spec.tls.secretName", tls.secret_name.clone(), keys));
+        refs.push((TLS_SECRET_FIELD, secret, keys));
     }
     if let Some(auth) = &sv.spec.auth {
         let keys = vec![auth.tokens_key.clone()];
