@@ -41,7 +41,7 @@ echo "==> Helm charts (lint + render; builds helm from the Go module proxy once)
 bash charts/scripts/test-charts.sh
 
 echo "==> Kubernetes for the e2e tests (etcd, kube-apiserver, kube-controller-manager, helm, and the"
-echo "    one-node cluster's kubelet, kube-scheduler, kube-proxy, CoreDNS, crictl, pause from pinned"
+echo "    one-node cluster's kubelet, kube-scheduler, kube-proxy, kube-router, CoreDNS, crictl, pause from pinned"
 echo "    Go modules; built once, cached in \${SKYVAULT_TOOLS_DIR:-~/.cache/skyvault/tools}); containerd,"
 echo "    runc and the CNI plugins from Debian"
 bash e2e/controlplane/build.sh kube-apiserver kube-controller-manager etcd helm node

@@ -7,7 +7,7 @@
 # usage: e2e/controlplane/build.sh [TOOL...]
 #   TOOL: kube-apiserver kube-controller-manager etcd helm (the default set), or
 #         the one-node cluster's: kube-scheduler kube-proxy kubelet coredns
-#         crictl pause (or `node` for all of those)
+#         crictl pause kube-router (or `node` for all of those)
 # prints one line per tool: NAME=PATH
 #
 # env: SKYVAULT_TOOLS_DIR   cache directory (default ~/.cache/skyvault/tools)
@@ -30,8 +30,12 @@ helm_version="$(pinned helm helm.sh/helm/v3)"
 kubelet_version="$(pinned ../node/kubelet k8s.io/kubernetes)"
 coredns_version="$(pinned ../node/coredns github.com/coredns/coredns)"
 crictl_version="$(pinned ../node/crictl sigs.k8s.io/cri-tools)"
+# The node's NetworkPolicy enforcement: kube-router's network policy controller
+# (iptables + ipsets; the nftables/nfqueue implementations need nft_queue, which
+# kernels without CONFIG_NFT_QUEUE lack).
+kube_router_version="$(pinned ../node/kube-router github.com/cloudnativelabs/kube-router/v2)"
 pause_version="$(sha256sum "$here/../node/pause/pause.c" | cut -c1-12)"
-for v in "$kube_version" "$etcd_version" "$helm_version" "$kubelet_version" "$coredns_version" "$crictl_version"; do
+for v in "$kube_version" "$etcd_version" "$helm_version" "$kubelet_version" "$coredns_version" "$crictl_version" "$kube_router_version"; do
   [[ -n "$v" ]] || { echo "build.sh: cannot read a pinned version from go.mod" >&2; exit 1; }
 done
 
@@ -41,6 +45,7 @@ path_of() {
     kubelet) echo "$tools_dir/kubelet-$kubelet_version" ;;
     coredns) echo "$tools_dir/coredns-$coredns_version" ;;
     crictl) echo "$tools_dir/crictl-$crictl_version" ;;
+    kube-router) echo "$tools_dir/kube-router-$kube_router_version" ;;
     pause) echo "$tools_dir/pause-$pause_version" ;;
     etcd) echo "$tools_dir/etcd-$etcd_version" ;;
     helm) echo "$tools_dir/helm-$helm_version" ;;
@@ -75,6 +80,10 @@ build() { # TOOL OUT
       dir=../node/crictl pkg=sigs.k8s.io/cri-tools/cmd/crictl
       ldflags="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$crictl_version"
       ;;
+    kube-router)
+      dir=../node/kube-router pkg=github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+      ldflags="-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$kube_router_version"
+      ;;
     pause)
       echo "build.sh: building pause (static C)" >&2
       command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc libc6-dev; }
@@ -104,7 +113,7 @@ tools=("$@")
 expanded=()
 for t in "${tools[@]}"; do
   if [[ "$t" == node ]]; then
-    expanded+=(kube-scheduler kube-proxy kubelet coredns crictl pause)
+    expanded+=(kube-scheduler kube-proxy kubelet coredns crictl pause kube-router)
   else
     expanded+=("$t")
   fi

@@ -7,6 +7,10 @@
 #            10.213.1.0/24 routed onto the bridge, never off the machine)
 #   iptables chain SKYVAULT-E2E in mangle FORWARD: drops whatever would cross between
 #            the bridge and any other interface (pods reach only this machine)
+#   iptables KUBE-* chains of kube-proxy and of kube-router's network policy
+#            controller (KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-*), and its ipsets
+#            KUBE-SRC-*/KUBE-DST-* (NetworkPolicy enforcement; bridged pod-to-pod
+#            traffic reaches them through br_netfilter: bridge-nf-call-iptables=1)
 #   cgroups  /skyvault-e2e in every v1 hierarchy (kubelet's cgroupRoot)
 #   state    /var/lib/skyvault-e2e/node-<pid>-<rand> (containerd, kubelet,
 #            network namespaces, CNI state, logs)
@@ -35,6 +39,7 @@ install() {
   [[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
   command -v iptables >/dev/null || missing+=(iptables)
   command -v conntrack >/dev/null || missing+=(conntrack)
+  command -v ipset >/dev/null || missing+=(ipset)
   command -v ip >/dev/null || missing+=(iproute2)
   command -v gcc >/dev/null || missing+=(gcc libc6-dev)
   [[ -f /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
@@ -62,6 +67,11 @@ net_up() { # RUN_DIR
   ip link set "$BRIDGE" up
   ip route replace "$SERVICE_CIDR" dev "$BRIDGE"
   sysctl_set "$run" net.ipv4.ip_forward 1
+  # Bridged pod-to-pod packets must traverse iptables: kube-proxy's Service rules and
+  # kube-router's NetworkPolicy chains are there (br_netfilter; built in on some kernels).
+  [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] || modprobe br_netfilter 2>/dev/null || true
+  [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] ||
+    log "warning: no br_netfilter: pod-to-pod traffic bypasses iptables (NetworkPolicies not enforced)"
   sysctl_set "$run" net.bridge.bridge-nf-call-iptables 1
   # In the mangle table: it is traversed before filter, where kube-proxy
   # puts its own FORWARD rules first.
@@ -132,9 +142,11 @@ down() { # RUN_DIR
   done
   iptables -w -t mangle -F "$CHAIN" 2>/dev/null || true
   iptables -w -t mangle -X "$CHAIN" 2>/dev/null || true
-  # kube-proxy's chains (its own --cleanup ran first when it could; this
-  # catches a crash) and conntrack entries of pod/Service addresses.
+  # kube-proxy's and kube-router's chains (kube-proxy's own --cleanup ran first
+  # when it could; this catches a crash), then kube-router's ipsets (no rule
+  # refers to them any more), and conntrack entries of pod/Service addresses.
   kube_proxy_chains_down
+  kube_router_ipsets_down
   if command -v conntrack >/dev/null; then
     conntrack -D -s "$POD_CIDR" >/dev/null 2>&1 || true
     conntrack -D -d "$POD_CIDR" >/dev/null 2>&1 || true
@@ -170,6 +182,20 @@ kube_proxy_chains_down() {
   done
 }
 
+# kube-router's network policy ipsets (and the temporary sets of a restore it
+# did not finish).
+kube_router_ipsets() {
+  command -v ipset >/dev/null || return 0
+  ipset list -n 2>/dev/null | grep -E '^(inet6:)?(TMP-)?KUBE-(SRC|DST)-' || true
+}
+
+kube_router_ipsets_down() {
+  local set
+  for set in $(kube_router_ipsets); do
+    ipset destroy "$set" 2>/dev/null || true
+  done
+}
+
 sweep() {
   local run pid
   [[ -d "$STATE_BASE" ]] || return 0
@@ -192,6 +218,7 @@ check() {
   for t in filter nat mangle; do
     iptables -w -t "$t" -S 2>/dev/null | grep -q -- '-N KUBE-' && { log "left over: KUBE-* chains in $t"; bad=1; }
   done
+  [[ -z "$(kube_router_ipsets)" ]] || { log "left over: kube-router ipsets"; bad=1; }
   grep -q " $STATE_BASE/" /proc/self/mounts && { log "left over: mounts under $STATE_BASE"; bad=1; }
   ls -d /sys/fs/cgroup/*/"$CGROUP" >/dev/null 2>&1 && { log "left over: cgroups $CGROUP"; bad=1; }
   ls -d "$STATE_BASE"/node-* >/dev/null 2>&1 && { log "left over: run dirs in $STATE_BASE"; bad=1; }

@@ -23,6 +23,8 @@ pub enum Tool {
     // The one-node cluster's (crate::node).
     KubeScheduler,
     KubeProxy,
+    /// Its network policy controller enforces NetworkPolicies on the node.
+    KubeRouter,
     Kubelet,
     Coredns,
     Crictl,
@@ -38,6 +40,7 @@ impl Tool {
             Tool::Helm => "helm",
             Tool::KubeScheduler => "kube-scheduler",
             Tool::KubeProxy => "kube-proxy",
+            Tool::KubeRouter => "kube-router",
             Tool::Kubelet => "kubelet",
             Tool::Coredns => "coredns",
             Tool::Crictl => "crictl",

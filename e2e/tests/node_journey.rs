@@ -7,7 +7,9 @@
 //! compaction and purge as real Job pods and delete the SkyVault. No acked write may be
 //! lost. Every role serves TLS (a certificate from a test CA in a Secret, as cert-manager
 //! would write it), the index reads through the caches over mTLS, and the clients present
-//! a bearer token.
+//! a bearer token. The operator's NetworkPolicies are enforced (kube-router on the own
+//! node): probe pods show a cache refusing a pod that is not an index pod, and
+//! `spec.networkPolicy.clients` deciding who reaches the batcher and the index.
 //!
 //! By default on the harness's own one-node cluster (`skyvault_e2e::node`: kubelet,
 //! containerd, CNI, kube-proxy, CoreDNS), started here: needs root (it creates a bridge,
@@ -22,18 +24,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::DynamicObject;
 use serde_json::json;
-use skyvault_e2e::certs::TestCa;
 use skyvault_e2e::cluster::use_existing_cluster;
 use skyvault_e2e::journey::clients::{JourneyTls, Tally, reader, use_tls, verify_all, writer};
 use skyvault_e2e::journey::jobs::run_manual_job;
 use skyvault_e2e::journey::memory::pod_memory;
+use skyvault_e2e::journey::network::NetworkCheck;
 use skyvault_e2e::journey::rollout::{pod_uid, wait_ready, wait_rolled};
 use skyvault_e2e::journey::setup::JourneyEnv;
 use skyvault_e2e::journey::upgrade::check_upgrade_order;
@@ -160,34 +162,11 @@ async fn journey(env: &mut JourneyEnv, pg: &PostgresServer, s3: &S3Server) -> Re
         ],
     )
     .await?;
-    // TLS on every role and client tokens, as a user with cert-manager would set them up:
-    // one certificate for the Services and the cache pods the index dials.
-    let ca = TestCa::new("journey CA")?;
-    let names = ["batcher", "index", "batcher-headless", "index-headless"]
-        .map(|s| format!("{SV_NAME}-{s}.{ns}.svc"));
-    let cache_pods = format!("*.{SV_NAME}-cache-headless.{ns}.svc");
-    let mut san: Vec<&str> = names.iter().map(String::as_str).collect();
-    san.push(&cache_pods);
-    let leaf = ca.issue(&san)?;
-    env.create_secret(
-        "skyvault-tls",
-        &[
-            ("tls.crt", leaf.cert_pem.clone()),
-            ("tls.key", leaf.key_pem.clone()),
-            ("ca.crt", ca.cert_pem()),
-        ],
-    )
-    .await?;
+    // TLS on every role with the certificate the operator issues (`tls: {}`: its own CA,
+    // names for every Service and pod), and client tokens.
     let token = "journey-writer-token-0123456789".to_string();
     env.create_secret("skyvault-tokens", &[("tokens", format!("write {token}\n"))])
         .await?;
-    let ca_dir = tempfile::tempdir()?;
-    let ca_file = ca.write(ca_dir.path(), "ca.crt")?;
-    use_tls(JourneyTls {
-        config: skyvault::tls::client_config(Some(&ca_file), None)?,
-        namespace: ns.clone(),
-        token,
-    });
     let small = json!({"requests": {"cpu": "50m"}});
     let sv = json!({
         "apiVersion": "skyvault.io/v1alpha1",
@@ -205,7 +184,7 @@ async fn journey(env: &mut JourneyEnv, pg: &PostgresServer, s3: &S3Server) -> Re
                 "credentialsSecret": {"name": "skyvault-s3"},
             },
             "database": {"urlSecret": {"name": "skyvault-db", "key": "url"}},
-            "tls": {"secretName": "skyvault-tls"},
+            "tls": {},
             "auth": {"tokensSecretName": "skyvault-tokens"},
             "batcher": {"replicas": 2, "resources": small},
             "index": {"replicas": 2, "cacheCapacityBytes": 33554432, "resources": small},
@@ -225,6 +204,23 @@ async fn journey(env: &mut JourneyEnv, pg: &PostgresServer, s3: &S3Server) -> Re
 
     // 3. Ready from real pod readiness.
     wait_ready(&svs, "the SkyVault to be Ready").await?;
+    // Clients trust the CA the operator created, as a user would take it from the Secret.
+    let tls_secret = format!("{SV_NAME}-tls");
+    let issued: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let ca_pem = issued
+        .get(&tls_secret)
+        .await?
+        .data
+        .and_then(|d| d.get("ca.crt").cloned())
+        .context("no ca.crt in the issued certificate's Secret")?;
+    let ca_dir = tempfile::tempdir()?;
+    let ca_file = ca_dir.path().join("ca.crt");
+    std::fs::write(&ca_file, &ca_pem.0)?;
+    use_tls(JourneyTls {
+        config: skyvault::tls::client_config(Some(&ca_file), None)?,
+        namespace: ns.clone(),
+        token: token.clone(),
+    });
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let running = pods
         .list(&ListParams::default())
@@ -243,6 +239,33 @@ async fn journey(env: &mut JourneyEnv, pg: &PostgresServer, s3: &S3Server) -> Re
         "journey: SkyVault Ready (7 pods) in {:.1}s",
         t.elapsed().as_secs_f64()
     );
+    // Readiness came from HTTPS probes; the operator's pod reads the compaction debt
+    // from the index Service over TLS, checking its name against the SkyVault's CA.
+    wait_for(
+        "the compaction debt read over TLS by the operator",
+        Duration::from_secs(90),
+        || async {
+            let sv = svs.get(SV_NAME).await?;
+            let debt = &sv.data["status"]["compactionDebt"];
+            ensure!(debt["observedAt"].is_string(), "compactionDebt {debt}");
+            Ok(())
+        },
+    )
+    .await?;
+
+    // 3b. The NetworkPolicies are enforced: seen from probe pods (journey::network).
+    let summary = NetworkCheck {
+        client: &client,
+        svs: &svs,
+        namespace: &ns,
+        image: &env.image,
+        pull_policy: &env.pull_policy,
+        tls_secret: &tls_secret,
+        token: &token,
+    }
+    .run()
+    .await?;
+    eprintln!("journey: NetworkPolicies enforced: {summary}");
 
     // 4. gRPC through the Services, under load while pods come and go.
     let batcher = env

@@ -12,12 +12,15 @@
 //! - [`rollout`]: Ready, rolled StatefulSets, replaced pods.
 //! - [`jobs`]: compaction/purge Jobs started by the trigger annotations.
 //! - [`memory`]: each pod's memory, read from its cgroups (own node only).
+//! - [`network`]: the operator's NetworkPolicies enforced, seen from probe pods (a cache
+//!   refuses a pod that is not an index pod; `spec.networkPolicy.clients` selects callers).
 //! - [`upgrade`]: the order of an image roll (migrate Job first, readers before writers).
 
 pub mod access;
 pub mod clients;
 pub mod jobs;
 pub mod memory;
+pub mod network;
 pub mod rollout;
 pub mod setup;
 pub mod upgrade;

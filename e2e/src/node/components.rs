@@ -1,10 +1,11 @@
 //! Configuration and start of the node's components: containerd (CRI, no pulls), CNI
-//! (bridge + host-local, no default route), kubelet, kube-scheduler and kube-proxy.
+//! (bridge + host-local, no default route), kubelet, kube-scheduler, kube-proxy and
+//! kube-router's network policy controller (NetworkPolicy enforcement).
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{BRIDGE, DNS_IP, IMAGE_REGISTRY, NODE_IP, NODE_NAME, POD_CIDR, SERVICE_CIDR};
 use crate::process::{ManagedProcess, free_port};
@@ -214,4 +215,40 @@ iptables:
     cmd.arg(format!("--config={}/kube-proxy.yaml", run_dir.display()))
         .arg("--v=1");
     ManagedProcess::spawn("kube-proxy", cmd, &run_dir.join("logs/kube-proxy.log"))
+}
+
+/// NetworkPolicy enforcement: kube-router's network policy controller alone (no
+/// routing, no service proxy: the bridge CNI and kube-proxy do those). It keeps
+/// per-pod chains in the filter table (KUBE-ROUTER-FORWARD/INPUT/OUTPUT) and ipsets of
+/// the pods each policy selects; bridged pod-to-pod packets reach FORWARD through
+/// br_netfilter (`node.sh net-up` sets bridge-nf-call-iptables). A pod that a policy
+/// selects takes only what the policy allows (rejected otherwise); traffic from this
+/// machine (kubelet probes, the tests' clients) is always allowed.
+pub(super) fn start_kube_router(
+    bin: &Path,
+    run_dir: &Path,
+    kubeconfig: &Path,
+) -> Result<ManagedProcess> {
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg("--run-firewall=true")
+        .arg("--run-router=false")
+        .arg("--run-service-proxy=false")
+        .arg("--run-loadbalancer=false")
+        .arg(format!("--hostname-override={NODE_NAME}"))
+        .arg(format!("--service-cluster-ip-range={SERVICE_CIDR}"))
+        .arg("--enable-ipv6=false")
+        .arg("--health-port=0")
+        .arg("--metrics-port=0");
+    ManagedProcess::spawn("kube-router", cmd, &run_dir.join("logs/kube-router.log"))
+}
+
+/// Whether kube-router's controller has hooked the filter table's FORWARD chain.
+pub(super) fn kube_router_hooked() -> Result<bool> {
+    let out = Command::new("iptables")
+        .args(["-w", "-t", "filter", "-S", "FORWARD"])
+        .stdin(Stdio::null())
+        .output()
+        .context("run iptables -S FORWARD")?;
+    Ok(String::from_utf8_lossy(&out.stdout).contains("-j KUBE-ROUTER-FORWARD"))
 }

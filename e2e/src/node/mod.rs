@@ -1,8 +1,9 @@
 //! A real one-node Kubernetes cluster on this machine: the harness's control
 //! plane (bound to an in-machine bridge instead of loopback, every default
 //! controller on) plus kube-scheduler, containerd + runc, a kubelet, CNI
-//! (bridge + host-local), kube-proxy (iptables) and CoreDNS, with images built
-//! here and imported into containerd (no registry).
+//! (bridge + host-local), kube-proxy (iptables), kube-router's network policy
+//! controller (NetworkPolicies are enforced, as on a CNI that implements them) and
+//! CoreDNS, with images built here and imported into containerd (no registry).
 //!
 //! Addresses live on bridge `sv-e2e0` only: pods in 10.213.0.0/24 (the bridge
 //! is 10.213.0.1, which is also where the API server, the kubelet and the
@@ -11,10 +12,10 @@
 //! iptables chain drops anything crossing between the bridge and another
 //! interface, so nothing leaves the machine. See docs/decisions/0004-e2e-node.md.
 //!
-//! One node per machine at a time (the bridge, the cgroup root and kube-proxy's
-//! chains are global): [`NodeCluster::start`] takes a lock. Tear-down (drop,
+//! One node per machine at a time (the bridge, the cgroup root, kube-proxy's and
+//! kube-router's chains and kube-router's ipsets are global): [`NodeCluster::start`] takes a lock. Tear-down (drop,
 //! [`NodeCluster::shutdown`], or the next start after a crash) removes pods,
-//! mounts, network namespaces, iptables rules, cgroups and processes:
+//! mounts, network namespaces, iptables rules, ipsets, cgroups and processes:
 //! `e2e/node/node.sh check` proves it.
 
 use std::fs::File;
@@ -40,7 +41,8 @@ mod expose;
 mod images;
 
 use components::{
-    start_kube_proxy, start_kubelet, start_scheduler, write_cni_config, write_containerd_config,
+    kube_router_hooked, start_kube_proxy, start_kube_router, start_kubelet, start_scheduler,
+    write_cni_config, write_containerd_config,
 };
 use coredns::deploy_coredns;
 pub use expose::{Forwarder, expose_on, expose_to_pods};
@@ -82,6 +84,7 @@ pub struct NodeCluster {
     kubelet: ManagedProcess,
     scheduler: ManagedProcess,
     proxy: ManagedProcess,
+    kube_router: ManagedProcess,
     lock: Mutex<Option<File>>,
 }
 
@@ -160,6 +163,7 @@ impl NodeCluster {
             Tool::Kubelet,
             Tool::KubeScheduler,
             Tool::KubeProxy,
+            Tool::KubeRouter,
             Tool::Coredns,
             Tool::Crictl,
             Tool::Pause,
@@ -169,10 +173,11 @@ impl NodeCluster {
             kubelet_bin,
             scheduler_bin,
             proxy_bin,
+            kube_router_bin,
             coredns_bin,
             crictl,
             pause_bin,
-        ] = <[PathBuf; 6]>::try_from(paths).expect("six paths");
+        ] = <[PathBuf; 7]>::try_from(paths).expect("seven paths");
 
         std::fs::create_dir_all(STATE_BASE)?;
         let run_dir = PathBuf::from(STATE_BASE).join(format!(
@@ -266,9 +271,7 @@ impl NodeCluster {
         let client = crate::kubeconfig::client_from_file(&kubeconfig).await?;
         let nodes: Api<Node> = Api::all(client.clone());
         wait_for("the node to be Ready", STARTUP_TIMEOUT, || async {
-            kubelet
-                .ensure_running()
-                .map_err(|e| anyhow::anyhow!("{e:#}\n{}", kubelet.log_tail(40)))?;
+            kubelet.ensure_running()?;
             let n = nodes.get(NODE_NAME).await?;
             let ready = n
                 .status
@@ -287,6 +290,10 @@ impl NodeCluster {
             "e2e node: node Ready after {:.1}s",
             started.elapsed().as_secs_f64()
         );
+        // NetworkPolicy enforcement (it reads the Node object, so after the kubelet
+        // registered it); hooked before any pod of the tests starts.
+        let kube_router = start_kube_router(&kube_router_bin, &run_dir, &kubeconfig)?;
+        guard.processes.push(kube_router.pid());
 
         deploy_coredns(&client, &images.coredns).await?;
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), "kube-system");
@@ -304,6 +311,23 @@ impl NodeCluster {
             "e2e node: cluster DNS up after {:.1}s",
             started.elapsed().as_secs_f64()
         );
+        wait_for(
+            "kube-router to hook the FORWARD chain",
+            STARTUP_TIMEOUT,
+            || async {
+                kube_router.ensure_running()?;
+                if kube_router_hooked()? {
+                    Ok(())
+                } else {
+                    bail!("no jump to KUBE-ROUTER-FORWARD yet")
+                }
+            },
+        )
+        .await?;
+        eprintln!(
+            "e2e node: NetworkPolicy enforcement (kube-router) up after {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
 
         guard.run_dir = None;
         guard.processes.clear();
@@ -318,6 +342,7 @@ impl NodeCluster {
             kubelet,
             scheduler,
             proxy,
+            kube_router,
             lock: Mutex::new(Some(lock)),
         })
     }
@@ -347,9 +372,9 @@ impl NodeCluster {
             &self.kubelet,
             &self.scheduler,
             &self.proxy,
+            &self.kube_router,
         ] {
-            p.ensure_running()
-                .map_err(|e| anyhow::anyhow!("{e:#}\n{}", p.log_tail(30)))?;
+            p.ensure_running()?;
         }
         Ok(())
     }
@@ -393,6 +418,8 @@ impl NodeCluster {
         {
             eprintln!("e2e node: crictl rmp: {e:#}");
         }
+        // Its chains and ipsets go with `node.sh down`.
+        self.kube_router.stop(Duration::from_secs(5));
         self.proxy.stop(Duration::from_secs(5));
         let _ = Command::new(&self.kube_proxy_bin)
             .args(["--cleanup", "--proxy-mode=iptables"])
