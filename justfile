@@ -63,6 +63,12 @@ bench-security:
     cargo build --release -p skyvault --bin skyvault
     bash e2e/bench-security.sh
 
+# A batcher's memory with its write queue full (object store frozen), per queue budget and
+# request shape (release build, moto S3); results in target/bench/batcher-memory.md.
+bench-batcher-memory:
+    cargo build --release -p skyvault --bin skyvault
+    bash e2e/bench-batcher-memory.sh
+
 # Format micro-benchmark (criterion).
 bench-format:
     cargo bench -p skyvault --bench sstable

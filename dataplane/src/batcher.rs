@@ -42,9 +42,10 @@ pub struct BatcherConfig {
     pub max_concurrent_flushes: usize,
     /// Requests waiting to be flushed; beyond it writes get RESOURCE_EXHAUSTED.
     pub queue_capacity: usize,
-    /// Key+value bytes of the requests waiting to be flushed; a request that
-    /// would take the queue past it gets RESOURCE_EXHAUSTED. At least the
-    /// largest BatchWrite, so one request always fits an empty queue.
+    /// Memory of the requests waiting to be flushed, as [`queued_cost`]
+    /// counts it; a request that would take the queue past it gets
+    /// RESOURCE_EXHAUSTED, except into an empty queue, so the largest
+    /// BatchWrite is always accepted.
     pub queue_max_bytes: usize,
     /// Flushes space out from this many L0 files on; 0 never slows down.
     pub l0_slowdown_files: u64,
@@ -105,7 +106,10 @@ type Reply = oneshot::Sender<Result<u64, WriteError>>;
 /// One client request waiting for its batch.
 struct Pending {
     entries: Vec<Entry>,
+    /// Key + value bytes: what batches are sized by.
     bytes: usize,
+    /// Its share of the queue's byte budget ([`queued_cost`]).
+    cost: usize,
     queued_at: Instant,
     reply: Reply,
 }
@@ -176,13 +180,15 @@ impl Batcher {
     }
 
     /// Reserves `bytes` of the queue's byte budget, or says how full it is.
+    /// An empty queue takes any request, so no valid request is refused
+    /// forever.
     fn reserve(&self, bytes: usize) -> Result<(), WriteError> {
         self.queued_bytes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
                 let total = queued.checked_add(bytes)?;
-                (total <= self.max_queued_bytes).then_some(total)
+                (queued == 0 || total <= self.max_queued_bytes).then_some(total)
             })
-            .map(|_| ())
+            .map(|_| metrics().batcher_queued_bytes.add(bytes as i64))
             .map_err(|queued| WriteError::OverloadedBytes {
                 queued,
                 request: bytes,
@@ -197,16 +203,18 @@ impl Batcher {
             stall.admit().await?;
         }
         let bytes = entries.iter().map(entry_bytes).sum();
+        let cost = queued_cost(bytes, entries.len());
         let (reply, done) = oneshot::channel();
         let pending = Pending {
             entries,
             bytes,
+            cost,
             queued_at: Instant::now(),
             reply,
         };
-        self.reserve(bytes)?;
+        self.reserve(cost)?;
         self.queue.try_send(pending).map_err(|e| {
-            self.queued_bytes.fetch_sub(bytes, Ordering::SeqCst);
+            unreserve(&self.queued_bytes, cost);
             match e {
                 mpsc::error::TrySendError::Full(_) => WriteError::Overloaded(self.capacity),
                 mpsc::error::TrySendError::Closed(_) => WriteError::ShuttingDown,
@@ -215,6 +223,25 @@ impl Batcher {
         metrics().batcher_queue.inc();
         done.await.unwrap_or(Err(WriteError::ShuttingDown))
     }
+}
+
+/// What one queued entry holds beyond its key and value bytes: its [`Entry`]
+/// (key and value are `Bytes` slices of the decoded request's buffer, which
+/// stays alive while any of them does) and the protobuf framing of the entry
+/// in that buffer (tags and lengths, at most 16 bytes).
+pub const QUEUED_ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 16;
+
+/// The memory a request of `entries` entries holding `bytes` key + value
+/// bytes keeps while it waits: what the queue's byte budget counts, so that
+/// many tiny entries cannot hold far more memory than the budget says.
+pub fn queued_cost(bytes: usize, entries: usize) -> usize {
+    bytes.saturating_add(entries.saturating_mul(QUEUED_ENTRY_OVERHEAD))
+}
+
+/// Gives `cost` back to the queue's byte budget.
+fn unreserve(queued_bytes: &AtomicUsize, cost: usize) {
+    queued_bytes.fetch_sub(cost, Ordering::SeqCst);
+    metrics().batcher_queued_bytes.sub(cost as i64);
 }
 
 fn entry_bytes(e: &Entry) -> usize {
@@ -234,7 +261,7 @@ struct Batch {
 impl Batch {
     /// Takes a request off the queue (freeing its share of the byte budget).
     fn push(&mut self, p: Pending, queued_bytes: &AtomicUsize) {
-        queued_bytes.fetch_sub(p.bytes, Ordering::SeqCst);
+        unreserve(queued_bytes, p.cost);
         metrics().batcher_queue.dec();
         self.bytes += p.bytes;
         self.requests.push(p);

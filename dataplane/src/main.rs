@@ -364,8 +364,9 @@ struct Tuning {
     #[arg(long, env = "SKYVAULT_BATCH_QUEUE_CAPACITY", default_value_t = 4096,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     batch_queue_capacity: u64,
-    /// Key+value bytes of queued BatchWrite requests before RESOURCE_EXHAUSTED
-    /// (at least the 4 MiB of the largest BatchWrite).
+    /// Memory of queued BatchWrite requests before RESOURCE_EXHAUSTED: their
+    /// key + value bytes plus a fixed overhead per entry (an empty queue takes
+    /// any request).
     #[arg(long, env = "SKYVAULT_BATCH_QUEUE_MAX_BYTES", default_value_t = 256 << 20,
           value_parser = clap::value_parser!(u64).range(4 << 20..=64 << 30))]
     batch_queue_max_bytes: u64,

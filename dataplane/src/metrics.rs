@@ -22,6 +22,7 @@ pub struct Metrics {
     pub commit_duration: Histogram,
     pub flushes: IntCounterVec,
     pub batcher_queue: IntGauge,
+    pub batcher_queued_bytes: IntGauge,
     pub objstore_requests: IntCounterVec,
     pub objstore_bytes: IntCounterVec,
     pub objstore_latency: HistogramVec,
@@ -164,6 +165,12 @@ impl Metrics {
                 &r,
                 "batcher_queued_requests",
                 "BatchWrite requests waiting to be flushed",
+            ),
+            batcher_queued_bytes: gauge(
+                &r,
+                "batcher_queued_bytes",
+                "Memory of the BatchWrite requests waiting to be flushed, as the queue's \
+                 byte budget counts it (key + value bytes plus a fixed cost per entry)",
             ),
             objstore_requests: counter_vec(
                 &r,

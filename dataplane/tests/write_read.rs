@@ -5,6 +5,7 @@
 mod common;
 
 use common::{del, put, start};
+use skyvault::api::proto::batcher::v1::WriteRequest;
 use skyvault::api::proto::index::v1::ScanRequest;
 use skyvault::objstore::Fault;
 use tonic::Code;
@@ -117,7 +118,7 @@ async fn failed_flush_writes_nothing_and_service_recovers() {
 
 #[tokio::test]
 async fn full_queue_is_resource_exhausted() {
-    assert_queue_bounded(|c| c.queue_capacity = 2, "requests waiting").await;
+    assert_queue_bounded(|c| c.queue_capacity = 2, one_kib, "requests waiting").await;
 }
 
 /// The queue is bounded by bytes too: with room for many requests but only
@@ -127,18 +128,67 @@ async fn queue_full_of_bytes_is_resource_exhausted() {
     assert_queue_bounded(
         |c| {
             c.queue_capacity = 1_000;
-            c.queue_max_bytes = 2_100;
+            c.queue_max_bytes = 2_300; // each costs 1,003 bytes + the entry's overhead
         },
+        one_kib,
         "bytes waiting",
     )
     .await;
 }
 
+/// Many tiny entries hold far more memory than their key and value bytes:
+/// the byte budget counts each entry's overhead too. Each request holds
+/// 5,000 bytes of keys in 1,000 entries (93,000 bytes with their overhead):
+/// counting keys and values alone, all fifty (250,000 bytes) would nearly fit.
+#[tokio::test]
+async fn queue_counts_what_tiny_entries_cost() {
+    let tiny = |i: usize| {
+        (0..1_000)
+            .map(|j| put(&format!("{i:02}{j:03}"), ""))
+            .collect::<Vec<_>>()
+    };
+    assert_queue_bounded(
+        |c| {
+            c.queue_capacity = 1_000;
+            c.queue_max_bytes = 200_000; // two of them
+        },
+        tiny,
+        "bytes waiting",
+    )
+    .await;
+}
+
+/// The smallest queue the CLI allows (4 MiB) still takes the largest request
+/// (4 MiB of keys and values, whose entries cost more than that): an empty
+/// queue takes any request, so none is refused forever.
+#[tokio::test]
+async fn the_largest_request_fits_the_smallest_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.batcher.queue_max_bytes = 4 << 20;
+    let s = start(config, None).await;
+    let value = "v".repeat(4_096 - 4);
+    let writes: Vec<_> = (0..1_024)
+        .map(|i| put(&format!("{i:04}"), &value))
+        .collect();
+    let seq = s.write(writes).await.expect("accepted into an empty queue");
+    let got = s.try_get(&["0000", "1023"], Some(seq)).await.unwrap();
+    assert_eq!(got.len(), 2);
+    s.stop().await;
+}
+
+/// One request of 1 KiB: three-byte key, 1,000-byte value.
+fn one_kib(i: usize) -> Vec<WriteRequest> {
+    vec![put(&format!("q{i:02}"), &"v".repeat(1_000))]
+}
+
 /// With one flush hung, at most one batch in the collector and two queued
-/// requests (as `bound` sets the queue) can be accepted; every other request
-/// must be turned away with RESOURCE_EXHAUSTED naming the bound.
+/// requests (as `bound` sets the queue) can be accepted of fifty `request(i)`;
+/// every other request must be turned away with RESOURCE_EXHAUSTED naming the
+/// bound.
 async fn assert_queue_bounded(
     bound: impl FnOnce(&mut skyvault::batcher::BatcherConfig),
+    request: impl Fn(usize) -> Vec<WriteRequest>,
     says: &str,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -149,11 +199,10 @@ async fn assert_queue_bounded(
     config.batcher.max_batch_bytes = 1; // every request is a full batch
     let s = std::sync::Arc::new(start(config, Some(store)).await);
     faulty.set_fault(Some(Fault::HangPuts));
-    let value = "v".repeat(1_000);
     let tasks: Vec<_> = (0..50)
         .map(|i| {
-            let (s, value) = (s.clone(), value.clone());
-            tokio::spawn(async move { s.write(vec![put(&format!("q{i:02}"), &value)]).await })
+            let (s, entries) = (s.clone(), request(i));
+            tokio::spawn(async move { s.write(entries).await })
         })
         .collect();
     let mut pending: futures::stream::FuturesUnordered<_> = tasks.into_iter().collect();

@@ -43,6 +43,10 @@ pub fn config_data(sv: &SkyVault) -> BTreeMap<String, String> {
         spec.batcher.max_concurrent_flushes.to_string(),
     );
     put(
+        "SKYVAULT_BATCH_QUEUE_MAX_BYTES",
+        spec.batcher.queue_max_bytes.to_string(),
+    );
+    put(
         "SKYVAULT_COMPACT_TARGET_FILE_BYTES",
         spec.compaction.target_file_bytes.to_string(),
     );
@@ -126,6 +130,7 @@ mod tests {
         assert_eq!(d["SKYVAULT_BATCH_MAX_BYTES"], "1048576");
         assert_eq!(d["SKYVAULT_BATCH_MAX_AGE_MS"], "5");
         assert_eq!(d["SKYVAULT_BATCH_MAX_CONCURRENT_FLUSHES"], "4");
+        assert_eq!(d["SKYVAULT_BATCH_QUEUE_MAX_BYTES"], "67108864");
         assert_eq!(d["SKYVAULT_COMPACT_TARGET_FILE_BYTES"], "67108864");
         assert_eq!(d["SKYVAULT_LEVEL_BASE_BYTES"], "268435456");
         assert_eq!(d["SKYVAULT_LEVEL_SIZE_RATIO"], "10");

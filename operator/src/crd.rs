@@ -257,6 +257,12 @@ pub struct BatcherSpec {
     #[serde(default = "default_max_concurrent_flushes")]
     #[schemars(range(min = 1, max = 64))]
     pub max_concurrent_flushes: i32,
+    /// Memory of the writes waiting for a flush per batcher Pod (key + value bytes plus a
+    /// fixed overhead per entry); past it writes get RESOURCE_EXHAUSTED at once. Part of
+    /// the batcher's memory request.
+    #[serde(default = "default_queue_max_bytes")]
+    #[schemars(range(min = 4_194_304, max = 68_719_476_736_i64))]
+    pub queue_max_bytes: i64,
     /// PodDisruptionBudget of the batcher Pods.
     #[serde(default)]
     pub disruption_budget: DisruptionBudgetSpec,
@@ -270,6 +276,7 @@ impl Default for BatcherSpec {
             batch_max_bytes: default_batch_max_bytes(),
             batch_max_age_ms: default_batch_max_age_ms(),
             max_concurrent_flushes: default_max_concurrent_flushes(),
+            queue_max_bytes: default_queue_max_bytes(),
             disruption_budget: DisruptionBudgetSpec::default(),
         }
     }
@@ -546,6 +553,9 @@ fn default_batch_max_age_ms() -> i64 {
 }
 fn default_max_concurrent_flushes() -> i32 {
     4
+}
+fn default_queue_max_bytes() -> i64 {
+    64 * 1024 * 1024
 }
 fn default_index_cache_bytes() -> i64 {
     64 * 1024 * 1024

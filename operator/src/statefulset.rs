@@ -51,8 +51,11 @@ pub fn role_resources(sv: &SkyVault, role: Role) -> ResourceRequirements {
     match role {
         Role::Batcher => {
             let b = &spec.batcher;
+            // The batch being collected, the flushes in flight and one being committed,
+            // plus the full write queue (its budget already counts per-entry overhead).
             let in_flight = b.batch_max_bytes * (i64::from(b.max_concurrent_flushes) + 2);
-            pod::fill_resources(b.resources.as_ref(), in_flight + BATCHER_BASE_MEMORY, None)
+            let memory = BATCHER_BASE_MEMORY + in_flight + b.queue_max_bytes;
+            pod::fill_resources(b.resources.as_ref(), memory, None)
         }
         Role::Index => {
             let mem = memory::cache_role_memory(role, spec.index.cache_capacity_bytes);
@@ -218,11 +221,15 @@ mod tests {
     }
 
     #[test]
-    fn batcher_memory_request_covers_in_flight_batches() {
-        let res = role_resources(&sample(), Role::Batcher);
-        // 4 MiB x (4 flushes + 2) + 128 MiB, no limit.
-        assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "152Mi");
+    fn batcher_memory_request_covers_in_flight_batches_and_the_queue() {
+        let mut sv = sample();
+        let res = role_resources(&sv, Role::Batcher);
+        // 128 MiB + 4 MiB x (4 flushes + 2) + a 64 MiB queue, no limit.
+        assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "216Mi");
         assert!(res.limits.is_none());
+        sv.spec.batcher.queue_max_bytes = 1 << 30;
+        let res = role_resources(&sv, Role::Batcher);
+        assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "1176Mi");
     }
 
     #[test]

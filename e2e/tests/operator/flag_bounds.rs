@@ -55,6 +55,14 @@ const TUNABLES: &[Tunable] = &[
         binary_max: true,
     },
     Tunable {
+        group: "batcher",
+        field: "queueMaxBytes",
+        flag: "--batch-queue-max-bytes",
+        env: "SKYVAULT_BATCH_QUEUE_MAX_BYTES",
+        roles: &["batcher", "index"],
+        binary_max: true,
+    },
+    Tunable {
         group: "index",
         field: "cacheCapacityBytes",
         flag: "--cache-capacity-bytes",
