@@ -138,8 +138,8 @@ async fn queue_full_of_bytes_is_resource_exhausted() {
 
 /// Many tiny entries hold far more memory than their key and value bytes:
 /// the byte budget counts each entry's overhead too. Each request holds
-/// 5,000 bytes of keys in 1,000 entries (93,000 bytes with their overhead):
-/// counting keys and values alone, all fifty (250,000 bytes) would nearly fit.
+/// 5,000 bytes of keys in 1,000 entries (85,000 bytes with their overhead):
+/// counting keys and values alone (5,000 each), forty of the fifty would fit.
 #[tokio::test]
 async fn queue_counts_what_tiny_entries_cost() {
     let tiny = |i: usize| {
