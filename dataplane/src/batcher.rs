@@ -32,6 +32,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+/// RocksDB's `level0_slowdown_writes_trigger` and `level0_stop_writes_trigger`:
+/// L0 files are flushes of the WAL tier (tens of MiB each), so reaching them
+/// means compaction is really behind.
+pub const DEFAULT_L0_SLOWDOWN_FILES: u64 = 20;
+pub const DEFAULT_L0_STOP_FILES: u64 = 36;
+/// Four flushes' worth of WAL (see `wal_flush::DEFAULT_LIMITS`).
+pub const DEFAULT_WAL_STOP_BYTES: u64 = 256 << 20;
+
 #[derive(Clone, Debug)]
 pub struct BatcherConfig {
     /// Flush once a batch holds this many key+value bytes.
@@ -52,7 +60,13 @@ pub struct BatcherConfig {
     /// Writes wait (at most `stall_max_wait`, then RESOURCE_EXHAUSTED) while
     /// L0 holds this many files; 0 never stalls (see `write_stall`).
     pub l0_stop_files: u64,
+    /// Writes wait while the WAL tier (group commits not yet flushed into
+    /// L0, held in every index's memory) holds this many bytes; 0 never.
+    pub wal_stop_bytes: u64,
     pub stall_max_wait: Duration,
+    /// This process flushes the WAL tier into L0 when due (`None`: another
+    /// process does; see `wal_flush`).
+    pub wal_flush: Option<crate::wal_flush::WalFlushConfig>,
     pub writer: WriterOptions,
 }
 
@@ -64,9 +78,11 @@ impl Default for BatcherConfig {
             max_concurrent_flushes: 4,
             queue_capacity: 4096,
             queue_max_bytes: 256 << 20,
-            l0_slowdown_files: 0,
-            l0_stop_files: 0,
+            l0_slowdown_files: DEFAULT_L0_SLOWDOWN_FILES,
+            l0_stop_files: DEFAULT_L0_STOP_FILES,
+            wal_stop_bytes: DEFAULT_WAL_STOP_BYTES,
             stall_max_wait: Duration::from_secs(2),
+            wal_flush: Some(Default::default()),
             writer: WriterOptions::default(),
         }
     }
@@ -94,11 +110,8 @@ pub enum WriteError {
     OutcomeUnknown(String),
     #[error("batcher is shutting down")]
     ShuttingDown,
-    #[error(
-        "write stalled: L0 holds {l0_files} files (limit {limit}) and compaction is behind; \
-         nothing was written, retry with backoff"
-    )]
-    Stalled { l0_files: u64, limit: u64 },
+    #[error("write stalled: {0}; nothing was written, retry with backoff")]
+    Stalled(String),
 }
 
 type Reply = oneshot::Sender<Result<u64, WriteError>>;
@@ -138,9 +151,23 @@ impl Batcher {
         let limits = crate::write_stall::StallLimits {
             slowdown_files: config.l0_slowdown_files,
             stop_files: config.l0_stop_files,
+            wal_stop_bytes: config.wal_stop_bytes,
         };
+        let tiers = crate::write_stall::TierWatch::start(meta.clone());
         let stall =
-            crate::write_stall::WriteStall::start(meta.clone(), limits, config.stall_max_wait);
+            crate::write_stall::WriteStall::new(tiers.clone(), limits, config.stall_max_wait);
+        if let Some(flush) = config.wal_flush.clone() {
+            // Stops with the batcher: once every sender of the queue is gone.
+            let queue = tx.downgrade();
+            let alive = move || queue.upgrade().is_some();
+            tokio::spawn(crate::wal_flush::run(
+                store.clone(),
+                meta.clone(),
+                tiers,
+                flush,
+                alive,
+            ));
+        }
         let task = tokio::spawn(collect(
             config,
             store,

@@ -29,5 +29,6 @@ pub mod sstable;
 pub mod standalone;
 pub mod store_identity;
 pub mod tls;
+pub mod wal_flush;
 pub mod write_stall;
 pub mod writer_intent;

@@ -4,8 +4,10 @@
 //! scheduler, the index's `/lsm` endpoint (which the operator turns into Jobs)
 //! and the `skyvault_lsm_*` gauges.
 //!
-//! Levels: L0 holds the batchers' WAL files (overlapping, newest first);
-//! L1..L6 are sorted runs of non-overlapping files. Level targets are
+//! Levels: the WAL tier holds the batchers' group commits, read from memory
+//! and flushed into L0 in bulk (docs/decisions/0008-wal-tier.md); L0 holds
+//! those flushes (overlapping, newest first); L1..L6 are sorted runs of
+//! non-overlapping files. Level targets are
 //! dynamic, as RocksDB's `level_compaction_dynamic_level_bytes`: the largest
 //! level sets the scale, each level above it is `ratio` times smaller, and the
 //! *base level* (where L0 compacts to) is the highest one whose target is still
@@ -49,6 +51,9 @@ impl Default for LsmConfig {
 /// Live files by level.
 #[derive(Clone, Debug, Default)]
 pub struct Levels {
+    /// The WAL tier: group commits not yet flushed into L0, oldest first.
+    /// Never picked by compaction; `compaction::flush` empties it.
+    pub wal: Vec<FileRecord>,
     /// L0, newest first (higher `seq` wins).
     pub l0: Vec<FileRecord>,
     /// `runs[i]` is level `i + 1`, ordered by `min_key` (files do not overlap).
@@ -58,16 +63,19 @@ pub struct Levels {
 impl Levels {
     pub fn new(live: Vec<FileRecord>) -> Levels {
         let mut levels = Levels {
+            wal: Vec::new(),
             l0: Vec::new(),
             runs: vec![Vec::new(); LAST_LEVEL as usize],
         };
         for file in live {
             match file.level {
+                0 if file.is_wal_tier() => levels.wal.push(file),
                 0 => levels.l0.push(file),
                 // A level beyond ours (written by a newer version) is read as the last.
                 n => levels.runs[(n.min(LAST_LEVEL) - 1) as usize].push(file),
             }
         }
+        levels.wal.sort_by_key(|f| (f.seq, f.id));
         levels.l0.sort_by_key(|f| std::cmp::Reverse((f.seq, f.id)));
         for run in &mut levels.runs {
             run.sort_by(|a, b| a.min_key.cmp(&b.min_key));
@@ -85,6 +93,11 @@ impl Levels {
 
     pub fn bytes(&self, level: u32) -> u64 {
         self.files(level).iter().map(|f| f.size_bytes).sum()
+    }
+
+    /// Bytes of the WAL tier (what every index holds in memory).
+    pub fn wal_bytes(&self) -> u64 {
+        self.wal.iter().map(|f| f.size_bytes).sum()
     }
 
     /// Files of `level` (>= 1) whose key range meets `[lo, hi]`, in key order.
@@ -164,6 +177,10 @@ pub struct LevelDebt {
 pub struct Debt {
     /// The manifest version this was computed from (0 when not known).
     pub version: u64,
+    /// Group commits not yet flushed into L0 (read from memory, never picked
+    /// by compaction: the batchers' flush empties the tier).
+    pub wal_files: u64,
+    pub wal_bytes: u64,
     pub l0_files: u64,
     pub l0_bytes: u64,
     /// Estimate of the bytes compaction must still read to bring every level under its target.
@@ -212,6 +229,8 @@ pub fn debt(levels: &Levels, config: &LsmConfig, version: u64) -> Debt {
         .fold(0.0, f64::max);
     Debt {
         version,
+        wal_files: levels.wal.len() as u64,
+        wal_bytes: levels.wal_bytes(),
         l0_files: levels.l0.len() as u64,
         l0_bytes: levels.bytes(0),
         pending_bytes: pending,
@@ -245,11 +264,7 @@ pub(crate) mod tests {
         FileRecord {
             id,
             object: format!("f/{id}.sst"),
-            kind: if level == 0 {
-                FileKind::Wal
-            } else {
-                FileKind::Run
-            },
+            kind: FileKind::Run,
             level,
             seq: id as u64,
             min_key: lo.into(),
@@ -263,7 +278,30 @@ pub(crate) mod tests {
         }
     }
 
+    /// A WAL-tier file (a group commit not yet flushed).
+    pub(crate) fn wal(id: i64, size: u64) -> FileRecord {
+        FileRecord {
+            kind: FileKind::Wal,
+            object: format!("wal/{id}.sst"),
+            ..file(id, 0, "a", "z", size)
+        }
+    }
+
     const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn the_wal_tier_is_not_l0_and_does_not_make_compaction_due() {
+        let live: Vec<FileRecord> = (1..=100).map(|id| wal(id, 10)).collect();
+        let levels = Levels::new(live);
+        assert_eq!((levels.wal.len(), levels.l0.len()), (100, 0));
+        assert_eq!(levels.wal.first().map(|f| f.id), Some(1), "oldest first");
+        let d = debt(&levels, &config(), 100);
+        assert_eq!((d.wal_files, d.wal_bytes, d.l0_files), (100, 1000, 0));
+        assert!(
+            !d.needs_compaction,
+            "a hundred commits are not compaction debt"
+        );
+    }
 
     fn config() -> LsmConfig {
         LsmConfig {

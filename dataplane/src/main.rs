@@ -377,10 +377,25 @@ struct Tuning {
           value_parser = clap::value_parser!(u64).range(0..=100_000))]
     l0_slowdown_files: u64,
     /// Writes wait (up to 2 s, then RESOURCE_EXHAUSTED) while L0 holds this many
-    /// files, so writers cannot outrun compaction; 0 (the default) never stalls.
-    #[arg(long, env = "SKYVAULT_L0_STOP_FILES", default_value_t = 0,
+    /// files, so writers cannot outrun compaction; 0 never stalls.
+    #[arg(long, env = "SKYVAULT_L0_STOP_FILES", default_value_t = skyvault::batcher::DEFAULT_L0_STOP_FILES,
           value_parser = clap::value_parser!(u64).range(0..=100_000))]
     l0_stop_files: u64,
+    /// The WAL tier (group commits read from every index's memory) is
+    /// flushed into one L0 file once it holds this many bytes.
+    #[arg(long, env = "SKYVAULT_WAL_FLUSH_BYTES", default_value_t = skyvault::wal_flush::DEFAULT_LIMITS.flush_bytes,
+          value_parser = clap::value_parser!(u64).range(1 << 20..=4 << 30))]
+    wal_flush_bytes: u64,
+    /// …or this many group commits (an index restart reads each back once).
+    #[arg(long, env = "SKYVAULT_WAL_FLUSH_FILES", default_value_t = skyvault::wal_flush::DEFAULT_LIMITS.flush_files as u64,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    wal_flush_files: u64,
+    /// Writes wait (up to 2 s, then RESOURCE_EXHAUSTED) while the WAL tier
+    /// holds this many bytes (its flush fell behind); must exceed
+    /// --wal-flush-bytes; 0 never stalls.
+    #[arg(long, env = "SKYVAULT_WAL_STOP_BYTES", default_value_t = skyvault::batcher::DEFAULT_WAL_STOP_BYTES,
+          value_parser = clap::value_parser!(u64).range(0..=64 << 30))]
+    wal_stop_bytes: u64,
     /// Bytes of decoded file metadata and blocks kept in memory.
     #[arg(long, env = "SKYVAULT_CACHE_CAPACITY_BYTES", default_value_t = 256 << 20,
           value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
@@ -388,8 +403,26 @@ struct Tuning {
 }
 
 impl Tuning {
-    fn batcher(&self) -> BatcherConfig {
-        BatcherConfig {
+    fn batcher(&self) -> anyhow::Result<BatcherConfig> {
+        anyhow::ensure!(
+            self.wal_stop_bytes == 0 || self.wal_stop_bytes > self.wal_flush_bytes,
+            "--wal-stop-bytes ({}) must be 0 or more than --wal-flush-bytes ({}): writes would stop \
+             before the WAL tier is due for its flush",
+            self.wal_stop_bytes,
+            self.wal_flush_bytes
+        );
+        let flush_bytes = self.wal_flush_bytes;
+        let flush_files = self.wal_flush_files as usize;
+        let wal_flush = skyvault::wal_flush::WalFlushConfig {
+            limits: skyvault::compaction::FlushLimits {
+                flush_bytes,
+                flush_files,
+                max_bytes: flush_bytes.saturating_mul(2),
+                max_files: flush_files.saturating_mul(2),
+            },
+            ..Default::default()
+        };
+        Ok(BatcherConfig {
             max_batch_bytes: self.batch_max_bytes as usize,
             max_batch_age: Duration::from_millis(self.batch_max_age_ms),
             max_concurrent_flushes: self.batch_max_concurrent_flushes as usize,
@@ -397,8 +430,10 @@ impl Tuning {
             queue_max_bytes: self.batch_queue_max_bytes as usize,
             l0_slowdown_files: self.l0_slowdown_files,
             l0_stop_files: self.l0_stop_files,
+            wal_stop_bytes: self.wal_stop_bytes,
+            wal_flush: Some(wal_flush),
             ..BatcherConfig::default()
-        }
+        })
     }
 
     fn cache(&self) -> CacheConfig {
@@ -437,7 +472,7 @@ async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     config.grpc_addr = args.grpc_addr;
     config.http_addr = args.http_addr;
     config.security = args.security;
-    config.batcher = args.tuning.batcher();
+    config.batcher = args.tuning.batcher()?;
     config.cache = args.tuning.cache();
     config.index.lsm = args.compaction.lsm.config();
     config.maintenance = (args.maintenance_interval_secs > 0).then(|| {
@@ -539,8 +574,14 @@ async fn main() {
         }
         Command::Batcher { role, tuning } => {
             init_logging();
-            let config = role.config(tuning.batcher(), tuning.cache());
-            skyvault::roles::run(skyvault::roles::Role::Batcher, config, shutdown_signal()).await
+            match tuning.batcher() {
+                Ok(batcher) => {
+                    let config = role.config(batcher, tuning.cache());
+                    skyvault::roles::run(skyvault::roles::Role::Batcher, config, shutdown_signal())
+                        .await
+                }
+                Err(e) => Err(e),
+            }
         }
         Command::Index {
             role,
@@ -549,7 +590,8 @@ async fn main() {
             max_manifest_age_secs,
         } => {
             init_logging();
-            let mut config = role.config(tuning.batcher(), tuning.cache());
+            // The index does not write: the batcher's settings are unused.
+            let mut config = role.config(BatcherConfig::default(), tuning.cache());
             config.index.lsm = lsm.config();
             config.index.max_manifest_age = Duration::from_secs(max_manifest_age_secs);
             skyvault::roles::run(skyvault::roles::Role::Index, config, shutdown_signal()).await

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub batch_stalled: prometheus::IntCounter,
     pub lsm_bytes: IntGaugeVec,
     pub index_files_probed: Histogram,
+    pub index_tables_consulted: Histogram,
+    pub index_memtable_bytes: IntGauge,
+    pub index_memtable_keys: IntGauge,
     pub jobs: IntCounterVec,
     pub job_bytes: IntCounterVec,
     pub job_objects_deleted: IntCounterVec,
@@ -238,10 +241,27 @@ impl Metrics {
                 "Files whose blocks were read per point lookup",
                 prometheus::exponential_buckets(1.0, 2.0, 10).expect("valid"),
             ),
+            index_tables_consulted: histogram(
+                &r,
+                "index_tables_consulted",
+                "Tables a point lookup consulted: the WAL tier in memory (1) plus every file \
+                 whose key range held the key, whatever the commit rate",
+                prometheus::linear_buckets(1.0, 1.0, 16).expect("valid"),
+            ),
+            index_memtable_bytes: gauge(
+                &r,
+                "index_memtable_bytes",
+                "Estimated memory of the WAL tier's decoded entries in this index",
+            ),
+            index_memtable_keys: gauge(
+                &r,
+                "index_memtable_keys",
+                "Distinct keys in the WAL tier held in memory by this index",
+            ),
             jobs: counter_vec(
                 &r,
                 "jobs_total",
-                "Compaction and purge runs by job and result",
+                "Compaction, WAL flush and purge runs by job and result",
                 &["job", "result"],
             ),
             job_bytes: counter_vec(

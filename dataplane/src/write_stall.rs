@@ -1,25 +1,29 @@
-//! Write stalls: when compaction falls behind, writers slow down and then
-//! wait instead of piling up L0 files without bound (every L0 file adds to
-//! every point read's cost). As RocksDB's `level0_slowdown_writes_trigger` and
-//! `level0_stop_writes_trigger`:
-//! - from `slowdown_files` L0 files on, the batcher spaces its flushes
-//!   ([`WriteStall::flush_gap`], growing to [`MAX_FLUSH_GAP`] at twice the
-//!   trigger). Nothing fails: batches just grow, and each group commit adds
-//!   one L0 file less often, which is what lets compaction catch up;
-//! - at `stop_files` a write waits until compaction brings L0 below, at most
-//!   `max_wait`, then fails RESOURCE_EXHAUSTED ("retry with backoff").
+//! Write stalls: back-pressure from real debt, never from the commit rate.
 //!
-//! The L0 count comes from the metadata database (polled), so it holds for
-//! any number of batchers and for compaction running anywhere.
+//! Group commits land in the WAL tier, read from memory and flushed into L0
+//! in bulk (docs/decisions/0008-wal-tier.md), so ordinary commits never
+//! reach a file-count trigger. Two things do hurt, and each has a bound:
+//! - **L0 files** (every point read consults each one whose range holds the
+//!   key), as RocksDB's `level0_slowdown_writes_trigger` and
+//!   `level0_stop_writes_trigger`: from `slowdown_files` on, the batcher
+//!   spaces its flushes ([`WriteStall::flush_gap`], growing to
+//!   [`MAX_FLUSH_GAP`] at twice the trigger) so batches grow; at
+//!   `stop_files` a write waits;
+//! - **WAL bytes** (what every index holds in memory): at `wal_stop_bytes`
+//!   (the flush into L0 fell behind) a write waits.
+//!
+//! A waiting write waits at most `max_wait`, then fails RESOURCE_EXHAUSTED
+//! ("retry with backoff"). The counts come from the metadata database
+//! (polled), so they hold for any number of batchers and for compaction
+//! running anywhere; the same poll tells the WAL flush when it is due.
 
 use crate::batcher::WriteError;
-use crate::meta::DynMeta;
+use crate::meta::{DynMeta, TierCounts};
 use crate::metrics::metrics;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
-/// How often the L0 count is read from the database.
+/// How often the counts are read from the database.
 const POLL: Duration = Duration::from_millis(250);
 /// How often a stalled write looks again.
 const RECHECK: Duration = Duration::from_millis(20);
@@ -31,74 +35,106 @@ pub const MAX_FLUSH_GAP: Duration = Duration::from_millis(100);
 pub struct StallLimits {
     pub slowdown_files: u64,
     pub stop_files: u64,
+    pub wal_stop_bytes: u64,
 }
 
-#[derive(Clone, Debug)]
+/// The WAL tier and L0 as last read from the database, shared by the write
+/// stall and the WAL flush (which wakes on every change).
+#[derive(Clone)]
+pub struct TierWatch {
+    counts: watch::Receiver<TierCounts>,
+}
+
+impl TierWatch {
+    /// Polls `meta` every 250 ms until every `TierWatch` is dropped.
+    pub fn start(meta: DynMeta) -> TierWatch {
+        let (tx, rx) = watch::channel(TierCounts::default());
+        tokio::spawn(async move {
+            loop {
+                match meta.tier_counts().await {
+                    Ok(n) => {
+                        tx.send_if_modified(|c| std::mem::replace(c, n) != n);
+                    }
+                    // Keep the last counts: the write path reports the database itself.
+                    Err(e) => tracing::debug!(error = %e, "reading the WAL and L0 counts"),
+                }
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+            }
+        });
+        TierWatch { counts: rx }
+    }
+
+    pub fn get(&self) -> TierCounts {
+        *self.counts.borrow()
+    }
+
+    /// Waits for the next change of the counts (or `timeout`).
+    pub async fn changed(&mut self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.counts.changed()).await;
+    }
+}
+
+#[derive(Clone)]
 pub struct WriteStall {
     limits: StallLimits,
     max_wait: Duration,
-    l0_files: Arc<AtomicU64>,
+    tiers: TierWatch,
 }
 
 impl WriteStall {
-    /// Starts polling `meta` for the L0 count; `None` when both limits are 0.
-    pub fn start(meta: DynMeta, limits: StallLimits, max_wait: Duration) -> Option<WriteStall> {
-        if limits == StallLimits::default() {
-            return None;
-        }
-        let l0_files = Arc::new(AtomicU64::new(0));
-        let weak = Arc::downgrade(&l0_files);
-        tokio::spawn(async move {
-            loop {
-                let Some(l0) = weak.upgrade() else { return };
-                match meta.l0_file_count().await {
-                    Ok(n) => l0.store(n, Ordering::Relaxed),
-                    // Keep the last count: the write path reports the database itself.
-                    Err(e) => tracing::debug!(error = %e, "reading the L0 file count"),
-                }
-                drop(l0);
-                tokio::time::sleep(POLL).await;
-            }
-        });
-        Some(WriteStall {
+    /// `None` when every limit is 0.
+    pub fn new(tiers: TierWatch, limits: StallLimits, max_wait: Duration) -> Option<WriteStall> {
+        (limits != StallLimits::default()).then(|| WriteStall {
             limits,
             max_wait,
-            l0_files,
+            tiers,
         })
     }
 
     /// The least time between the starts of two flushes now: zero below the
     /// slowdown trigger, then growing linearly to [`MAX_FLUSH_GAP`] at twice it.
     pub fn flush_gap(&self) -> Duration {
-        flush_gap(
-            self.limits.slowdown_files,
-            self.l0_files.load(Ordering::Relaxed),
-        )
+        flush_gap(self.limits.slowdown_files, self.tiers.get().l0_files)
     }
 
-    /// Waits while L0 is at or over its bound; fails after `max_wait`.
+    /// Waits while L0 or the WAL tier is at or over its bound; fails after `max_wait`.
     pub async fn admit(&self) -> Result<(), WriteError> {
         let started = Instant::now();
         let mut counted = false;
-        let stop = self.limits.stop_files;
         loop {
-            let l0 = self.l0_files.load(Ordering::Relaxed);
-            if stop == 0 || l0 < stop {
+            let Some(cause) = over(&self.limits, &self.tiers.get()) else {
                 return Ok(());
-            }
+            };
             if !counted {
                 metrics().batch_stalled.inc();
                 counted = true;
             }
             if started.elapsed() >= self.max_wait {
-                return Err(WriteError::Stalled {
-                    l0_files: l0,
-                    limit: stop,
-                });
+                return Err(WriteError::Stalled(cause));
             }
             tokio::time::sleep(RECHECK).await;
         }
     }
+}
+
+/// What holds writes back, if anything.
+fn over(limits: &StallLimits, counts: &TierCounts) -> Option<String> {
+    if limits.stop_files > 0 && counts.l0_files >= limits.stop_files {
+        return Some(format!(
+            "L0 holds {} files (limit {}, --l0-stop-files) and compaction is behind",
+            counts.l0_files, limits.stop_files
+        ));
+    }
+    if limits.wal_stop_bytes > 0 && counts.wal_bytes >= limits.wal_stop_bytes {
+        return Some(format!(
+            "the WAL tier holds {} bytes not yet flushed into L0 (limit {}, --wal-stop-bytes)",
+            counts.wal_bytes, limits.wal_stop_bytes
+        ));
+    }
+    None
 }
 
 fn flush_gap(slowdown_files: u64, l0_files: u64) -> Duration {
@@ -121,5 +157,39 @@ mod tests {
         assert!(flush_gap(32, 40) < flush_gap(32, 50));
         assert_eq!(flush_gap(32, 63), MAX_FLUSH_GAP);
         assert_eq!(flush_gap(32, 10_000), MAX_FLUSH_GAP);
+    }
+
+    #[test]
+    fn writes_stop_at_either_bound_and_say_which() {
+        let limits = StallLimits {
+            slowdown_files: 20,
+            stop_files: 36,
+            wal_stop_bytes: 1000,
+        };
+        let counts = |l0_files, wal_bytes| TierCounts {
+            wal_files: 1_000_000,
+            wal_bytes,
+            l0_files,
+        };
+        assert_eq!(
+            over(&limits, &counts(35, 999)),
+            None,
+            "a million commits are no debt"
+        );
+        assert!(
+            over(&limits, &counts(36, 0))
+                .unwrap()
+                .contains("--l0-stop-files")
+        );
+        assert!(
+            over(&limits, &counts(0, 1000))
+                .unwrap()
+                .contains("--wal-stop-bytes")
+        );
+        assert_eq!(
+            over(&StallLimits::default(), &counts(1000, 1 << 40)),
+            None,
+            "off"
+        );
     }
 }

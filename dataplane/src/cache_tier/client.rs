@@ -21,6 +21,7 @@ use crate::config::MAX_GRPC_MESSAGE_BYTES;
 use crate::index::{FileAnswer, Manifest, file_meta, probe};
 use crate::metrics::metrics;
 use crate::security::{ClientSecurity, Credentials};
+use crate::sstable::Value;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -171,6 +172,12 @@ impl CachePeers {
             .iter()
             .enumerate()
             .map(|(k, files)| {
+                if let Some(value) = manifest.mem.get(&keys[k]) {
+                    return match value {
+                        Value::Put(v) => Some(v.clone()),
+                        Value::Delete => None,
+                    };
+                }
                 files
                     .iter()
                     .filter_map(|&f| answers.remove(&(f, k)))
@@ -261,14 +268,20 @@ impl CachePeers {
 /// picked once all answers are in. Files are pruned by key range and then by
 /// their bloom filter, from metadata the index keeps itself: only data blocks
 /// are worth a round trip to a replica, and without the bloom check a key
-/// would be sent to every WAL file whose range covers it (hundreds under
-/// write load).
+/// would be sent to every L0 file whose range covers it.
 async fn candidates(
     local: &BlockCache,
     manifest: &Manifest,
     keys: &[Bytes],
 ) -> Result<Vec<Vec<usize>>, Arc<ReadError>> {
-    let in_range: Vec<Vec<usize>> = keys.iter().map(|key| manifest.candidates(key)).collect();
+    // A key the WAL tier holds is answered from memory: no file is asked.
+    let in_range: Vec<Vec<usize>> = keys
+        .iter()
+        .map(|key| match manifest.mem.get(key) {
+            Some(_) => Vec::new(),
+            None => manifest.candidates(key),
+        })
+        .collect();
     let mut files: Vec<usize> = in_range.iter().flatten().copied().collect();
     files.sort_unstable();
     files.dedup();

@@ -55,7 +55,7 @@ async fn write_files(store: &DynStore) -> (Manifest, BTreeMap<Vec<u8>, Option<By
         records.push(FileRecord {
             id: seq as i64,
             object,
-            kind: FileKind::Wal,
+            kind: FileKind::Run,
             level: 0,
             seq,
             min_key: entries.keys().next().unwrap().clone(),
@@ -68,12 +68,15 @@ async fn write_files(store: &DynStore) -> (Manifest, BTreeMap<Vec<u8>, Option<By
             removed_at_ms: None,
         });
     }
-    let manifest = Manifest::default().apply(ManifestDelta {
-        version: FILES,
-        added: records,
-        removed_ids: vec![],
-        full: false,
-    });
+    let manifest = Manifest::default().apply(
+        ManifestDelta {
+            version: FILES,
+            added: records,
+            removed_ids: vec![],
+            full: false,
+        },
+        vec![],
+    );
     (manifest, model)
 }
 
@@ -197,26 +200,29 @@ async fn an_over_budget_reply_falls_back_without_skipping_the_replica() {
     }
     let data = writer.finish(1, 1).unwrap();
     store.put("wal/big.sst", data.clone()).await.unwrap();
-    let manifest = Manifest::default().apply(ManifestDelta {
-        version: 1,
-        added: vec![FileRecord {
-            id: 1,
-            object: "wal/big.sst".into(),
-            kind: FileKind::Wal,
-            level: 0,
-            seq: 1,
-            min_key: entries.keys().next().unwrap().clone(),
-            max_key: entries.keys().next_back().unwrap().clone(),
-            entry_count: entries.len() as u64,
-            size_bytes: data.len() as u64,
-            added_version: 1,
-            removed_version: None,
-            created_at_ms: 0,
-            removed_at_ms: None,
-        }],
-        removed_ids: vec![],
-        full: false,
-    });
+    let manifest = Manifest::default().apply(
+        ManifestDelta {
+            version: 1,
+            added: vec![FileRecord {
+                id: 1,
+                object: "wal/big.sst".into(),
+                kind: FileKind::Run,
+                level: 0,
+                seq: 1,
+                min_key: entries.keys().next().unwrap().clone(),
+                max_key: entries.keys().next_back().unwrap().clone(),
+                entry_count: entries.len() as u64,
+                size_bytes: data.len() as u64,
+                added_version: 1,
+                removed_version: None,
+                created_at_ms: 0,
+                removed_at_ms: None,
+            }],
+            removed_ids: vec![],
+            full: false,
+        },
+        vec![],
+    );
     let names = vec![serve(store.clone()).await];
     let peers = CachePeers::new(&names, Duration::from_secs(5)).unwrap();
     let local = BlockCache::new(store, &CacheConfig::default());

@@ -26,11 +26,12 @@ pub mod picker;
 
 use crate::cache::ReadError;
 use crate::lsm::{Levels, LsmConfig};
-use crate::meta::{DynMeta, MetaError, Swap};
+use crate::meta::{ClaimRange, DynMeta, MetaError, Swap};
 use crate::metrics::metrics;
 use crate::objstore::{DynStore, StoreError};
 use crate::sstable::{FormatError, WriterOptions};
 use claim::Claim;
+pub use picker::FlushLimits;
 use picker::{Pick, PickKind, PickLimits};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -177,16 +178,51 @@ pub async fn compact(
     meta: &DynMeta,
     config: &CompactionConfig,
 ) -> Result<CompactionSummary, CompactionError> {
+    let limits = config.limits();
+    let pick = |levels: &Levels, held: &[ClaimRange]| {
+        picker::candidates(levels, &config.lsm, &limits, held)
+    };
+    job(store, meta, config, "compaction", &pick).await
+}
+
+/// Runs one flush of the WAL tier into L0 if it is due (or `force`), as a
+/// job like any other: claimed, merged, swapped in one transaction
+/// (docs/decisions/0008-wal-tier.md).
+pub async fn flush(
+    store: &DynStore,
+    meta: &DynMeta,
+    config: &CompactionConfig,
+    limits: &FlushLimits,
+    force: bool,
+) -> Result<CompactionSummary, CompactionError> {
+    let pick = |levels: &Levels, held: &[ClaimRange]| {
+        picker::flush_pick(levels, limits, held, force)
+            .into_iter()
+            .collect()
+    };
+    job(store, meta, config, "flush", &pick).await
+}
+
+/// The candidates a job may run, best first, given the live claims.
+type Picker<'a> = dyn Fn(&Levels, &[ClaimRange]) -> Vec<Pick> + Send + Sync + 'a;
+
+async fn job(
+    store: &DynStore,
+    meta: &DynMeta,
+    config: &CompactionConfig,
+    kind: &str,
+    pick: &Picker<'_>,
+) -> Result<CompactionSummary, CompactionError> {
     let started = Instant::now();
     let job = format!("{:016x}", rand::random::<u64>());
-    let result = run(store, meta, config, &job).await;
+    let result = run(store, meta, config, &job, pick).await;
     let m = metrics();
     let label = match &result {
         Ok(s) if matches!(s.outcome, Outcome::Compacted | Outcome::TrivialMove) => "ok",
         Ok(_) => "idle",
         Err(_) => "error",
     };
-    m.jobs.with_label_values(&["compaction", label]).inc();
+    m.jobs.with_label_values(&[kind, label]).inc();
     let mut summary = result?;
     summary.job = job;
     summary.duration_ms = started.elapsed().as_millis() as u64;
@@ -194,14 +230,14 @@ pub async fn compact(
     // Only work that was done counts (a claimed or dry-run pick reports what it would read).
     if label == "ok" {
         m.job_bytes
-            .with_label_values(&["compaction", "read"])
+            .with_label_values(&[kind, "read"])
             .inc_by(summary.bytes_in);
         m.job_bytes
-            .with_label_values(&["compaction", "written"])
+            .with_label_values(&[kind, "written"])
             .inc_by(summary.bytes_out);
     }
     m.job_duration
-        .with_label_values(&["compaction"])
+        .with_label_values(&[kind])
         .observe(started.elapsed().as_secs_f64());
     Ok(summary)
 }
@@ -214,6 +250,7 @@ async fn run(
     meta: &DynMeta,
     config: &CompactionConfig,
     job: &str,
+    pick: &Picker<'_>,
 ) -> Result<CompactionSummary, CompactionError> {
     let mut claimed = CompactionSummary {
         outcome: Outcome::InputsClaimed,
@@ -221,7 +258,7 @@ async fn run(
     };
     for _ in 0..ATTEMPTS {
         let levels = Levels::new(meta.live_files().await?);
-        let unhindered = picker::candidates(&levels, &config.lsm, &config.limits(), &[]);
+        let unhindered = pick(&levels, &[]);
         let Some(first) = unhindered.first() else {
             return Ok(CompactionSummary::default());
         };
@@ -231,7 +268,7 @@ async fn run(
         // Around the ranges running jobs hold (L0 picks differ; the claim
         // below still decides).
         let held = meta.live_claims().await?;
-        let picks = picker::candidates(&levels, &config.lsm, &config.limits(), &held);
+        let picks = pick(&levels, &held);
         let Some((pick, claim)) = claim_first(meta, job, &picks, config.claim_ttl).await? else {
             // A job that started beside us took them: look again knowing its claims.
             claimed = planned(first, Outcome::InputsClaimed);

@@ -107,12 +107,9 @@ impl<'a> Outputs<'a> {
         crash_point("after_output_upload");
         self.done.push(NewFile {
             object: open.object,
-            // L0 holds WAL-kind files (intra-L0 outputs included).
-            kind: if self.level == 0 {
-                FileKind::Wal
-            } else {
-                FileKind::Run
-            },
+            // Compaction outputs are runs on every level: an L0 output
+            // (a flush, an intra-L0 merge) is an L0 file, not the WAL tier.
+            kind: FileKind::Run,
             level: self.level,
             min_key: open.first.to_vec(),
             max_key: open.last.to_vec(),

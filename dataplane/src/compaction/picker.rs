@@ -31,6 +31,8 @@ const CANDIDATES_PER_LEVEL: usize = 8;
 pub enum PickKind {
     Merge,
     Move,
+    /// The oldest WAL-tier files merged into L0 (see [`flush_pick`]).
+    Flush,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,12 +66,18 @@ impl Pick {
             .filter(|f| f.level == self.input_level)
             .cloned()
             .collect();
-        let live = levels.files(self.input_level);
+        let live = match self.kind {
+            PickKind::Flush => &levels.wal,
+            _ => levels.files(self.input_level),
+        };
         if !seeds.iter().all(|s| live.iter().any(|f| f == s)) {
             return None;
         }
         match self.kind {
             PickKind::Move => move_pick(levels, self.input_level, seeds),
+            // Still the oldest live WAL files: flushes remove prefixes only,
+            // and newer commits have higher sequences.
+            PickKind::Flush => Some(flush(seeds)),
             // Nothing can come between the run's files: new flushes are newer,
             // and jobs holding older or newer L0 files hold disjoint sequences.
             PickKind::Merge if self.output_level == 0 => Some(intra_l0(seeds)),
@@ -94,6 +102,78 @@ pub struct PickLimits {
     pub small_l0_bytes: u64,
     /// Fewest small files an intra-L0 job merges.
     pub min_intra_l0_files: usize,
+}
+
+/// When and how much the WAL tier's flush merges into L0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlushLimits {
+    /// The flush is due once the WAL tier holds this many bytes…
+    pub flush_bytes: u64,
+    /// …or this many files (each is one GET when an index restarts).
+    pub flush_files: usize,
+    /// Bounds of one flush job's input (its memory is about its input).
+    pub max_files: usize,
+    pub max_bytes: u64,
+}
+
+impl FlushLimits {
+    /// Whether the WAL tier described by `files` and `bytes` is due.
+    pub fn due(&self, files: u64, bytes: u64) -> bool {
+        files > 0 && (bytes >= self.flush_bytes || files >= self.flush_files as u64)
+    }
+}
+
+/// The WAL tier's flush: its oldest files (a prefix by sequence, so every
+/// WAL file left behind is newer than the output, and the output newer than
+/// every L0 file) merged into L0, when due (or `force`d: a drain on demand).
+/// Stops at the first file a running job holds.
+pub fn flush_pick(
+    levels: &Levels,
+    limits: &FlushLimits,
+    held: &[ClaimRange],
+    force: bool,
+) -> Option<Pick> {
+    let due = limits.due(levels.wal.len() as u64, levels.wal_bytes());
+    if levels.wal.is_empty() || !(due || force) {
+        return None;
+    }
+    let held: Vec<Option<(u64, u64)>> = held
+        .iter()
+        .filter(|c| c.level == 0)
+        .map(l0_claim_seqs)
+        .collect();
+    let free = |f: &FileRecord| {
+        held.iter().all(|h| match h {
+            Some((lo, hi)) => f.seq < *lo || f.seq > *hi,
+            // An older binary's whole-L0 claim holds every file.
+            None => false,
+        })
+    };
+    let oldest_first: Vec<FileRecord> = levels
+        .wal
+        .iter()
+        .take_while(|f| free(f))
+        .take(limits.max_files.max(1))
+        .cloned()
+        .collect();
+    if oldest_first.is_empty() {
+        return None;
+    }
+    let take = prefix_within(&oldest_first, limits.max_bytes);
+    Some(flush(oldest_first[..take].to_vec()))
+}
+
+/// Merges WAL files into one L0 file with their highest sequence: newer
+/// than every L0 file (earlier flushes), older than every WAL file left.
+fn flush(mut files: Vec<FileRecord>) -> Pick {
+    files.sort_by_key(|f| std::cmp::Reverse((f.seq, f.id)));
+    Pick {
+        kind: PickKind::Flush,
+        input_level: 0,
+        output_level: 0,
+        claims: vec![l0_claim(&files)],
+        inputs: files,
+    }
 }
 
 /// Picks in order of preference: levels by score (highest first, only those
@@ -142,7 +222,15 @@ fn l0_picks(
     base_level: u32,
     held: &[ClaimRange],
 ) -> Vec<Pick> {
-    let busy = HeldL0::from_claims(held);
+    // A flush holds WAL sequences, all newer than every L0 file: it does
+    // not hold L0.
+    let newest_l0 = levels.l0.first().map_or(0, |f| f.seq);
+    let held: Vec<ClaimRange> = held
+        .iter()
+        .filter(|c| l0_claim_seqs(c).is_none_or(|(lo, _)| lo <= newest_l0))
+        .cloned()
+        .collect();
+    let busy = HeldL0::from_claims(&held);
     let out = l0_output_level(levels, base_level);
     let expensive = levels.bytes(out)
         > levels

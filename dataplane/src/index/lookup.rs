@@ -1,5 +1,6 @@
-//! Point reads: newest file first, pruned by key range and bloom filter;
-//! the first file holding the key decides (a tombstone means absent).
+//! Point reads: the WAL tier in memory first, then newest file first,
+//! pruned by key range and bloom filter; the first source holding the key
+//! decides (a tombstone means absent).
 
 use super::manifest::{LiveFile, Manifest};
 use crate::cache::{BlockCache, ReadError};
@@ -32,9 +33,21 @@ pub async fn get(
     manifest: &Manifest,
     key: &[u8],
 ) -> Result<Option<Bytes>, Arc<ReadError>> {
+    let m = metrics();
+    if let Some(value) = manifest.mem.get(key) {
+        m.index_tables_consulted.observe(1.0);
+        m.index_files_probed.observe(0.0);
+        return Ok(match value {
+            Value::Put(v) => Some(v.clone()),
+            Value::Delete => None,
+        });
+    }
     let mut probed = 0u32;
     let mut found = FileAnswer::NotInFile;
-    for i in manifest.candidates(key) {
+    let candidates = manifest.candidates(key);
+    m.index_tables_consulted
+        .observe(1.0 + candidates.len() as f64);
+    for i in candidates {
         let file = &manifest.files[i];
         let table = file_meta(cache, file).await?;
         let (answer, read_block) = probe_table(cache, &file.object, &table, key).await?;
@@ -44,22 +57,16 @@ pub async fn get(
             break;
         }
     }
-    metrics().index_files_probed.observe(f64::from(probed));
+    m.index_files_probed.observe(f64::from(probed));
     Ok(found.into_value())
 }
 
-/// A live file's decoded metadata: pinned (WAL files, see [`LiveFile`]) or
-/// through the cache.
+/// A live file's decoded metadata, through the cache.
 pub async fn file_meta(
     cache: &BlockCache,
     file: &LiveFile,
 ) -> Result<Arc<TableMeta>, Arc<ReadError>> {
-    if let Some(table) = file.pinned_meta() {
-        return Ok(table.clone());
-    }
-    let table = cache.table(&file.object).await?;
-    file.pin_if_wal(&table);
-    Ok(table)
+    cache.table(&file.object).await
 }
 
 /// Looks `key` up in one file: metadata, bloom filter, then one block. The

@@ -1,52 +1,22 @@
-//! The index's view of the metadata: live files ordered newest first.
+//! The index's view of the metadata: the WAL tier in memory, then the live
+//! files ordered newest first.
 
-use crate::meta::{FileKind, FileRecord, ManifestDelta};
-use crate::sstable::TableMeta;
+use super::memtable::{MemTable, WalFile, is_wal};
+use crate::meta::{FileRecord, ManifestDelta};
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// One live file, with its object name shared by cache keys.
+#[derive(Debug)]
 pub struct LiveFile {
     pub record: FileRecord,
     pub object: Arc<str>,
-    /// A WAL file's decoded metadata, held for as long as the file is live.
-    /// Every point read may consult every WAL file, and under writes there
-    /// can be hundreds between compactions: a cache lookup per file per key
-    /// dominated mixed workloads. WAL metadata is small (a few-KB file's
-    /// index and bloom filter) and compaction bounds how many WAL files are
-    /// live, so pinning it outside the byte-weighted cache is bounded too.
-    /// Runs, which can be large, go through the cache every time.
-    pinned: OnceLock<Arc<TableMeta>>,
-}
-
-impl std::fmt::Debug for LiveFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveFile")
-            .field("record", &self.record)
-            .field("pinned", &self.pinned.get().is_some())
-            .finish()
-    }
 }
 
 impl LiveFile {
     pub fn new(record: FileRecord) -> LiveFile {
         let object = Arc::from(record.object.as_str());
-        LiveFile {
-            record,
-            object,
-            pinned: OnceLock::new(),
-        }
-    }
-
-    /// The metadata pinned by [`LiveFile::pin_if_wal`], if any.
-    pub fn pinned_meta(&self) -> Option<&Arc<TableMeta>> {
-        self.pinned.get()
-    }
-
-    pub fn pin_if_wal(&self, meta: &Arc<TableMeta>) {
-        if self.record.kind == FileKind::Wal {
-            let _ = self.pinned.set(meta.clone());
-        }
+        LiveFile { record, object }
     }
 
     pub fn may_contain(&self, key: &[u8]) -> bool {
@@ -70,19 +40,27 @@ pub struct Manifest {
     /// do not overlap; ordered by key). Level order, not sequence, decides
     /// between levels: a deeper file can carry a higher sequence than a
     /// shallower one whose keys it does not share (see decision 0003).
+    /// The WAL tier is not among them: it is read from `mem`.
     pub files: Vec<Arc<LiveFile>>,
+    /// The live WAL files' entries, newer than every file in `files`.
+    pub mem: MemTable,
     /// `files[runs[i]]` are the files of level `i + 1` (empty ranges for
     /// empty levels), for binary search by key.
     runs: Vec<std::ops::Range<usize>>,
 }
 
 impl Manifest {
-    /// The next snapshot after applying `delta`.
-    pub fn apply(&self, delta: ManifestDelta) -> Manifest {
-        let removed: HashSet<i64> = delta.removed_ids.into_iter().collect();
+    /// The next snapshot after applying `delta`; `wal` holds the decoded
+    /// WAL files the delta adds (see [`Manifest::wal_to_load`]).
+    pub fn apply(&self, delta: ManifestDelta, wal: Vec<Arc<WalFile>>) -> Manifest {
+        let removed: HashSet<i64> = delta.removed_ids.iter().copied().collect();
         // A file delivered again is either a retried catch-up (same record)
         // or a trivial move (new level): the delivered record wins.
         let delivered: HashSet<i64> = delta.added.iter().map(|f| f.id).collect();
+        let full = delta.full;
+        let mem = self
+            .mem
+            .next(&removed, |id| !full || delivered.contains(&id), wal);
         let mut files: Vec<Arc<LiveFile>> = self
             .files
             .iter()
@@ -90,13 +68,13 @@ impl Manifest {
             .filter(|f| {
                 // A full delta is the whole live manifest: keep only what it lists.
                 let listed = delivered.contains(&f.record.id);
-                (!listed && !delta.full) || (listed && Self::unchanged(f, &delta.added))
+                (!listed && !full) || (listed && Self::unchanged(f, &delta.added))
             })
             .cloned()
             .collect();
         let kept: HashSet<i64> = files.iter().map(|f| f.record.id).collect();
         for record in delta.added {
-            if kept.contains(&record.id) || removed.contains(&record.id) {
+            if kept.contains(&record.id) || removed.contains(&record.id) || is_wal(&record) {
                 continue;
             }
             files.push(Arc::new(LiveFile::new(record)));
@@ -106,8 +84,20 @@ impl Manifest {
         Manifest {
             version: delta.version.max(self.version),
             files,
+            mem,
             runs,
         }
+    }
+
+    /// The WAL files `delta` adds that this snapshot has not decoded yet:
+    /// the caller fetches and decodes them before [`Manifest::apply`].
+    pub fn wal_to_load<'a>(&self, delta: &'a ManifestDelta) -> Vec<&'a FileRecord> {
+        let removed: HashSet<i64> = delta.removed_ids.iter().copied().collect();
+        delta
+            .added
+            .iter()
+            .filter(|r| is_wal(r) && !removed.contains(&r.id) && !self.mem.contains(r.id))
+            .collect()
     }
 }
 
@@ -130,16 +120,24 @@ impl Manifest {
         out
     }
 
-    /// Whether `file`'s record is delivered again unchanged (keeps its pinned metadata).
+    /// Whether `file`'s record is delivered again unchanged.
     fn unchanged(file: &LiveFile, added: &[FileRecord]) -> bool {
         added
             .iter()
             .any(|r| r.id == file.record.id && r.level == file.record.level)
     }
 
-    /// The live files by level (for the compaction debt and gauges).
+    /// The live files by level, the WAL tier included (for the compaction
+    /// debt and gauges).
     pub fn levels(&self) -> crate::lsm::Levels {
-        crate::lsm::Levels::new(self.files.iter().map(|f| f.record.clone()).collect())
+        let wal = self.mem.files().iter().map(|f| f.record.clone());
+        crate::lsm::Levels::new(
+            self.files
+                .iter()
+                .map(|f| f.record.clone())
+                .chain(wal)
+                .collect(),
+        )
     }
 }
 
@@ -173,8 +171,8 @@ mod tests {
     fn record(id: i64, seq: u64) -> FileRecord {
         FileRecord {
             id,
-            object: format!("wal/{id}.sst"),
-            kind: FileKind::Wal,
+            object: format!("run/{id}.sst"),
+            kind: FileKind::Run,
             level: 0,
             seq,
             min_key: b"a".to_vec(),
@@ -189,49 +187,55 @@ mod tests {
     }
 
     #[test]
-    fn only_wal_files_pin_their_metadata() {
-        let mut writer = crate::sstable::Writer::new(Default::default());
-        writer
-            .add(b"k", &crate::sstable::Value::Put(b"v".to_vec().into()))
-            .unwrap();
-        let file = writer.finish(0, 0).unwrap();
-        let footer =
-            crate::sstable::Footer::decode(&file[file.len() - crate::sstable::FOOTER_LEN..])
-                .unwrap();
-        let range = footer.meta_range();
-        let meta_bytes = &file[range.start as usize..range.end as usize];
-        let meta = Arc::new(TableMeta::decode(&footer, meta_bytes).unwrap());
-        let wal = LiveFile::new(record(1, 1));
-        wal.pin_if_wal(&meta);
-        assert!(wal.pinned_meta().is_some_and(|m| Arc::ptr_eq(m, &meta)));
-        let run = LiveFile::new(FileRecord {
-            kind: FileKind::Run,
-            level: 1,
-            ..record(2, 1)
-        });
-        run.pin_if_wal(&meta);
-        assert!(
-            run.pinned_meta().is_none(),
-            "runs stay under the cache's byte bound"
-        );
+    fn wal_files_are_read_from_the_memtable_not_probed_as_files() {
+        let wal_record = FileRecord {
+            kind: FileKind::Wal,
+            object: "wal/5.sst".into(),
+            ..record(5, 5)
+        };
+        let delta = ManifestDelta {
+            version: 5,
+            added: vec![record(1, 1), wal_record.clone()],
+            ..Default::default()
+        };
+        let base = Manifest::default();
+        let to_load: Vec<i64> = base.wal_to_load(&delta).iter().map(|r| r.id).collect();
+        assert_eq!(to_load, vec![5]);
+        let entry = crate::sstable::Entry {
+            key: bytes::Bytes::from_static(b"k"),
+            value: crate::sstable::Value::Put(bytes::Bytes::from_static(b"v")),
+        };
+        let wal = Arc::new(WalFile::from_entries(wal_record, vec![entry]));
+        let m = base.apply(delta.clone(), vec![wal]);
+        let ids: Vec<i64> = m.files.iter().map(|f| f.record.id).collect();
+        assert_eq!(ids, vec![1], "the WAL file is not a file to probe");
+        assert!(m.mem.get(b"k").is_some());
+        assert!(m.wal_to_load(&delta).is_empty(), "decoded once");
+        assert_eq!(m.levels().wal.len(), 1, "the debt still counts it");
     }
 
     #[test]
     fn orders_newest_first_and_applies_removals() {
-        let m = Manifest::default().apply(ManifestDelta {
-            version: 3,
-            added: vec![record(1, 1), record(3, 3), record(2, 2)],
-            removed_ids: vec![],
-            full: false,
-        });
+        let m = Manifest::default().apply(
+            ManifestDelta {
+                version: 3,
+                added: vec![record(1, 1), record(3, 3), record(2, 2)],
+                removed_ids: vec![],
+                full: false,
+            },
+            vec![],
+        );
         let seqs: Vec<u64> = m.files.iter().map(|f| f.record.seq).collect();
         assert_eq!(seqs, vec![3, 2, 1]);
-        let m = m.apply(ManifestDelta {
-            version: 4,
-            added: vec![record(3, 3)],
-            removed_ids: vec![2],
-            full: false,
-        });
+        let m = m.apply(
+            ManifestDelta {
+                version: 4,
+                added: vec![record(3, 3)],
+                removed_ids: vec![2],
+                full: false,
+            },
+            vec![],
+        );
         let ids: Vec<i64> = m.files.iter().map(|f| f.record.id).collect();
         assert_eq!((m.version, ids), (4, vec![3, 1]));
     }
@@ -240,28 +244,29 @@ mod tests {
     fn levels_order_before_sequence_and_moves_change_the_level() {
         let at = |id, level, seq| FileRecord {
             level,
-            kind: if level == 0 {
-                FileKind::Wal
-            } else {
-                FileKind::Run
-            },
             ..record(id, seq)
         };
-        let m = Manifest::default().apply(ManifestDelta {
-            version: 5,
-            added: vec![at(1, 2, 9), at(2, 1, 4), at(3, 0, 5), at(4, 0, 7)],
-            removed_ids: vec![],
-            full: false,
-        });
+        let m = Manifest::default().apply(
+            ManifestDelta {
+                version: 5,
+                added: vec![at(1, 2, 9), at(2, 1, 4), at(3, 0, 5), at(4, 0, 7)],
+                removed_ids: vec![],
+                full: false,
+            },
+            vec![],
+        );
         let ids: Vec<i64> = m.files.iter().map(|f| f.record.id).collect();
         assert_eq!(ids, vec![4, 3, 2, 1], "L0 newest first, then L1, then L2");
         // File 2 moves to L3: delivered again with its new level.
-        let m = m.apply(ManifestDelta {
-            version: 6,
-            added: vec![at(2, 3, 4)],
-            removed_ids: vec![],
-            full: false,
-        });
+        let m = m.apply(
+            ManifestDelta {
+                version: 6,
+                added: vec![at(2, 3, 4)],
+                removed_ids: vec![],
+                full: false,
+            },
+            vec![],
+        );
         let order: Vec<(i64, u32)> = m
             .files
             .iter()
@@ -274,28 +279,26 @@ mod tests {
     fn candidates_are_covering_l0_files_then_one_file_per_level() {
         let at = |id, level, lo: &str, hi: &str| FileRecord {
             level,
-            kind: if level == 0 {
-                FileKind::Wal
-            } else {
-                FileKind::Run
-            },
             min_key: lo.into(),
             max_key: hi.into(),
             ..record(id, id as u64)
         };
-        let m = Manifest::default().apply(ManifestDelta {
-            version: 9,
-            added: vec![
-                at(1, 0, "a", "m"),
-                at(2, 0, "k", "z"),
-                at(3, 1, "a", "c"),
-                at(4, 1, "d", "f"),
-                at(5, 1, "g", "z"),
-                at(6, 3, "a", "z"),
-            ],
-            removed_ids: vec![],
-            full: false,
-        });
+        let m = Manifest::default().apply(
+            ManifestDelta {
+                version: 9,
+                added: vec![
+                    at(1, 0, "a", "m"),
+                    at(2, 0, "k", "z"),
+                    at(3, 1, "a", "c"),
+                    at(4, 1, "d", "f"),
+                    at(5, 1, "g", "z"),
+                    at(6, 3, "a", "z"),
+                ],
+                removed_ids: vec![],
+                full: false,
+            },
+            vec![],
+        );
         let ids = |key: &str| -> Vec<i64> {
             m.candidates(key.as_bytes())
                 .into_iter()
@@ -309,18 +312,24 @@ mod tests {
 
     #[test]
     fn a_full_delta_replaces_the_manifest() {
-        let m = Manifest::default().apply(ManifestDelta {
-            version: 3,
-            added: vec![record(1, 1), record(2, 2), record(3, 3)],
-            ..Default::default()
-        });
+        let m = Manifest::default().apply(
+            ManifestDelta {
+                version: 3,
+                added: vec![record(1, 1), record(2, 2), record(3, 3)],
+                ..Default::default()
+            },
+            vec![],
+        );
         let kept = m.files[1].clone();
-        let m = m.apply(ManifestDelta {
-            version: 9,
-            added: vec![record(2, 2), record(7, 7)],
-            full: true,
-            ..Default::default()
-        });
+        let m = m.apply(
+            ManifestDelta {
+                version: 9,
+                added: vec![record(2, 2), record(7, 7)],
+                full: true,
+                ..Default::default()
+            },
+            vec![],
+        );
         let ids: Vec<i64> = m.files.iter().map(|f| f.record.id).collect();
         assert_eq!((m.version, ids), (9, vec![7, 2]), "1 and 3 are gone");
         assert!(

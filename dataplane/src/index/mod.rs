@@ -9,18 +9,21 @@
 
 mod lookup;
 mod manifest;
+pub mod memtable;
 mod read_index;
 mod scan;
 
-pub use lookup::{FileAnswer, file_meta, probe};
+pub use lookup::{FileAnswer, file_meta, get, probe};
 pub use manifest::{LiveFile, Manifest};
+pub use memtable::{MemTable, WalFile};
 pub use scan::{KeyRange, Page, PageLimits};
 
 use crate::cache::{BlockCache, ReadError};
 use crate::cache_tier::CachePeers;
-use crate::meta::{DynMeta, MetaError};
+use crate::meta::{DynMeta, FileRecord, MetaError};
 use crate::metrics::metrics;
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -52,6 +55,20 @@ impl Default for IndexConfig {
         }
     }
 }
+
+/// Why a catch-up failed; the index keeps serving its last manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum CatchUpError {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    /// A new WAL object could not be read into the WAL tier (the store is
+    /// down, or the object is corrupt: never served, retried).
+    #[error("reading WAL object into memory: {0}")]
+    Wal(#[source] ReadError),
+}
+
+/// WAL objects fetched at once by one catch-up.
+const WAL_FETCH_CONCURRENCY: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -95,7 +112,7 @@ impl Index {
         meta: DynMeta,
         cache: Arc<BlockCache>,
         config: IndexConfig,
-    ) -> Result<(Arc<Index>, tokio::task::JoinHandle<()>), MetaError> {
+    ) -> Result<(Arc<Index>, tokio::task::JoinHandle<()>), CatchUpError> {
         Self::start_with_peers(meta, cache, None, config).await
     }
 
@@ -106,7 +123,7 @@ impl Index {
         cache: Arc<BlockCache>,
         peers: Option<Arc<CachePeers>>,
         config: IndexConfig,
-    ) -> Result<(Arc<Index>, tokio::task::JoinHandle<()>), MetaError> {
+    ) -> Result<(Arc<Index>, tokio::task::JoinHandle<()>), CatchUpError> {
         let (read_index, queue) = read_index::channel();
         let index = Arc::new(Index {
             meta,
@@ -166,20 +183,21 @@ impl Index {
         })
     }
 
-    /// Applies every manifest change committed since the last catch-up.
-    pub async fn catch_up(&self) -> Result<u64, MetaError> {
+    /// Applies every manifest change committed since the last catch-up,
+    /// reading the WAL objects it adds into the WAL tier first (so a write
+    /// is readable from the moment its sequence counts as applied).
+    pub async fn catch_up(&self) -> Result<u64, CatchUpError> {
         let current = self.manifest();
         let asked = Instant::now();
         let delta = self.meta.changes_since(current.version).await?;
-        // The manifest is now as fresh as the moment the question was asked.
-        {
-            let mut at = self.caught_up_at.lock().expect("catch-up clock");
-            *at = (*at).max(asked);
-        }
         if delta.version <= current.version {
+            self.caught_up(asked);
             return Ok(current.version);
         }
-        let next = Arc::new(current.apply(delta));
+        let wal = self.load_wal(current.wal_to_load(&delta)).await?;
+        // The manifest is now as fresh as the moment the question was asked.
+        self.caught_up(asked);
+        let next = Arc::new(current.apply(delta, wal));
         let version = next.version;
         let shape = next.levels();
         {
@@ -190,7 +208,10 @@ impl Index {
             if installed.version >= version {
                 return Ok(installed.version);
             }
-            metrics().index_files.set(next.files.len() as i64);
+            let m = metrics();
+            m.index_files.set(next.files.len() as i64);
+            m.index_memtable_bytes.set(next.mem.mem_bytes() as i64);
+            m.index_memtable_keys.set(next.mem.len() as i64);
             publish_levels(&shape);
             *installed = next;
         }
@@ -201,6 +222,28 @@ impl Index {
         });
         metrics().index_applied_seq.set(version as i64);
         Ok(version)
+    }
+
+    fn caught_up(&self, asked: Instant) {
+        let mut at = self.caught_up_at.lock().expect("catch-up clock");
+        *at = (*at).max(asked);
+    }
+
+    /// Fetches and decodes WAL objects (a few KB each: one GET apiece).
+    async fn load_wal(&self, records: Vec<&FileRecord>) -> Result<Vec<Arc<WalFile>>, CatchUpError> {
+        let store = self.cache.store();
+        futures::stream::iter(records.into_iter().cloned())
+            .map(|record| async move {
+                let bytes = store.get(&record.object).await.map_err(ReadError::Store)?;
+                let object = record.object.clone();
+                WalFile::decode(record, bytes)
+                    .map(Arc::new)
+                    .map_err(|source| ReadError::Corrupt { object, source })
+            })
+            .buffered(WAL_FETCH_CONCURRENCY)
+            .try_collect()
+            .await
+            .map_err(CatchUpError::Wal)
     }
 
     /// Waits until `sequence` is applied, at most `wait`.

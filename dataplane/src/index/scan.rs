@@ -3,6 +3,7 @@
 //! hide the key. Blocks are fetched lazily, one at a time per file.
 
 use super::manifest::{LiveFile, Manifest};
+use super::memtable::MemTable;
 use crate::cache::{BlockCache, ReadError};
 use crate::sstable::{Entry, TableMeta, Value};
 use bytes::Bytes;
@@ -67,24 +68,64 @@ pub struct Page {
     pub version: u64,
 }
 
-/// Reads one file's entries from a start key on, a block at a time.
+/// Entries buffered at a time from the WAL tier in memory.
+const MEM_CHUNK: usize = 256;
+
+/// Where a cursor's entries come from.
+enum Source {
+    /// One file, a block at a time.
+    File {
+        file: Arc<LiveFile>,
+        table: Arc<TableMeta>,
+        next_block: usize,
+    },
+    /// The WAL tier in memory, a chunk at a time after the last key taken.
+    Mem { last: Option<Bytes>, done: bool },
+}
+
+/// Reads one source's entries from a start key on.
 struct Cursor {
+    /// Lower is newer: the WAL tier is 0, files follow in read order.
     rank: usize,
-    file: Arc<LiveFile>,
-    table: Arc<TableMeta>,
-    next_block: usize,
+    source: Source,
     buffered: VecDeque<Entry>,
 }
 
 impl Cursor {
-    /// Makes sure the cursor has a head entry unless the file is exhausted.
-    async fn fill(&mut self, cache: &BlockCache, from: &[u8]) -> Result<(), Arc<ReadError>> {
-        while self.buffered.is_empty() && self.next_block < self.table.index.len() {
-            let block = cache
-                .block(&self.file.object, &self.table, self.next_block)
-                .await?;
-            self.next_block += 1;
-            self.buffered.extend(block.entries_from(from));
+    /// Makes sure the cursor has a head entry unless the source is exhausted.
+    async fn fill(
+        &mut self,
+        cache: &BlockCache,
+        mem: &MemTable,
+        range: &KeyRange,
+    ) -> Result<(), Arc<ReadError>> {
+        if !self.buffered.is_empty() {
+            return Ok(());
+        }
+        match &mut self.source {
+            Source::File {
+                file,
+                table,
+                next_block,
+            } => {
+                while self.buffered.is_empty() && *next_block < table.index.len() {
+                    let block = cache.block(&file.object, table, *next_block).await?;
+                    *next_block += 1;
+                    self.buffered.extend(block.entries_from(&range.start));
+                }
+            }
+            Source::Mem { last, done } if !*done => {
+                let chunk = mem.range(
+                    &range.start,
+                    last.as_deref(),
+                    range.end.as_deref(),
+                    MEM_CHUNK,
+                );
+                *done = chunk.len() < MEM_CHUNK;
+                *last = chunk.last().map(|e| e.key.clone());
+                self.buffered.extend(chunk);
+            }
+            Source::Mem { .. } => {}
         }
         Ok(())
     }
@@ -108,7 +149,7 @@ pub async fn scan(
     let mut bytes = 0usize;
     loop {
         for c in cursors.iter_mut() {
-            c.fill(cache, &range.start).await?;
+            c.fill(cache, &manifest.mem, range).await?;
         }
         cursors.retain(|c| c.head().is_some());
         // The smallest head key; among equal keys the newest file (lowest rank).
@@ -149,18 +190,27 @@ async fn open_cursors(
     manifest: &Manifest,
     range: &KeyRange,
 ) -> Result<Vec<Cursor>, Arc<ReadError>> {
-    let mut cursors = Vec::new();
-    for (rank, file) in manifest.files.iter().enumerate() {
+    let mut cursors = vec![Cursor {
+        rank: 0,
+        source: Source::Mem {
+            last: None,
+            done: manifest.mem.is_empty(),
+        },
+        buffered: VecDeque::new(),
+    }];
+    for (i, file) in manifest.files.iter().enumerate() {
         if !file.overlaps(&range.start, range.end.as_deref()) {
             continue;
         }
         let table = cache.table(&file.object).await?;
         let first = table.index.seek(&range.start);
         cursors.push(Cursor {
-            rank,
-            file: file.clone(),
-            table,
-            next_block: first,
+            rank: i + 1,
+            source: Source::File {
+                file: file.clone(),
+                table,
+                next_block: first,
+            },
             buffered: VecDeque::new(),
         });
     }

@@ -76,6 +76,19 @@ pub struct FileRecord {
     pub removed_at_ms: Option<i64>,
 }
 
+/// Where batchers put their group commits (`wal/<ms>-<writer>-<n>.sst`).
+pub const WAL_OBJECT_PREFIX: &str = "wal/";
+
+impl FileRecord {
+    /// Whether this row is in the WAL tier: a batcher's group commit not yet
+    /// flushed into L0 (docs/decisions/0008-wal-tier.md). Intra-L0 outputs
+    /// of earlier versions were also `kind = 'wal'` at level 0, but live
+    /// under `run/`: they are L0 files.
+    pub fn is_wal_tier(&self) -> bool {
+        self.kind == FileKind::Wal && self.level == 0 && self.object.starts_with(WAL_OBJECT_PREFIX)
+    }
+}
+
 /// A compaction's change to the manifest, applied in one transaction: every
 /// input must still be live, every move's file still at its old level, and
 /// the job's claim (if any) still held; otherwise nothing changes.
@@ -107,6 +120,14 @@ impl ClaimRange {
             && other.max_key.as_ref().is_none_or(|hi| &self.min_key <= hi)
             && self.max_key.as_ref().is_none_or(|hi| &other.min_key <= hi)
     }
+}
+
+/// Live files of the WAL tier and of L0 (docs/decisions/0008-wal-tier.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TierCounts {
+    pub wal_files: u64,
+    pub wal_bytes: u64,
+    pub l0_files: u64,
 }
 
 /// What changed in the manifest after a version.
@@ -240,6 +261,16 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn live_writers(&self) -> MetaResult<Vec<String>>;
     /// Live L0 files (for write stalls).
     async fn l0_file_count(&self) -> MetaResult<u64>;
+    /// The WAL tier and L0 at a glance: what write stalls and the flush
+    /// trigger poll (see `crate::write_stall`).
+    async fn tier_counts(&self) -> MetaResult<TierCounts> {
+        let levels = crate::lsm::Levels::new(self.live_files().await?);
+        Ok(TierCounts {
+            wal_files: levels.wal.len() as u64,
+            wal_bytes: levels.wal_bytes(),
+            l0_files: levels.l0.len() as u64,
+        })
+    }
     /// Every row, live or replaced, for purge.
     async fn all_files(&self) -> MetaResult<Vec<FileRecord>>;
     /// Deletes rows of replaced files whose objects are gone.
