@@ -125,6 +125,13 @@ enum Command {
         #[arg(long, env = "SKYVAULT_COMPACT_SUMMARY_FILE")]
         summary_file: Option<PathBuf>,
     },
+    /// Flush the WAL tier (group commits held in the indexes' memory) into
+    /// one L0 file now, whether or not it is due; batchers do it by themselves
+    /// at --wal-flush-bytes. Prints a JSON summary; exit 3 when the tier is empty.
+    Flush {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
     /// Delete unreferenced objects older than the grace period once; prints a JSON summary.
     Purge {
         #[command(flatten)]
@@ -505,6 +512,25 @@ async fn run_compact(
     let summary = skyvault::compaction::compact(&store, &meta, &config)
         .await
         .context("compaction failed; nothing was swapped")?;
+    report_job(summary, summary_file)
+}
+
+async fn run_flush(storage: &StorageArgs) -> anyhow::Result<()> {
+    let (store, meta) = storage.open().await?;
+    let config = skyvault::compaction::CompactionConfig::default();
+    let limits = skyvault::wal_flush::DEFAULT_LIMITS;
+    let summary = skyvault::compaction::flush(&store, &meta, &config, &limits, true)
+        .await
+        .context("flush failed; nothing was swapped")?;
+    report_job(summary, None)
+}
+
+/// Prints a job's JSON summary (and writes it to `summary_file`), then exits
+/// with its outcome's status.
+fn report_job(
+    summary: skyvault::compaction::CompactionSummary,
+    summary_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let json = serde_json::to_string(&summary)?;
     println!("{json}");
     if let Some(path) = summary_file {
@@ -559,6 +585,10 @@ async fn main() {
                 ..compaction.config()
             };
             run_compact(&storage, config, summary_file).await
+        }
+        Command::Flush { storage } => {
+            init_logging();
+            run_flush(&storage).await
         }
         Command::Purge {
             storage,
