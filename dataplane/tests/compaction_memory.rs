@@ -31,10 +31,12 @@ fn env_mib(name: &str, default: u64) -> u64 {
 }
 
 /// Writes `total` bytes of L0 files (`file` bytes each, 1 KiB random values,
-/// random keys) straight into the store and the manifest, as flushes would.
+/// random keys) straight into the store and the manifest, as flushes of the
+/// WAL tier would.
 async fn generate(dir: &std::path::Path, total: u64, file: u64) {
     let mut config = StandaloneConfig::new(dir);
     config.maintenance = None;
+    config.batcher.wal_flush = None;
     let parts = standalone::open(&config, None).await.unwrap();
     let mut rng = rand::rng();
     let files = total.div_ceil(file);
@@ -56,12 +58,12 @@ async fn generate(dir: &std::path::Path, total: u64, file: u64) {
         }
         let entry_count = writer.entry_count();
         let data = writer.finish(f + 1, f + 1).unwrap();
-        let object = format!("wal/gen-{f:06}.sst");
+        let object = format!("run/gen-{f:06}.sst");
         let size_bytes = data.len() as u64;
         parts.store.put(&object, data).await.unwrap();
         let file = NewFile {
             object,
-            kind: FileKind::Wal,
+            kind: FileKind::Run,
             level: 0,
             min_key: keys[0].to_vec(),
             max_key: keys[keys.len() - 1].to_vec(),

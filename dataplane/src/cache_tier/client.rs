@@ -148,6 +148,7 @@ impl CachePeers {
         manifest: &Manifest,
         keys: &[Bytes],
     ) -> Result<Vec<Option<Bytes>>, Arc<ReadError>> {
+        manifest.mem.check()?;
         let candidates = candidates(local, manifest, keys).await?;
         let mut plans: Vec<Plan> = vec![Plan::new(); self.peers.len()];
         for (k, files) in candidates.iter().enumerate() {

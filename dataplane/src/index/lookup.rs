@@ -34,6 +34,7 @@ pub async fn get(
     key: &[u8],
 ) -> Result<Option<Bytes>, Arc<ReadError>> {
     let m = metrics();
+    manifest.mem.check()?;
     if let Some(value) = manifest.mem.get(key) {
         m.index_tables_consulted.observe(1.0);
         m.index_files_probed.observe(0.0);

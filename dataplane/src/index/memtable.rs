@@ -14,6 +14,7 @@
 //! own version, shares almost all nodes with the previous one, and a reader
 //! holding an old snapshot keeps seeing exactly the files it was built from.
 
+use crate::cache::ReadError;
 use crate::meta::FileRecord;
 use crate::sstable::{Entry, FormatError, Table, Value};
 use bytes::Bytes;
@@ -37,20 +38,43 @@ pub fn is_wal(record: &FileRecord) -> bool {
 pub struct WalFile {
     pub record: FileRecord,
     entries: Vec<Entry>,
+    /// Why the object could not be decoded: while it is live, any key may
+    /// be in it, so every read fails DATA_LOSS naming it (invariant 8).
+    damage: Option<Arc<ReadError>>,
 }
 
 impl WalFile {
     /// Decodes a whole WAL object (every block's checksum is verified, and
-    /// the entry counts against its properties).
-    pub fn decode(record: FileRecord, bytes: Bytes) -> Result<WalFile, FormatError> {
-        let table = Table::from_bytes(bytes)?;
-        let entries = table.iter().collect::<Result<Vec<_>, _>>()?;
-        Ok(WalFile { record, entries })
+    /// the entry counts against its properties); a damaged object is kept
+    /// as damaged, never as data.
+    pub fn decode(record: FileRecord, bytes: Bytes) -> WalFile {
+        let decoded = Table::from_bytes(bytes)
+            .and_then(|table| table.iter().collect::<Result<Vec<_>, FormatError>>());
+        match decoded {
+            Ok(entries) => WalFile {
+                record,
+                entries,
+                damage: None,
+            },
+            Err(source) => {
+                tracing::error!(object = %record.object, error = %source, "a WAL object is corrupt: every read fails DATA_LOSS until it is repaired or removed");
+                let object = record.object.clone();
+                WalFile {
+                    record,
+                    entries: Vec::new(),
+                    damage: Some(Arc::new(ReadError::Corrupt { object, source })),
+                }
+            }
+        }
     }
 
     #[cfg(test)]
     pub fn from_entries(record: FileRecord, entries: Vec<Entry>) -> WalFile {
-        WalFile { record, entries }
+        WalFile {
+            record,
+            entries,
+            damage: None,
+        }
     }
 
     fn mem_bytes(&self) -> usize {
@@ -77,9 +101,19 @@ pub struct MemTable {
     files: Vec<Arc<WalFile>>,
     /// Estimated memory of the decoded entries.
     mem_bytes: usize,
+    /// The damage of a live WAL file that could not be decoded, if any.
+    damaged: Option<Arc<ReadError>>,
 }
 
 impl MemTable {
+    /// Fails while a live WAL file is damaged: it may hold any key.
+    pub fn check(&self) -> Result<(), Arc<ReadError>> {
+        match &self.damaged {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
     /// The newest value of `key` in the WAL tier (a tombstone is `Delete`).
     pub fn get(&self, key: &[u8]) -> Option<&Value> {
         self.map.get(key).map(|(_, v)| v)
@@ -171,6 +205,7 @@ impl MemTable {
         }
         let mut next = MemTable {
             map: self.map.clone(),
+            damaged: stay.iter().find_map(|f| f.damage.clone()),
             files: stay,
             mem_bytes: self.mem_bytes,
         };
@@ -206,6 +241,9 @@ impl MemTable {
             self.map.insert(e.key.clone(), (seq, e.value.clone()));
         }
         self.mem_bytes += file.mem_bytes();
+        if self.damaged.is_none() {
+            self.damaged = file.damage.clone();
+        }
         self.files.push(file);
     }
 }
@@ -337,6 +375,26 @@ mod tests {
         assert_eq!(value(&t, "a"), Some(Some("1".into())));
         assert_eq!(value(&t, "b"), None);
         assert_eq!(value(&t, "c"), Some(Some("3".into())));
+    }
+
+    #[test]
+    fn a_damaged_wal_file_fails_every_read_until_it_leaves() {
+        let record = wal(2, 20, &[]).record.clone();
+        let damaged = Arc::new(WalFile::decode(record, Bytes::from_static(b"not a table")));
+        let t = MemTable::default().next(
+            &HashSet::new(),
+            |_| true,
+            vec![
+                wal(1, 10, &[("a", Some("1"))]),
+                damaged,
+                wal(3, 30, &[("b", Some("3"))]),
+            ],
+        );
+        let err = t.check().unwrap_err().to_string();
+        assert!(err.contains("wal/2.sst"), "{err}");
+        assert!(t.get(b"not there").is_none(), "no entries from it");
+        let t = t.next(&HashSet::from([1, 2]), |_| true, vec![]);
+        assert!(t.check().is_ok(), "flushed away");
     }
 
     #[test]

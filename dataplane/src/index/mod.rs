@@ -229,16 +229,15 @@ impl Index {
         *at = (*at).max(asked);
     }
 
-    /// Fetches and decodes WAL objects (a few KB each: one GET apiece).
+    /// Fetches and decodes WAL objects (a few KB each: one GET apiece). A
+    /// store error fails the catch-up (retried); a damaged object is kept as
+    /// damaged and fails reads instead (see [`WalFile::decode`]).
     async fn load_wal(&self, records: Vec<&FileRecord>) -> Result<Vec<Arc<WalFile>>, CatchUpError> {
         let store = self.cache.store();
         futures::stream::iter(records.into_iter().cloned())
             .map(|record| async move {
                 let bytes = store.get(&record.object).await.map_err(ReadError::Store)?;
-                let object = record.object.clone();
-                WalFile::decode(record, bytes)
-                    .map(Arc::new)
-                    .map_err(|source| ReadError::Corrupt { object, source })
+                Ok(Arc::new(WalFile::decode(record, bytes)))
             })
             .buffered(WAL_FETCH_CONCURRENCY)
             .try_collect()

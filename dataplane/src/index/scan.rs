@@ -145,6 +145,7 @@ pub async fn scan(
     if range.is_empty() || limits.max_items == 0 {
         return Ok(page);
     }
+    manifest.mem.check()?;
     let mut cursors = open_cursors(cache, manifest, range).await?;
     let mut bytes = 0usize;
     loop {
