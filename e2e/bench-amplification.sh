@@ -15,7 +15,7 @@ GIB=${BENCH_AMP_GIB:-10}
 KEYS=${BENCH_AMP_KEYS:-2000000}
 VALUE=4096 KEY=16
 OUT=target/bench
-BIN=target/release/skyvault
+BIN=${CARGO_TARGET_DIR:-target}/release/skyvault
 GRPC=127.0.0.1:50181 HTTP=127.0.0.1:9181
 SERVER='' DATA=''
 cleanup() {

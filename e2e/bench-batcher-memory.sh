@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=${BIN:-target/release/skyvault}
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/skyvault}
 QUEUES=${BATCHER_MEMORY_QUEUES_MIB:-64 256}
 CLIENTS=${BATCHER_MEMORY_CLIENTS:-1024}
 FLOOD=${BATCHER_MEMORY_FLOOD:-10s}

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=${BIN:-target/release/skyvault}
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/skyvault}
 CAPS=${ROLE_MEMORY_CAPACITIES_MIB:-128 512 1024}
 KEYS=${ROLE_MEMORY_KEYS:-600000}
 VALUE=${ROLE_MEMORY_VALUE_BYTES:-2048}

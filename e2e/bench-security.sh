@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=${BIN:-target/release/skyvault}
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/skyvault}
 DURATION=${SECURITY_BENCH_DURATION:-10s}
 CONCURRENCY=${SECURITY_BENCH_CONCURRENCY:-32}
 OUT=target/bench

@@ -24,7 +24,7 @@ COMPACT=${BENCH_COMPACT:-1}
 GRPC=127.0.0.1:${BENCH_GRPC_PORT:-50161}
 HTTP=127.0.0.1:${BENCH_HTTP_PORT:-9161}
 OUT=target/bench
-BIN=target/release/skyvault
+BIN=${CARGO_TARGET_DIR:-target}/release/skyvault
 case "$MODES" in
     standalone | distributed | all) ;;
     *) echo "BENCH_MODES must be standalone, distributed or all (got $MODES)"; exit 2 ;;
@@ -134,7 +134,7 @@ fi
 
 if want distributed; then
     cargo build -p skyvault-e2e --bin skyvault-e2e-dataplane
-    SKYVAULT_BIN=$BIN target/debug/skyvault-e2e-dataplane > "$OUT/dataplane.env" 2> "$OUT/dataplane.log" &
+    SKYVAULT_BIN=$BIN "${CARGO_TARGET_DIR:-target}/debug/skyvault-e2e-dataplane" > "$OUT/dataplane.env" 2> "$OUT/dataplane.log" &
     HARNESS=$!
     # The harness prints the READY line once PostgreSQL, moto and every role answer /readyz.
     for _ in $(seq 1200); do

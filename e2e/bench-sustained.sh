@@ -17,7 +17,7 @@ MODE=${1:-standalone}
 MINUTES=${BENCH_MINUTES:-20}
 KEYS=${BENCH_KEYS:-1000000}
 OUT=target/bench/sustained-$MODE
-BIN=target/release/skyvault
+BIN=${CARGO_TARGET_DIR:-target}/release/skyvault
 S3S=$HOME/.cache/skyvault/tools/s3s-fs-0.14.1/bin/s3s-fs
 case "$MODE" in standalone | distributed) ;; *) echo "usage: $0 standalone|distributed"; exit 2 ;; esac
 
@@ -46,7 +46,7 @@ else
             --root "$HOME/.cache/skyvault/tools/s3s-fs-0.14.1"
     fi
     cargo build -p skyvault-e2e --bin skyvault-e2e-dataplane
-    SKYVAULT_TEST_S3=$S3_SERVER SKYVAULT_BIN=$BIN target/debug/skyvault-e2e-dataplane \
+    SKYVAULT_TEST_S3=$S3_SERVER SKYVAULT_BIN=$BIN "${CARGO_TARGET_DIR:-target}/debug/skyvault-e2e-dataplane" \
         > "$OUT/dataplane.env" 2> "$OUT/dataplane.log" &
     PIDS_TO_STOP="$!"
     for _ in $(seq 1200); do

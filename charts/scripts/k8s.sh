@@ -41,7 +41,8 @@ node_dir() {
 node_image() { # NODE_DIR
   (cd "$root" && cargo build --release -p skyvault --bin skyvault &&
     cargo build --release -p skyvault-operator --bin skyvault-operator)
-  local bins=("$root/target/release/skyvault" "$root/target/release/skyvault-operator") tar
+  local target="${CARGO_TARGET_DIR:-$root/target}"
+  local bins=("$target/release/skyvault" "$target/release/skyvault-operator") tar
   image="skyvault.local/skyvault:dev-$(cat "${bins[@]}" | sha256sum | cut -c1-12)"
   tar="$(mktemp "${TMPDIR:-/tmp}/skyvault-dev-image.XXXXXX")"
   bash "$root/e2e/node/images.sh" skyvault "$tar" "$image" "${bins[@]}" >/dev/null

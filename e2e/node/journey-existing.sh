@@ -13,7 +13,7 @@ cargo build -p skyvault --bin skyvault
 cargo build -p skyvault-operator --bin skyvault-operator
 cargo build -p skyvault-e2e --bin skyvault-e2e-cluster
 out="$(mktemp "${TMPDIR:-/tmp}/skyvault-e2e-cluster.XXXXXX")"
-target/debug/skyvault-e2e-cluster --node >"$out" &
+"${CARGO_TARGET_DIR:-target}/debug/skyvault-e2e-cluster" --node >"$out" &
 cluster=$!
 stop() {
   kill -TERM "$cluster" 2>/dev/null || true
