@@ -99,3 +99,10 @@ k8s-stress:
 # Uninstall the dev store and the operator (keeps the CRD).
 k8s-reset:
     bash charts/scripts/k8s.sh reset
+
+# SkyVault standalone side by side with SlateDB 0.18 embedded (e2e/peer-bench: local files with
+# fsync, 1 ms WAL flush, every write awaited durable): durable writes at 64 and 1 clients, warm
+# reads (single keys; SkyVault BatchGet-10) and the gRPC floor, medians of 3 runs with the ratio
+# SkyVault/SlateDB in target/bench/peers.md. BENCH_DURATION, BENCH_WARMUP, BENCH_RUNS, BENCH_VALUE_SIZE.
+bench-peers:
+    bash e2e/bench-peers.sh
