@@ -16,6 +16,8 @@ use std::time::Duration;
 /// Probability of an object-store fault per request in the jobs.
 const JOB_FAULT_RATE: &str = "0.02";
 const ROLES: [&str; 3] = ["batcher", "cache", "index"];
+/// Group commits per WAL flush in the campaign (production: 2,048).
+pub const CHAOS_WAL_FLUSH_FILES: &str = "8";
 
 struct Role {
     name: &'static str,
@@ -66,7 +68,9 @@ impl Distributed {
         let mut cmd = self.deps.command(&[role.name]);
         cmd.env("SKYVAULT_GRPC_ADDR", &role.grpc)
             .env("SKYVAULT_HTTP_ADDR", &role.http)
-            .env("SKYVAULT_BATCH_MAX_AGE_MS", "2");
+            .env("SKYVAULT_BATCH_MAX_AGE_MS", "2")
+            // The WAL tier flushes every few commits, so kills land in flushes.
+            .env("SKYVAULT_WAL_FLUSH_FILES", CHAOS_WAL_FLUSH_FILES);
         if role.name == "index" {
             cmd.env("SKYVAULT_CACHE_PEERS", &cache);
         }

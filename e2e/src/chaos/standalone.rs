@@ -55,6 +55,11 @@ impl Standalone {
                 "60",
             ])
             .env("SKYVAULT_BATCH_MAX_AGE_MS", "2")
+            // The WAL tier flushes every few commits, so kills land in flushes.
+            .env(
+                "SKYVAULT_WAL_FLUSH_FILES",
+                super::distributed::CHAOS_WAL_FLUSH_FILES,
+            )
             .env("RUST_LOG", "info");
         self.process = Some(ManagedProcess::spawn("standalone", cmd, &self.log)?);
         Ok(())
