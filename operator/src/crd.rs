@@ -235,8 +235,9 @@ impl Default for DisruptionBudgetSpec {
 }
 
 /// The batcher (write) tier.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.walStopBytes == 0 || self.walStopBytes > self.walFlushBytes").message("batcher.walStopBytes must be 0 or more than batcher.walFlushBytes: writes would stop before the WAL tier is due for its flush"))]
 pub struct BatcherSpec {
     /// Number of batcher Pods.
     #[serde(default = "default_one")]
@@ -263,6 +264,34 @@ pub struct BatcherSpec {
     #[serde(default = "default_queue_max_bytes")]
     #[schemars(range(min = 4_194_304, max = 68_719_476_736_i64))]
     pub queue_max_bytes: i64,
+    /// From this many level-0 files on, the batchers space their flushes (up to 100 ms
+    /// apart at twice this count) so batches grow and compaction catches up; writes never
+    /// fail for it. 0 never slows down.
+    #[serde(default = "default_l0_slowdown_files")]
+    #[schemars(range(min = 0, max = 100_000))]
+    pub l0_slowdown_files: i32,
+    /// Writes wait (up to 2 s, then RESOURCE_EXHAUSTED naming this bound) while level 0
+    /// holds this many files, so writers cannot outrun compaction. 0 never stalls.
+    #[serde(default = "default_l0_stop_files")]
+    #[schemars(range(min = 0, max = 100_000))]
+    pub l0_stop_files: i32,
+    /// The WAL tier (group commits, held in every index Pod's memory) is flushed by the
+    /// batchers into one level-0 file once it holds this many bytes. The flush's memory,
+    /// 2 x this, is part of the batcher's memory request.
+    #[serde(default = "default_wal_flush_bytes")]
+    #[schemars(range(min = 1_048_576, max = 4_294_967_296_i64))]
+    pub wal_flush_bytes: i64,
+    /// ... or once it holds this many group commits (an index restart reads each back once).
+    #[serde(default = "default_wal_flush_files")]
+    #[schemars(range(min = 1, max = 100_000))]
+    pub wal_flush_files: i32,
+    /// Writes wait (up to 2 s, then RESOURCE_EXHAUSTED naming this bound) while the WAL
+    /// tier holds this many bytes (its flush fell behind): the bound on what every index
+    /// Pod holds in memory, which is part of the index's memory request. Must be 0 (never
+    /// stall) or more than `walFlushBytes`.
+    #[serde(default = "default_wal_stop_bytes")]
+    #[schemars(range(min = 0, max = 68_719_476_736_i64))]
+    pub wal_stop_bytes: i64,
     /// PodDisruptionBudget of the batcher Pods.
     #[serde(default)]
     pub disruption_budget: DisruptionBudgetSpec,
@@ -277,6 +306,11 @@ impl Default for BatcherSpec {
             batch_max_age_ms: default_batch_max_age_ms(),
             max_concurrent_flushes: default_max_concurrent_flushes(),
             queue_max_bytes: default_queue_max_bytes(),
+            l0_slowdown_files: default_l0_slowdown_files(),
+            l0_stop_files: default_l0_stop_files(),
+            wal_flush_bytes: default_wal_flush_bytes(),
+            wal_flush_files: default_wal_flush_files(),
+            wal_stop_bytes: default_wal_stop_bytes(),
             disruption_budget: DisruptionBudgetSpec::default(),
         }
     }
@@ -556,6 +590,21 @@ fn default_max_concurrent_flushes() -> i32 {
 }
 fn default_queue_max_bytes() -> i64 {
     64 * 1024 * 1024
+}
+fn default_l0_slowdown_files() -> i32 {
+    20
+}
+fn default_l0_stop_files() -> i32 {
+    36
+}
+fn default_wal_flush_bytes() -> i64 {
+    64 * 1024 * 1024
+}
+fn default_wal_flush_files() -> i32 {
+    2048
+}
+fn default_wal_stop_bytes() -> i64 {
+    256 * 1024 * 1024
 }
 fn default_index_cache_bytes() -> i64 {
     64 * 1024 * 1024

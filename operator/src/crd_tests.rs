@@ -155,6 +155,12 @@ fn defaults_fill_the_tiers() {
         "us-east-1"
     );
     assert_eq!(spec["batcher"]["properties"]["replicas"]["minimum"], 1.0);
+    let batcher = &spec["batcher"]["default"];
+    assert_eq!(batcher["l0SlowdownFiles"], 20);
+    assert_eq!(batcher["l0StopFiles"], 36);
+    assert_eq!(batcher["walFlushBytes"], 67_108_864);
+    assert_eq!(batcher["walFlushFiles"], 2048);
+    assert_eq!(batcher["walStopBytes"], 268_435_456);
     let required = s["properties"]["spec"]["required"].as_array().unwrap();
     for field in ["image", "objectStore", "database"] {
         assert!(required.contains(&json!(field)), "{field}");
@@ -203,6 +209,36 @@ fn cel_rejects_same_key_for_both_credentials() {
             .any(|e| e.contains("must name different keys")),
         "{errors:?}"
     );
+}
+
+#[test]
+fn cel_requires_the_wal_stop_above_the_wal_flush_or_off() {
+    let mut spec = minimal_spec();
+    // The defaults (256 MiB over 64 MiB) pass; so does 0 (never stall) under any flush.
+    spec["batcher"] = json!({"replicas": 2});
+    assert_eq!(
+        cel_errors(&object(spec.clone()), None),
+        Vec::<String>::new()
+    );
+    spec["batcher"] = json!({"walFlushBytes": 1_073_741_824_i64, "walStopBytes": 0});
+    assert_eq!(
+        cel_errors(&object(spec.clone()), None),
+        Vec::<String>::new()
+    );
+    // A larger flush than the defaulted stop, or a stop equal to the flush, is refused.
+    for batcher in [
+        json!({"walFlushBytes": 268_435_456_i64}),
+        json!({"walFlushBytes": 8_388_608, "walStopBytes": 8_388_608}),
+    ] {
+        spec["batcher"] = batcher;
+        let errors = cel_errors(&object(spec.clone()), None);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("walStopBytes must be 0 or more than batcher.walFlushBytes")),
+            "{errors:?}"
+        );
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Checks the API server cannot do: cron syntax, referenced Secrets and their keys. The
-//! schema's own rules (ranges, name length, memory vs cache, no root) are repeated here so
+//! schema's own rules (ranges, name length, memory vs cache, WAL stop above
+//! WAL flush, no root) are repeated here so
 //! an old CRD or a cluster without CEL still never gets half-applied children.
 
 use k8s_openapi::api::core::v1::Secret;
@@ -30,6 +31,7 @@ pub fn validate_spec(sv: &SkyVault) -> Vec<FieldError> {
     let mut errors = Vec::new();
     check_name(sv, &mut errors);
     check_schedules(sv, &mut errors);
+    check_wal(sv, &mut errors);
     check_memory(sv, &mut errors);
     check_pod(sv, &mut errors);
     errors
@@ -74,6 +76,21 @@ fn check_schedules(sv: &SkyVault, errors: &mut Vec<FieldError>) {
         if let Err(e) = Schedule::parse(kind.schedule(sv)) {
             errors.push(FieldError::new(field, e.reason));
         }
+    }
+}
+
+/// The batcher refuses to start otherwise (`--wal-stop-bytes` must be 0 or exceed
+/// `--wal-flush-bytes`): every batcher Pod would crash-loop.
+fn check_wal(sv: &SkyVault, errors: &mut Vec<FieldError>) {
+    let b = &sv.spec.batcher;
+    if b.wal_stop_bytes != 0 && b.wal_stop_bytes <= b.wal_flush_bytes {
+        errors.push(FieldError::new(
+            "spec.batcher.walStopBytes",
+            format!(
+                "must be 0 or more than spec.batcher.walFlushBytes ({})",
+                b.wal_flush_bytes
+            ),
+        ));
     }
 }
 

@@ -44,6 +44,17 @@ fn names_that_cannot_name_children_are_rejected() {
 }
 
 #[test]
+fn wal_stop_must_be_off_or_above_the_wal_flush() {
+    let mut sv = sample();
+    sv.spec.batcher.wal_flush_bytes = 256 << 20;
+    assert_eq!(fields(&sv), vec!["spec.batcher.walStopBytes"]);
+    sv.spec.batcher.wal_stop_bytes = 0;
+    assert!(validate_spec(&sv).is_empty());
+    sv.spec.batcher.wal_stop_bytes = (256 << 20) + 1;
+    assert!(validate_spec(&sv).is_empty());
+}
+
+#[test]
 fn memory_limit_must_exceed_cache() {
     let mut sv = sample();
     sv.spec.cache.cache_capacity_bytes = 1 << 30;
