@@ -46,6 +46,28 @@ pub fn config_data(sv: &SkyVault) -> BTreeMap<String, String> {
         "SKYVAULT_BATCH_QUEUE_MAX_BYTES",
         spec.batcher.queue_max_bytes.to_string(),
     );
+    // Write back-pressure and the WAL tier: the batchers stall and flush by them (the index
+    // parses them too, as every role reading `Tuning` does).
+    put(
+        "SKYVAULT_L0_SLOWDOWN_FILES",
+        spec.batcher.l0_slowdown_files.to_string(),
+    );
+    put(
+        "SKYVAULT_L0_STOP_FILES",
+        spec.batcher.l0_stop_files.to_string(),
+    );
+    put(
+        "SKYVAULT_WAL_FLUSH_BYTES",
+        spec.batcher.wal_flush_bytes.to_string(),
+    );
+    put(
+        "SKYVAULT_WAL_FLUSH_FILES",
+        spec.batcher.wal_flush_files.to_string(),
+    );
+    put(
+        "SKYVAULT_WAL_STOP_BYTES",
+        spec.batcher.wal_stop_bytes.to_string(),
+    );
     put(
         "SKYVAULT_COMPACT_TARGET_FILE_BYTES",
         spec.compaction.target_file_bytes.to_string(),
@@ -131,6 +153,11 @@ mod tests {
         assert_eq!(d["SKYVAULT_BATCH_MAX_AGE_MS"], "5");
         assert_eq!(d["SKYVAULT_BATCH_MAX_CONCURRENT_FLUSHES"], "4");
         assert_eq!(d["SKYVAULT_BATCH_QUEUE_MAX_BYTES"], "67108864");
+        assert_eq!(d["SKYVAULT_L0_SLOWDOWN_FILES"], "20");
+        assert_eq!(d["SKYVAULT_L0_STOP_FILES"], "36");
+        assert_eq!(d["SKYVAULT_WAL_FLUSH_BYTES"], "67108864");
+        assert_eq!(d["SKYVAULT_WAL_FLUSH_FILES"], "2048");
+        assert_eq!(d["SKYVAULT_WAL_STOP_BYTES"], "268435456");
         assert_eq!(d["SKYVAULT_COMPACT_TARGET_FILE_BYTES"], "67108864");
         assert_eq!(d["SKYVAULT_LEVEL_BASE_BYTES"], "268435456");
         assert_eq!(d["SKYVAULT_LEVEL_SIZE_RATIO"], "10");
