@@ -9,6 +9,14 @@
 //!
 //! The request is also the limit: a cache-holding Pod is never evicted for overshooting its
 //! request, and its cache can never push it past its limit.
+//!
+//! An index also holds the WAL tier decoded in memory (docs/decisions/0008-wal-tier.md): at
+//! most `walStopBytes` of WAL objects, each decoding to about [`WAL_TIER_MEMORY_FACTOR`]
+//! times its size, added on top:
+//!
+//! ```text
+//! index memory = (base + capacity x 1.10 + replies) x 1.10 + 3 x walStopBytes
+//! ```
 
 use crate::naming::Role;
 
@@ -31,7 +39,27 @@ pub const CACHE_MAX_REPLY: i64 = 12 * MIB;
 /// concurrent maximal ones need explicit resources).
 pub const REPLIES_IN_FLIGHT: i64 = 4;
 
-/// Memory (request = limit) of an index or cache Pod holding `cache_capacity_bytes`.
+/// Bytes of memory per byte of WAL object once the index has decoded it into the WAL tier's
+/// map (keys, values and ~96 bytes per entry): the decoded-to-object ratio measured in
+/// docs/benchmarks.md.
+pub const WAL_TIER_MEMORY_FACTOR: i64 = 3;
+
+/// Memory (request = limit) of an index Pod holding `cache_capacity_bytes` of cache and at
+/// most `wal_stop_bytes` of WAL objects in its WAL tier. With the stall off
+/// (`wal_stop_bytes` = 0) the tier is bounded only by its flush keeping up: it is budgeted
+/// at two flushes' worth, `2 x wal_flush_bytes` (the most one flush takes in).
+pub fn index_memory(cache_capacity_bytes: i64, wal_stop_bytes: i64, wal_flush_bytes: i64) -> i64 {
+    let wal_tier = if wal_stop_bytes > 0 {
+        wal_stop_bytes
+    } else {
+        wal_flush_bytes.saturating_mul(2)
+    };
+    cache_role_memory(Role::Index, cache_capacity_bytes)
+        .saturating_add(wal_tier.saturating_mul(WAL_TIER_MEMORY_FACTOR))
+}
+
+/// Memory (request = limit) of an index or cache Pod holding `cache_capacity_bytes`, before
+/// the index's WAL tier ([`index_memory`]).
 pub fn cache_role_memory(role: Role, cache_capacity_bytes: i64) -> i64 {
     let reply = match role {
         Role::Cache => CACHE_MAX_REPLY,
@@ -84,6 +112,17 @@ mod tests {
         assert_eq!(cache_role_memory(Role::Index, 64 * MIB) / MIB, 183);
         // No cache at all: base and replies with headroom, 123 MiB.
         assert_eq!(cache_role_memory(Role::Cache, 0) / MIB, 123);
+    }
+
+    #[test]
+    fn the_index_adds_its_decoded_wal_tier() {
+        // The default cache (183 MiB) + 3 x the default 256 MiB WAL stop.
+        assert_eq!(index_memory(64 * MIB, 256 * MIB, 64 * MIB) / MIB, 183 + 768);
+        // A smaller stop bound means a smaller index.
+        assert_eq!(index_memory(64 * MIB, 128 * MIB, 64 * MIB) / MIB, 183 + 384);
+        // No stall: the tier is budgeted at two flushes, 3 x 2 x 64 MiB.
+        assert_eq!(index_memory(64 * MIB, 0, 64 * MIB) / MIB, 183 + 384);
+        assert!(index_memory(i64::MAX, i64::MAX, i64::MAX) > 0);
     }
 
     #[test]

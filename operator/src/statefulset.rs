@@ -45,20 +45,28 @@ pub fn role_env(sv: &SkyVault, role: Role) -> Vec<EnvVar> {
 
 /// Resources with operator-sized memory where the user gave none. Cache-holding roles get a
 /// limit equal to the request so the kubelet never evicts them for overshooting; their size
-/// comes from measured RSS ([`memory::cache_role_memory`]).
+/// comes from measured RSS ([`memory::cache_role_memory`]), plus the index's WAL tier
+/// ([`memory::index_memory`]).
 pub fn role_resources(sv: &SkyVault, role: Role) -> ResourceRequirements {
     let spec = &sv.spec;
     match role {
         Role::Batcher => {
             let b = &spec.batcher;
             // The batch being collected, the flushes in flight and one being committed,
-            // plus the full write queue (its budget already counts per-entry overhead).
+            // plus the full write queue (its budget already counts per-entry overhead),
+            // plus the WAL flush: a streaming merge of at most 2 x walFlushBytes of input.
             let in_flight = b.batch_max_bytes * (i64::from(b.max_concurrent_flushes) + 2);
-            let memory = BATCHER_BASE_MEMORY + in_flight + b.queue_max_bytes;
+            let wal_flush = 2 * b.wal_flush_bytes;
+            let memory = BATCHER_BASE_MEMORY + in_flight + b.queue_max_bytes + wal_flush;
             pod::fill_resources(b.resources.as_ref(), memory, None)
         }
         Role::Index => {
-            let mem = memory::cache_role_memory(role, spec.index.cache_capacity_bytes);
+            let b = &spec.batcher;
+            let mem = memory::index_memory(
+                spec.index.cache_capacity_bytes,
+                b.wal_stop_bytes,
+                b.wal_flush_bytes,
+            );
             pod::fill_resources(spec.index.resources.as_ref(), mem, Some(mem))
         }
         Role::Cache => {
@@ -221,15 +229,38 @@ mod tests {
     }
 
     #[test]
-    fn batcher_memory_request_covers_in_flight_batches_and_the_queue() {
+    fn batcher_memory_request_covers_in_flight_batches_the_queue_and_the_wal_flush() {
         let mut sv = sample();
         let res = role_resources(&sv, Role::Batcher);
-        // 128 MiB + 4 MiB x (4 flushes + 2) + a 64 MiB queue, no limit.
-        assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "216Mi");
+        // 128 MiB + 4 MiB x (4 flushes + 2) + a 64 MiB queue + 2 x 64 MiB of WAL flush
+        // input, no limit.
+        assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "344Mi");
         assert!(res.limits.is_none());
         sv.spec.batcher.queue_max_bytes = 1 << 30;
         let res = role_resources(&sv, Role::Batcher);
-        assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "1176Mi");
+        assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "1304Mi");
+        sv.spec.batcher.wal_flush_bytes = 256 << 20;
+        let res = role_resources(&sv, Role::Batcher);
+        assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "1688Mi");
+    }
+
+    #[test]
+    fn index_memory_covers_its_cache_and_the_decoded_wal_tier() {
+        let mut sv = sample();
+        let res = role_resources(&sv, Role::Index);
+        // (64 MiB + 64 MiB x 1.1 + 4 x 8 MiB replies) x 1.1 + 3 x the 256 MiB WAL stop,
+        // request = limit.
+        assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "952Mi");
+        assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "952Mi");
+        sv.spec.batcher.wal_stop_bytes = 128 << 20;
+        let res = role_resources(&sv, Role::Index);
+        assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "568Mi");
+        assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "568Mi");
+        // The batcher and the cache do not hold the WAL tier.
+        assert_eq!(
+            role_resources(&sv, Role::Cache).requests.unwrap()["memory"].0,
+            role_resources(&sample(), Role::Cache).requests.unwrap()["memory"].0
+        );
     }
 
     #[test]
