@@ -498,152 +498,9 @@ impl MetaStore for SqliteMeta {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn wal(name: &str, min: &str, max: &str) -> NewFile {
-        NewFile {
-            object: format!("wal/{name}.sst"),
-            kind: FileKind::Wal,
-            level: 0,
-            min_key: min.as_bytes().to_vec(),
-            max_key: max.as_bytes().to_vec(),
-            entry_count: 1,
-            size_bytes: 100,
-        }
-    }
-
-    #[tokio::test]
-    async fn commits_are_sequenced_and_caught_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/meta.db", dir.path().display());
-        let meta = SqliteMeta::open(&url).await.unwrap();
-        let mut rx = meta.subscribe();
-        assert_eq!(meta.commit_wal(wal("a", "a", "c")).await.unwrap(), 1);
-        assert_eq!(meta.commit_wal(wal("b", "b", "d")).await.unwrap(), 2);
-        assert_eq!(*rx.borrow_and_update(), 2);
-
-        let delta = meta.changes_since(0).await.unwrap();
-        assert_eq!(delta.version, 2);
-        let seqs: Vec<u64> = delta.added.iter().map(|f| f.seq).collect();
-        assert_eq!(seqs, vec![1, 2]);
-        assert!(meta.changes_since(2).await.unwrap().added.is_empty());
-
-        // Reopening (a restart) keeps everything and continues the sequence.
-        drop(meta);
-        let meta = SqliteMeta::open(&url).await.unwrap();
-        assert_eq!(meta.current_version().await.unwrap(), 2);
-        assert_eq!(meta.commit_wal(wal("c", "x", "y")).await.unwrap(), 3);
-        assert_eq!(meta.live_files().await.unwrap().len(), 3);
-    }
-
-    #[tokio::test]
-    async fn a_group_commit_takes_consecutive_versions_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/meta.db", dir.path().display());
-        let meta = SqliteMeta::open(&url).await.unwrap();
-        let mut rx = meta.subscribe();
-        meta.commit_wal(wal("first", "a", "b")).await.unwrap();
-        let group = vec![wal("x", "a", "b"), wal("y", "c", "d"), wal("z", "e", "f")];
-        assert_eq!(meta.commit_wals(group).await.unwrap(), vec![2, 3, 4]);
-        assert_eq!(*rx.borrow_and_update(), 4);
-        let delta = meta.changes_since(1).await.unwrap();
-        let added: Vec<(&str, u64)> = delta
-            .added
-            .iter()
-            .map(|f| (f.object.as_str(), f.seq))
-            .collect();
-        assert_eq!(
-            added,
-            vec![("wal/x.sst", 2), ("wal/y.sst", 3), ("wal/z.sst", 4)]
-        );
-        // A group with a duplicate object commits nothing at all.
-        let bad = vec![wal("new", "a", "b"), wal("x", "a", "b")];
-        assert!(meta.commit_wals(bad).await.is_err());
-        assert_eq!(meta.current_version().await.unwrap(), 4);
-        assert_eq!(meta.live_files().await.unwrap().len(), 4);
-    }
-
-    #[tokio::test]
-    async fn swap_replaces_live_inputs_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/meta.db", dir.path().display());
-        let meta = SqliteMeta::open(&url).await.unwrap();
-        meta.commit_wal(wal("a", "a", "c")).await.unwrap();
-        meta.commit_wal(wal("b", "b", "d")).await.unwrap();
-        let ids: Vec<i64> = meta
-            .live_files()
-            .await
-            .unwrap()
-            .iter()
-            .map(|f| f.id)
-            .collect();
-        let mut run = wal("run1", "a", "d");
-        run.kind = FileKind::Run;
-        run.level = 1;
-        let v = meta
-            .swap(Swap {
-                inputs: ids.clone(),
-                outputs: vec![run.clone()],
-                seq: 2,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(v, 3);
-        let live = meta.live_files().await.unwrap();
-        assert_eq!(
-            (live.len(), live[0].seq, live[0].kind),
-            (1, 2, FileKind::Run)
-        );
-        let delta = meta.changes_since(2).await.unwrap();
-        assert_eq!((delta.added.len(), delta.removed_ids.len()), (1, 2));
-        // A second swap of the same inputs (a racing compaction) changes nothing.
-        run.object = "run/run2.sst".into();
-        assert!(matches!(
-            meta.swap(Swap {
-                inputs: ids.clone(),
-                outputs: vec![run],
-                seq: 2,
-                ..Default::default()
-            })
-            .await,
-            Err(MetaError::Conflict(_))
-        ));
-        assert_eq!(meta.current_version().await.unwrap(), 3);
-    }
-
-    #[tokio::test]
-    async fn leases_exclude_until_expiry() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/meta.db", dir.path().display());
-        let meta = SqliteMeta::open(&url).await.unwrap();
-        let long = Duration::from_secs(60);
-        assert!(meta.try_lease("compaction", "a", long).await.unwrap());
-        assert!(!meta.try_lease("compaction", "b", long).await.unwrap());
-        assert!(
-            meta.try_lease("compaction", "a", long).await.unwrap(),
-            "renewal"
-        );
-        meta.release_lease("compaction", "a").await.unwrap();
-        assert!(
-            meta.try_lease("compaction", "b", Duration::ZERO)
-                .await
-                .unwrap()
-        );
-        // A lease expires at its deadline (inclusive), so b's zero-length
-        // lease is already over: a dead holder does not block others.
-        assert!(meta.try_lease("compaction", "a", long).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn duplicate_object_is_rejected_without_a_version_bump() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/meta.db", dir.path().display());
-        let meta = SqliteMeta::open(&url).await.unwrap();
-        meta.commit_wal(wal("a", "a", "b")).await.unwrap();
-        assert!(meta.commit_wal(wal("a", "a", "b")).await.is_err());
-        assert_eq!(meta.current_version().await.unwrap(), 1);
-    }
+    use super::SqliteMeta;
+    use crate::meta::{DynMeta, conformance};
+    use std::sync::Arc;
 
     async fn fresh() -> (tempfile::TempDir, SqliteMeta) {
         let dir = tempfile::tempdir().unwrap();
@@ -653,32 +510,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn commits_are_sequenced_and_caught_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/meta.db", dir.path().display());
+        let open = async || {
+            let meta: DynMeta = Arc::new(SqliteMeta::open(&url).await.unwrap());
+            meta
+        };
+        conformance::commits_are_sequenced_and_caught_up(open).await;
+    }
+
+    #[tokio::test]
+    async fn a_group_commit_takes_consecutive_versions_in_order() {
+        let (_dir, meta) = fresh().await;
+        conformance::a_group_commit_takes_consecutive_versions_in_order(&meta).await;
+    }
+
+    #[tokio::test]
+    async fn swap_replaces_live_inputs_once() {
+        let (_dir, meta) = fresh().await;
+        conformance::swap_replaces_live_inputs_once(&meta).await;
+    }
+
+    #[tokio::test]
+    async fn leases_exclude_until_expiry() {
+        let (_dir, meta) = fresh().await;
+        conformance::leases_exclude_until_expiry(&meta).await;
+    }
+
+    #[tokio::test]
+    async fn duplicate_object_is_rejected_without_a_version_bump() {
+        let (_dir, meta) = fresh().await;
+        conformance::duplicate_object_is_rejected_without_a_version_bump(&meta).await;
+    }
+
+    #[tokio::test]
     async fn claims_exclude_and_swaps_check_them() {
         let (_dir, meta) = fresh().await;
-        crate::meta::conformance::claims_exclude_and_swaps_check_them(&meta).await;
+        conformance::claims_exclude_and_swaps_check_them(&meta).await;
     }
 
     #[tokio::test]
     async fn moves_change_levels_and_are_reported() {
         let (_dir, meta) = fresh().await;
-        crate::meta::conformance::moves_change_levels_and_are_reported(&meta).await;
+        conformance::moves_change_levels_and_are_reported(&meta).await;
     }
 
     #[tokio::test]
     async fn forgotten_removals_force_a_full_reload() {
         let (_dir, meta) = fresh().await;
-        crate::meta::conformance::forgotten_removals_force_a_full_reload(&meta).await;
+        conformance::forgotten_removals_force_a_full_reload(&meta).await;
     }
 
     #[tokio::test]
     async fn writer_intents_gate_commits() {
         let (_dir, meta) = fresh().await;
-        crate::meta::conformance::writer_intents_gate_commits(&meta).await;
+        conformance::writer_intents_gate_commits(&meta).await;
     }
 
     #[tokio::test]
     async fn store_id_is_recorded_once() {
         let (_dir, meta) = fresh().await;
-        crate::meta::conformance::store_id_is_recorded_once(&meta).await;
+        conformance::store_id_is_recorded_once(&meta).await;
     }
 }
