@@ -1,10 +1,11 @@
-//! PostgreSQL metadata backend against a real server: the same cases as the
-//! SQLite unit tests, LISTEN/NOTIFY between two connections, and invariant 4
-//! (a commit that finishes out of order is never skipped).
+//! PostgreSQL metadata backend against a real server: the conformance checks
+//! SQLite's unit tests run too (`skyvault::meta::conformance`), LISTEN/NOTIFY
+//! between two connections, and invariant 4 (a commit that finishes out of
+//! order is never skipped).
 
 use skyvault::cache::{BlockCache, CacheConfig};
 use skyvault::index::{Index, IndexConfig};
-use skyvault::meta::{FileKind, MetaError, MetaStore, NewFile, PostgresMeta, Swap};
+use skyvault::meta::{DynMeta, FileKind, MetaError, MetaStore, NewFile, PostgresMeta, conformance};
 use skyvault::objstore::{LocalStore, MeteredStore};
 use skyvault_e2e::services::PostgresServer;
 use sqlx::Row;
@@ -27,138 +28,54 @@ fn wal(name: &str, min: &str, max: &str) -> NewFile {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_are_sequenced_and_caught_up() {
     let pg = PostgresServer::start().unwrap();
-    let meta = PostgresMeta::open(&pg.url()).await.unwrap();
-    let mut rx = meta.subscribe();
-    assert_eq!(meta.commit_wal(wal("a", "a", "c")).await.unwrap(), 1);
-    assert_eq!(meta.commit_wal(wal("b", "b", "d")).await.unwrap(), 2);
-    assert_eq!(*rx.borrow_and_update(), 2);
+    // Reopening runs the migrations again.
+    let open = async || {
+        let meta: DynMeta = Arc::new(PostgresMeta::open(&pg.url()).await.unwrap());
+        assert!(meta.describe().starts_with("postgres://"));
+        meta
+    };
+    conformance::commits_are_sequenced_and_caught_up(open).await;
+}
 
-    let delta = meta.changes_since(0).await.unwrap();
-    assert_eq!(delta.version, 2);
-    let seqs: Vec<u64> = delta.added.iter().map(|f| f.seq).collect();
-    assert_eq!(seqs, vec![1, 2]);
-    assert!(meta.changes_since(2).await.unwrap().added.is_empty());
-
-    // Reopening (a restart; migrations run again) keeps everything.
-    drop(meta);
+/// A server of its own: conformance checks start from an empty database.
+async fn fresh() -> (PostgresServer, PostgresMeta) {
+    let pg = PostgresServer::start().unwrap();
     let meta = PostgresMeta::open(&pg.url()).await.unwrap();
-    assert_eq!(meta.current_version().await.unwrap(), 2);
-    assert_eq!(meta.commit_wal(wal("c", "x", "y")).await.unwrap(), 3);
-    assert_eq!(meta.live_files().await.unwrap().len(), 3);
-    assert!(meta.describe().starts_with("postgres://"));
+    (pg, meta)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_and_trivial_moves_behave_as_on_sqlite() {
-    let pg = PostgresServer::start().unwrap();
-    let meta = PostgresMeta::open(&pg.url()).await.unwrap();
-    skyvault::meta::conformance::claims_exclude_and_swaps_check_them(&meta).await;
-    skyvault::meta::conformance::moves_change_levels_and_are_reported(&meta).await;
-    skyvault::meta::conformance::forgotten_removals_force_a_full_reload(&meta).await;
-    skyvault::meta::conformance::writer_intents_gate_commits(&meta).await;
-    skyvault::meta::conformance::store_id_is_recorded_once(&meta).await;
+async fn a_group_commit_takes_consecutive_versions_in_order() {
+    let (_pg, meta) = fresh().await;
+    conformance::a_group_commit_takes_consecutive_versions_in_order(&meta).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swap_replaces_live_inputs_once() {
-    let pg = PostgresServer::start().unwrap();
-    let meta = PostgresMeta::open(&pg.url()).await.unwrap();
-    meta.commit_wal(wal("a", "a", "c")).await.unwrap();
-    meta.commit_wal(wal("b", "b", "d")).await.unwrap();
-    let ids: Vec<i64> = meta
-        .live_files()
-        .await
-        .unwrap()
-        .iter()
-        .map(|f| f.id)
-        .collect();
-    let mut run = wal("run1", "a", "d");
-    run.kind = FileKind::Run;
-    run.level = 1;
-    assert_eq!(
-        meta.swap(Swap {
-            inputs: ids.clone(),
-            outputs: vec![run.clone()],
-            seq: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap(),
-        3
-    );
-    let live = meta.live_files().await.unwrap();
-    assert_eq!(
-        (live.len(), live[0].seq, live[0].kind),
-        (1, 2, FileKind::Run)
-    );
-    let delta = meta.changes_since(2).await.unwrap();
-    assert_eq!((delta.added.len(), delta.removed_ids.len()), (1, 2));
-    // Added and removed after version 0: a fresh reader never sees the inputs.
-    let fresh = meta.changes_since(0).await.unwrap();
-    assert_eq!((fresh.added.len(), fresh.removed_ids.len()), (1, 0));
-    run.object = "run/run2.sst".into();
-    assert!(matches!(
-        meta.swap(Swap {
-            inputs: ids.clone(),
-            outputs: vec![run],
-            seq: 2,
-            ..Default::default()
-        })
-        .await,
-        Err(MetaError::Conflict(_))
-    ));
-    assert_eq!(meta.current_version().await.unwrap(), 3);
-
-    // Purge's bookkeeping: replaced rows can be forgotten, live ones cannot.
-    let all = meta.all_files().await.unwrap();
-    assert_eq!(all.len(), 3);
-    let live_id = meta.live_files().await.unwrap()[0].id;
-    let mut forget = ids.clone();
-    forget.push(live_id);
-    meta.forget_files(&forget).await.unwrap();
-    let left: Vec<i64> = meta
-        .all_files()
-        .await
-        .unwrap()
-        .iter()
-        .map(|f| f.id)
-        .collect();
-    assert_eq!(left, vec![live_id]);
+    let (_pg, meta) = fresh().await;
+    conformance::swap_replaces_live_inputs_once(&meta).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_exclude_until_expiry() {
-    let pg = PostgresServer::start().unwrap();
-    let meta = PostgresMeta::open(&pg.url()).await.unwrap();
-    let long = Duration::from_secs(60);
-    assert!(meta.try_lease("compaction", "a", long).await.unwrap());
-    assert!(!meta.try_lease("compaction", "b", long).await.unwrap());
-    assert!(
-        meta.try_lease("compaction", "a", long).await.unwrap(),
-        "renewal"
-    );
-    meta.release_lease("compaction", "a").await.unwrap();
-    assert!(
-        meta.try_lease("compaction", "b", Duration::ZERO)
-            .await
-            .unwrap()
-    );
-    // b's lease expires at once; wait until the clock has moved past it.
-    let expired_at = skyvault::meta::now_ms();
-    while skyvault::meta::now_ms() <= expired_at {
-        tokio::task::yield_now().await;
-    }
-    assert!(meta.try_lease("compaction", "a", long).await.unwrap());
+    let (_pg, meta) = fresh().await;
+    conformance::leases_exclude_until_expiry(&meta).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_object_is_rejected_without_a_version_bump() {
-    let pg = PostgresServer::start().unwrap();
-    let meta = PostgresMeta::open(&pg.url()).await.unwrap();
-    meta.commit_wal(wal("a", "a", "b")).await.unwrap();
-    assert!(meta.commit_wal(wal("a", "a", "b")).await.is_err());
-    assert_eq!(meta.current_version().await.unwrap(), 1);
-    assert_eq!(meta.commit_wal(wal("b", "a", "b")).await.unwrap(), 2);
+    let (_pg, meta) = fresh().await;
+    conformance::duplicate_object_is_rejected_without_a_version_bump(&meta).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_trivial_moves_behave_as_on_sqlite() {
+    let (_pg, meta) = fresh().await;
+    conformance::claims_exclude_and_swaps_check_them(&meta).await;
+    conformance::moves_change_levels_and_are_reported(&meta).await;
+    conformance::forgotten_removals_force_a_full_reload(&meta).await;
+    conformance::writer_intents_gate_commits(&meta).await;
+    conformance::store_id_is_recorded_once(&meta).await;
 }
 
 /// A commit in one process wakes subscribers in another through NOTIFY,

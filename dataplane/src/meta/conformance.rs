@@ -1,8 +1,20 @@
 //! Checks every metadata backend must pass, shared by SQLite's unit tests and
 //! the PostgreSQL test in e2e/ (which starts a real server). Panics on failure.
 
-use super::{ClaimRange, FileKind, MetaError, MetaStore, NewFile, Swap};
+use super::{ClaimRange, DynMeta, FileKind, FileRecord, MetaError, MetaStore, NewFile, Swap};
 use std::time::Duration;
+
+fn wal(name: &str, min: &str, max: &str) -> NewFile {
+    NewFile {
+        object: format!("wal/{name}.sst"),
+        kind: FileKind::Wal,
+        level: 0,
+        min_key: min.into(),
+        max_key: max.into(),
+        entry_count: 1,
+        size_bytes: 100,
+    }
+}
 
 fn run(name: &str, level: u32, min: &str, max: &str) -> NewFile {
     NewFile {
@@ -20,12 +32,133 @@ fn run(name: &str, level: u32, min: &str, max: &str) -> NewFile {
     }
 }
 
+fn ids(files: Vec<FileRecord>) -> Vec<i64> {
+    files.iter().map(|f| f.id).collect()
+}
+
 fn range(level: u32, min: &str, max: Option<&str>) -> ClaimRange {
     ClaimRange {
         level,
         min_key: min.into(),
         max_key: max.map(Into::into),
     }
+}
+
+/// Commits take versions 1, 2, … and wake subscribers; a reader catches up
+/// from any version; reopening the database (`open`, a restart) keeps
+/// everything and continues the sequence.
+pub async fn commits_are_sequenced_and_caught_up(open: impl AsyncFn() -> DynMeta) {
+    let meta = open().await;
+    let mut rx = meta.subscribe();
+    assert_eq!(meta.commit_wal(wal("a", "a", "c")).await.unwrap(), 1);
+    assert_eq!(meta.commit_wal(wal("b", "b", "d")).await.unwrap(), 2);
+    assert_eq!(*rx.borrow_and_update(), 2);
+
+    let delta = meta.changes_since(0).await.unwrap();
+    assert_eq!(delta.version, 2);
+    let seqs: Vec<u64> = delta.added.iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, vec![1, 2]);
+    assert!(meta.changes_since(2).await.unwrap().added.is_empty());
+
+    drop(meta);
+    let meta = open().await;
+    assert_eq!(meta.current_version().await.unwrap(), 2);
+    assert_eq!(meta.commit_wal(wal("c", "x", "y")).await.unwrap(), 3);
+    assert_eq!(meta.live_files().await.unwrap().len(), 3);
+}
+
+/// A group commit takes consecutive versions in order; a group with a
+/// duplicate object commits nothing at all.
+pub async fn a_group_commit_takes_consecutive_versions_in_order(meta: &dyn MetaStore) {
+    let mut rx = meta.subscribe();
+    meta.commit_wal(wal("first", "a", "b")).await.unwrap();
+    let group = vec![wal("x", "a", "b"), wal("y", "c", "d"), wal("z", "e", "f")];
+    assert_eq!(meta.commit_wals(group).await.unwrap(), vec![2, 3, 4]);
+    assert_eq!(*rx.borrow_and_update(), 4);
+    let delta = meta.changes_since(1).await.unwrap();
+    let added: Vec<(&str, u64)> = delta
+        .added
+        .iter()
+        .map(|f| (f.object.as_str(), f.seq))
+        .collect();
+    assert_eq!(
+        added,
+        vec![("wal/x.sst", 2), ("wal/y.sst", 3), ("wal/z.sst", 4)]
+    );
+    let bad = vec![wal("new", "a", "b"), wal("x", "a", "b")];
+    assert!(meta.commit_wals(bad).await.is_err());
+    assert_eq!(meta.current_version().await.unwrap(), 4);
+    assert_eq!(meta.live_files().await.unwrap().len(), 4);
+}
+
+/// A swap replaces live inputs once: a second swap of the same inputs (a
+/// racing compaction) changes nothing. Purge may forget replaced rows, never
+/// live ones.
+pub async fn swap_replaces_live_inputs_once(meta: &dyn MetaStore) {
+    meta.commit_wal(wal("a", "a", "c")).await.unwrap();
+    meta.commit_wal(wal("b", "b", "d")).await.unwrap();
+    let inputs = ids(meta.live_files().await.unwrap());
+    let mut output = run("run1", 1, "a", "d");
+    let replace = |output: &NewFile| Swap {
+        inputs: inputs.clone(),
+        outputs: vec![output.clone()],
+        seq: 2,
+        ..Default::default()
+    };
+    assert_eq!(meta.swap(replace(&output)).await.unwrap(), 3);
+    let live = meta.live_files().await.unwrap();
+    assert_eq!(
+        (live.len(), live[0].seq, live[0].kind),
+        (1, 2, FileKind::Run)
+    );
+    let delta = meta.changes_since(2).await.unwrap();
+    assert_eq!((delta.added.len(), delta.removed_ids.len()), (1, 2));
+    // Added and removed after version 0: a fresh reader never sees the inputs.
+    let fresh = meta.changes_since(0).await.unwrap();
+    assert_eq!((fresh.added.len(), fresh.removed_ids.len()), (1, 0));
+    output.object = "run/run2.sst".into();
+    let again = meta.swap(replace(&output)).await;
+    assert!(matches!(again, Err(MetaError::Conflict(_))), "{again:?}");
+    assert_eq!(meta.current_version().await.unwrap(), 3);
+
+    assert_eq!(meta.all_files().await.unwrap().len(), 3);
+    let live_id = live[0].id;
+    let mut forget = inputs.clone();
+    forget.push(live_id);
+    meta.forget_files(&forget).await.unwrap();
+    assert_eq!(ids(meta.all_files().await.unwrap()), vec![live_id]);
+}
+
+/// A lease excludes other holders until it expires or is released, and its
+/// holder renews it; a dead holder's expired lease does not block others.
+pub async fn leases_exclude_until_expiry(meta: &dyn MetaStore) {
+    let long = Duration::from_secs(60);
+    assert!(meta.try_lease("compaction", "a", long).await.unwrap());
+    assert!(!meta.try_lease("compaction", "b", long).await.unwrap());
+    assert!(
+        meta.try_lease("compaction", "a", long).await.unwrap(),
+        "renewal"
+    );
+    meta.release_lease("compaction", "a").await.unwrap();
+    assert!(
+        meta.try_lease("compaction", "b", Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    // b's lease expires at once; wait until the clock has moved past it.
+    let expired_at = super::now_ms();
+    while super::now_ms() <= expired_at {
+        tokio::task::yield_now().await;
+    }
+    assert!(meta.try_lease("compaction", "a", long).await.unwrap());
+}
+
+/// A commit of an object already in the manifest fails and takes no version.
+pub async fn duplicate_object_is_rejected_without_a_version_bump(meta: &dyn MetaStore) {
+    meta.commit_wal(wal("a", "a", "b")).await.unwrap();
+    assert!(meta.commit_wal(wal("a", "a", "b")).await.is_err());
+    assert_eq!(meta.current_version().await.unwrap(), 1);
+    assert_eq!(meta.commit_wal(wal("b", "a", "b")).await.unwrap(), 2);
 }
 
 /// Claims exclude overlapping ranges of other jobs per level, renew, expire,
@@ -191,12 +324,7 @@ pub async fn writer_intents_gate_commits(meta: &dyn MetaStore) {
     use crate::writer_intent::{COMMIT_MARGIN, INTENT_TTL, wal_object_name};
     let wal = |object: String| NewFile {
         object,
-        kind: FileKind::Wal,
-        level: 0,
-        min_key: b"a".to_vec(),
-        max_key: b"b".to_vec(),
-        entry_count: 1,
-        size_bytes: 1,
+        ..wal("", "a", "b")
     };
     let (live, short, gone) = ("000000000000000a", "000000000000000b", "000000000000000c");
     meta.register_writer(live, INTENT_TTL).await.unwrap();

@@ -2,6 +2,8 @@
 //!
 //! One schema, two backends through sqlx (SQLite for the embedded default,
 //! PostgreSQL for production). Migrations are embedded and run on open.
+//! Every statement is written once, in `sql.rs`; `postgres.rs` and
+//! `sqlite.rs` open their database and spell the few things that differ.
 //!
 //! Ordering model (see docs/decisions/0001-commit-sequence.md): every manifest
 //! change takes the next `version` inside its transaction, so versions are
@@ -12,6 +14,7 @@
 #[doc(hidden)]
 pub mod conformance;
 pub mod postgres;
+pub mod sql;
 mod sqlite;
 
 pub use postgres::PostgresMeta;
