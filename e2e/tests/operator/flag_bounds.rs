@@ -17,7 +17,10 @@ use skyvault_e2e::tools::repo_root;
 use super::*;
 
 /// A CRD field, the flag (and env var, from the ConfigMap or the Job) it becomes, the
-/// subcommands reading it, and whether the binary has an upper bound.
+/// subcommands reading it, and whether the binary has an upper bound. A value in range but
+/// refused by a cross-field check (`--wal-flush-bytes` 4 GiB over the default
+/// `--wal-stop-bytes`) exits 1 like the unreachable store, so it counts as accepted: the CEL
+/// rule on spec.batcher covers that pair.
 struct Tunable {
     group: &'static str,
     field: &'static str,
@@ -59,6 +62,46 @@ const TUNABLES: &[Tunable] = &[
         field: "queueMaxBytes",
         flag: "--batch-queue-max-bytes",
         env: "SKYVAULT_BATCH_QUEUE_MAX_BYTES",
+        roles: &["batcher", "index"],
+        binary_max: true,
+    },
+    Tunable {
+        group: "batcher",
+        field: "l0SlowdownFiles",
+        flag: "--l0-slowdown-files",
+        env: "SKYVAULT_L0_SLOWDOWN_FILES",
+        roles: &["batcher", "index"],
+        binary_max: true,
+    },
+    Tunable {
+        group: "batcher",
+        field: "l0StopFiles",
+        flag: "--l0-stop-files",
+        env: "SKYVAULT_L0_STOP_FILES",
+        roles: &["batcher", "index"],
+        binary_max: true,
+    },
+    Tunable {
+        group: "batcher",
+        field: "walFlushBytes",
+        flag: "--wal-flush-bytes",
+        env: "SKYVAULT_WAL_FLUSH_BYTES",
+        roles: &["batcher", "index"],
+        binary_max: true,
+    },
+    Tunable {
+        group: "batcher",
+        field: "walFlushFiles",
+        flag: "--wal-flush-files",
+        env: "SKYVAULT_WAL_FLUSH_FILES",
+        roles: &["batcher", "index"],
+        binary_max: true,
+    },
+    Tunable {
+        group: "batcher",
+        field: "walStopBytes",
+        flag: "--wal-stop-bytes",
+        env: "SKYVAULT_WAL_STOP_BYTES",
         roles: &["batcher", "index"],
         binary_max: true,
     },
