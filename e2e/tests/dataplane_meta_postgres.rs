@@ -78,6 +78,12 @@ async fn claims_and_trivial_moves_behave_as_on_sqlite() {
     conformance::store_id_is_recorded_once(&meta).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tier_counts_follow_the_wal_tier_rule() {
+    let (_pg, meta) = fresh().await;
+    conformance::tier_counts_follow_the_wal_tier_rule(&meta).await;
+}
+
 /// A commit in one process wakes subscribers in another through NOTIFY,
 /// well before the index's polling interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,9 @@
 //! Checks every metadata backend must pass, shared by SQLite's unit tests and
 //! the PostgreSQL test in e2e/ (which starts a real server). Panics on failure.
 
-use super::{ClaimRange, DynMeta, FileKind, FileRecord, MetaError, MetaStore, NewFile, Swap};
+use super::{
+    ClaimRange, DynMeta, FileKind, FileRecord, MetaError, MetaStore, NewFile, Swap, TierCounts,
+};
 use std::time::Duration;
 
 fn wal(name: &str, min: &str, max: &str) -> NewFile {
@@ -372,4 +374,58 @@ pub async fn store_id_is_recorded_once(meta: &dyn MetaStore) {
     assert_eq!(a, b, "both learn the winner");
     assert_eq!(meta.init_store_id("third").await.unwrap(), a);
     assert_eq!(meta.store_id().await.unwrap(), Some(a));
+}
+
+/// The WAL-tier and L0 counts the batchers poll (write stalls, the WAL
+/// flush) agree with the rule readers apply (`FileRecord::is_wal_tier`):
+/// intra-L0 outputs of earlier versions (kind 'wal' under run/) are L0, and
+/// a flushed WAL file no longer counts.
+pub async fn tier_counts_follow_the_wal_tier_rule(meta: &dyn MetaStore) {
+    let sized = |name: &str, size_bytes| NewFile {
+        size_bytes,
+        ..wal(name, "a", "b")
+    };
+    let l0 = NewFile {
+        kind: FileKind::Run,
+        ..run("l0", 0, "c", "d")
+    };
+    let files = vec![
+        sized("t1", 10),
+        sized("t2", 32),
+        run("legacy-l0", 0, "a", "z"),
+        l0,
+        run("deep", 3, "a", "z"),
+    ];
+    meta.commit_wals(files).await.unwrap();
+    let counts = meta.tier_counts().await.unwrap();
+    let want = TierCounts {
+        wal_files: 2,
+        wal_bytes: 42,
+        l0_files: 2,
+    };
+    assert_eq!(counts, want);
+    let levels = crate::lsm::Levels::new(meta.live_files().await.unwrap());
+    let seen = (
+        levels.wal.len() as u64,
+        levels.wal_bytes(),
+        levels.l0.len() as u64,
+    );
+    assert_eq!(seen, (2, 42, 2), "the readers' rule agrees");
+    let t1 = levels
+        .wal
+        .iter()
+        .find(|f| f.object == "wal/t1.sst")
+        .unwrap();
+    let swap = Swap {
+        inputs: vec![t1.id],
+        seq: t1.seq,
+        ..Default::default()
+    };
+    meta.swap(swap).await.unwrap();
+    let after = meta.tier_counts().await.unwrap();
+    assert_eq!(
+        (after.wal_files, after.wal_bytes),
+        (1, 32),
+        "replaced rows do not count"
+    );
 }

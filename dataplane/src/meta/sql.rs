@@ -14,7 +14,7 @@
 
 use super::{
     ClaimRange, FileKind, FileRecord, ManifestDelta, MetaError, MetaResult, MetaStore, NewFile,
-    Swap, claims_conflict, delta_from_rows, intent_lapsed, now_ms,
+    Swap, TierCounts, WAL_OBJECT_PREFIX, claims_conflict, delta_from_rows, intent_lapsed, now_ms,
 };
 use crate::writer_intent::{COMMIT_MARGIN, writers_of};
 use async_trait::async_trait;
@@ -559,6 +559,27 @@ where
         .fetch_one(&self.reader)
         .await?;
         Ok(n as u64)
+    }
+
+    async fn tier_counts(&self) -> MetaResult<TierCounts> {
+        // One row from the partial index over live rows (migration 0006).
+        // The WAL tier is what `FileRecord::is_wal_tier` says: batchers'
+        // objects of kind 'wal'; older intra-L0 outputs are 'wal' under run/.
+        let wal = format!("kind = 'wal' AND object LIKE '{WAL_OBJECT_PREFIX}%'");
+        let row = sqlx::query(&format!(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN {wal} THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                    CAST(COALESCE(SUM(CASE WHEN {wal} THEN size_bytes ELSE 0 END), 0) AS BIGINT), \
+                    CAST(COALESCE(SUM(CASE WHEN {wal} THEN 0 ELSE 1 END), 0) AS BIGINT) \
+             FROM files WHERE level = 0 AND removed_version IS NULL"
+        ))
+        .fetch_one(&self.reader)
+        .await?;
+        let count = |i: usize| -> MetaResult<u64> { Ok(row.try_get::<i64, _>(i)?.max(0) as u64) };
+        Ok(TierCounts {
+            wal_files: count(0)?,
+            wal_bytes: count(1)?,
+            l0_files: count(2)?,
+        })
     }
 
     async fn all_files(&self) -> MetaResult<Vec<FileRecord>> {

@@ -162,4 +162,10 @@ mod tests {
         let (_dir, meta) = fresh().await;
         conformance::store_id_is_recorded_once(&meta).await;
     }
+
+    #[tokio::test]
+    async fn tier_counts_follow_the_wal_tier_rule() {
+        let (_dir, meta) = fresh().await;
+        conformance::tier_counts_follow_the_wal_tier_rule(&meta).await;
+    }
 }
