@@ -42,7 +42,7 @@ pub const MAX_NAME_LEN: usize = 40;
     printcolumn(name = "Index", type_ = "string", json_path = ".status.index.summary", description = "Ready/desired index replicas"),
     printcolumn(name = "Cache", type_ = "string", json_path = ".status.cache.summary", description = "Ready/desired cache replicas"),
     printcolumn(name = "Last Compaction", type_ = "date", json_path = ".status.compaction.lastSuccessfulTime", description = "When the last successful compaction Job finished"),
-    printcolumn(name = "L0 Files", type_ = "integer", json_path = ".status.compactionDebt.l0Files", description = "Level-0 (WAL) files the index reported at its last reading: the compaction debt"),
+    printcolumn(name = "L0 Files", type_ = "integer", json_path = ".status.compactionDebt.l0Files", description = "Level-0 files (flushes of the WAL tier) the index reported at its last reading: the compaction debt"),
     printcolumn(name = "Debt", type_ = "string", json_path = ".status.compactionDebt.summary", priority = 1, description = "Compaction debt at the last reading: highest level score and bytes compaction must still rewrite"),
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1, description = "Reason of the Ready condition"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")

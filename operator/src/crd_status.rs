@@ -133,7 +133,7 @@ impl JobResult {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CompactionDebtStatus {
-    /// Level-0 files (WAL files not yet compacted, overlapping each other).
+    /// Level-0 files (flushes of the WAL tier not yet compacted, overlapping each other).
     pub l0_files: i64,
     /// Bytes in level 0.
     pub l0_bytes: i64,
