@@ -232,7 +232,7 @@ impl Metrics {
             batch_stalled: counter(
                 &r,
                 "batch_stalled_writes_total",
-                "Writes that waited because L0 was at its bound (--l0-stop-files)",
+                "Writes that waited because L0 or the WAL tier was at its bound (--l0-stop-files, --wal-stop-bytes)",
             ),
             lsm_bytes: gauge_vec(&r, "lsm_bytes", "Live bytes per LSM level", &["level"]),
             index_files_probed: histogram(

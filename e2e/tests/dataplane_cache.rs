@@ -23,7 +23,8 @@ use tonic::transport::Channel;
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keys the test writes; every batch touches a few, so they span many files.
 const KEYS: usize = 40;
-/// Batches written one at a time: each becomes its own file in the store.
+/// Batches written one at a time: each becomes its own L0 file in the store
+/// (`skyvault flush` after each: reads of the WAL tier never reach a cache).
 const BATCHES: usize = 30;
 
 fn key(i: usize) -> String {
@@ -47,6 +48,7 @@ async fn write(client: &mut BatcherServiceClient<Channel>, writes: Vec<WriteRequ
 /// Batch `b` puts three keys and deletes one, so values are overwritten and
 /// deleted across files and only newest-first resolution reads them right.
 async fn write_batches(
+    deps: &Deps,
     client: &mut BatcherServiceClient<Channel>,
     model: &mut Model,
     batches: std::ops::Range<usize>,
@@ -72,8 +74,32 @@ async fn write_batches(
             model.insert(k, None);
         }
         last = write(client, writes).await;
+        flush(deps);
     }
     last
+}
+
+/// `skyvault flush`: the WAL tier (the batch just written) into an L0 file.
+fn flush(deps: &Deps) {
+    let out = deps.command(&["flush"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "skyvault flush: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until the index has applied every flush: its WAL tier is empty,
+/// so every read goes to the files (and so to the caches).
+async fn wal_tier_drained(index: &RoleProcess) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while index.metric("skyvault_index_memtable_keys", "").await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the index never applied the flushes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Reads every key of the model and returns the mismatches (empty: correct).
@@ -108,7 +134,8 @@ async fn index_reads_through_three_caches_and_survives_a_cache_kill() {
         .map(|c| c.grpc.as_str())
         .collect::<Vec<_>>()
         .join(",");
-    let batcher = deps.spawn("batcher", "batcher", &[]);
+    // Forty L0 files on purpose and no compaction here: no write stall.
+    let batcher = deps.spawn("batcher", "batcher", &[("SKYVAULT_L0_STOP_FILES", "0")]);
     let index = deps.spawn(
         "index",
         "index",
@@ -125,7 +152,8 @@ async fn index_reads_through_three_caches_and_survives_a_cache_kill() {
 
     // Phase 1: every key reads back right through the caches.
     let mut model: Model = (0..KEYS).map(|i| (key(i), None)).collect();
-    let seq = write_batches(&mut b, &mut model, 0..BATCHES).await;
+    let seq = write_batches(&deps, &mut b, &mut model, 0..BATCHES).await;
+    wal_tier_drained(&index).await;
     for round in 0..3 {
         let wrong = read_all(&mut ix.clone(), &model, seq).await.unwrap();
         assert!(wrong.is_empty(), "round {round}: {wrong:#?}");
@@ -211,7 +239,8 @@ async fn index_reads_through_three_caches_and_survives_a_cache_kill() {
                 .await,
         );
     }
-    let seq = write_batches(&mut b, &mut model, BATCHES..BATCHES + 10).await;
+    let seq = write_batches(&deps, &mut b, &mut model, BATCHES..BATCHES + 10).await;
+    wal_tier_drained(&index).await;
     let wrong = read_all(&mut ix.clone(), &model, seq).await.unwrap();
     assert!(wrong.is_empty(), "after the kill: {wrong:#?}");
     let mut after = Vec::new();

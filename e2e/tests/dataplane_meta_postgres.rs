@@ -6,7 +6,7 @@
 use skyvault::cache::{BlockCache, CacheConfig};
 use skyvault::index::{Index, IndexConfig};
 use skyvault::meta::{DynMeta, FileKind, MetaError, MetaStore, NewFile, PostgresMeta, conformance};
-use skyvault::objstore::{LocalStore, MeteredStore};
+use skyvault::objstore::{LocalStore, MeteredStore, ObjectStore};
 use skyvault_e2e::services::PostgresServer;
 use sqlx::Row;
 use std::collections::BTreeSet;
@@ -128,6 +128,14 @@ async fn out_of_order_commit_is_never_skipped() {
     let meta = Arc::new(PostgresMeta::open(&pg.url()).await.unwrap());
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(MeteredStore::new(LocalStore::open(dir.path()).unwrap()));
+    // The index reads WAL objects into memory: both exist, with one shared key.
+    for (name, value) in [("a", "from A"), ("b", "from B")] {
+        let mut writer = skyvault::sstable::Writer::new(Default::default());
+        let value = skyvault::sstable::Value::Put(bytes::Bytes::from(value));
+        writer.add(b"k", &value).unwrap();
+        let data = writer.finish(1, 1).unwrap();
+        store.put(&format!("wal/{name}.sst"), data).await.unwrap();
+    }
     let cache = Arc::new(BlockCache::new(store, &CacheConfig::default()));
     // A long poll interval: only explicit catch-ups and NOTIFY move the index.
     let config = IndexConfig {
@@ -186,18 +194,20 @@ async fn out_of_order_commit_is_never_skipped() {
     let added: Vec<&str> = delta.added.iter().map(|f| f.object.as_str()).collect();
     assert_eq!(added, vec!["wal/a.sst"]);
     index.catch_up().await.unwrap();
-    let objects: BTreeSet<String> = index
-        .manifest()
-        .files
+    let manifest = index.manifest();
+    let objects: BTreeSet<String> = manifest
+        .mem
+        .files()
         .iter()
-        .map(|f| f.object.to_string())
+        .map(|f| f.record.object.clone())
         .collect();
     assert_eq!(
         objects,
         BTreeSet::from(["wal/a.sst".to_string(), "wal/b.sst".to_string()])
     );
     // A is newer than B (it committed later), so it wins on shared keys.
-    assert_eq!(&*index.manifest().files[0].object, "wal/a.sst");
+    let got = index.get_many(&[bytes::Bytes::from("k")]).await.unwrap();
+    assert_eq!(got, vec![Some(bytes::Bytes::from("from A"))]);
 }
 
 /// Many concurrent committers over two connections pools: versions are

@@ -339,6 +339,22 @@ async fn every_role_serves_tls_and_turns_away_callers_without_credentials() {
         .unwrap()
         .into_inner()
         .sequence;
+    // Into an L0 file, so the read goes to a file and so through the cache
+    // (the WAL tier is read from the index's memory).
+    let flushed = f.deps.command(&["flush"]).output().unwrap();
+    assert!(
+        flushed.status.success(),
+        "skyvault flush: {}",
+        String::from_utf8_lossy(&flushed.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while index_role.metric("skyvault_index_memtable_keys", "").await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flush never reached the index"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Index: a read token reads what the write token wrote, through the cache.
     let i = |t| index(creds.channel(&index_role.grpc, None, t));
