@@ -96,6 +96,10 @@ pub struct Index {
     lsm: crate::lsm::LsmConfig,
     /// When the last catch-up succeeded (whether or not it changed anything).
     caught_up_at: std::sync::Mutex<Instant>,
+    /// One catch-up at a time loads WAL objects and installs: concurrent ones
+    /// (the follow task, read-your-writes and strong reads) would otherwise
+    /// fetch the same objects again — against a slow store, many times over.
+    catching_up: tokio::sync::Mutex<()>,
     max_manifest_age: Duration,
     /// Strong reads queue here for the next ReadIndex round (`read_index`).
     read_index: tokio::sync::mpsc::UnboundedSender<read_index::Waiter>,
@@ -133,6 +137,7 @@ impl Index {
             lsm: config.lsm.clone(),
             applied: watch::channel(0).0,
             caught_up_at: std::sync::Mutex::new(Instant::now()),
+            catching_up: tokio::sync::Mutex::new(()),
             max_manifest_age: config.max_manifest_age,
             read_index,
             read_index_rounds: Default::default(),
@@ -194,10 +199,26 @@ impl Index {
             self.caught_up(asked);
             return Ok(current.version);
         }
-        let wal = self.load_wal(current.wal_to_load(&delta)).await?;
+        // Loading and installing one at a time, so WAL objects another
+        // catch-up already decoded are not fetched again. A delta applies
+        // only to the version it was computed from (it folds away files
+        // added and removed after that version): if another catch-up moved
+        // the manifest meanwhile, ask again from there.
+        let _turn = self.catching_up.lock().await;
+        let base = self.manifest();
+        if base.version >= delta.version {
+            self.caught_up(asked);
+            return Ok(base.version);
+        }
+        let delta = if base.version == current.version {
+            delta
+        } else {
+            self.meta.changes_since(base.version).await?
+        };
+        let wal = self.load_wal(base.wal_to_load(&delta)).await?;
         // The manifest is now as fresh as the moment the question was asked.
         self.caught_up(asked);
-        let next = Arc::new(current.apply(delta, wal));
+        let next = Arc::new(base.apply(delta, wal));
         let version = next.version;
         let shape = next.levels();
         {
