@@ -134,6 +134,7 @@ pub struct Batcher {
     queued_bytes: Arc<AtomicUsize>,
     max_queued_bytes: usize,
     stall: Option<crate::write_stall::WriteStall>,
+    tiers: crate::write_stall::TierWatch,
 }
 
 impl Batcher {
@@ -156,6 +157,7 @@ impl Batcher {
         let tiers = crate::write_stall::TierWatch::start(meta.clone());
         let stall =
             crate::write_stall::WriteStall::new(tiers.clone(), limits, config.stall_max_wait);
+        let watched = tiers.clone();
         if let Some(flush) = config.wal_flush.clone() {
             // Stops with the batcher: once every sender of the queue is gone.
             let queue = tx.downgrade();
@@ -183,9 +185,15 @@ impl Batcher {
                 queued_bytes,
                 max_queued_bytes,
                 stall,
+                tiers: watched,
             },
             task,
         )
+    }
+
+    /// The WAL-tier and L0 counts as this batcher last polled them.
+    pub fn tier_counts(&self) -> crate::meta::TierCounts {
+        self.tiers.get()
     }
 
     /// The current least gap between flush starts (write slowdown; zero when off).

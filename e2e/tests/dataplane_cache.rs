@@ -89,19 +89,6 @@ fn flush(deps: &Deps) {
     );
 }
 
-/// Waits until the index has applied every flush: its WAL tier is empty,
-/// so every read goes to the files (and so to the caches).
-async fn wal_tier_drained(index: &RoleProcess) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while index.metric("skyvault_index_memtable_keys", "").await > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the index never applied the flushes"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Reads every key of the model and returns the mismatches (empty: correct).
 async fn read_all(
     client: &mut IndexServiceClient<Channel>,
@@ -153,7 +140,7 @@ async fn index_reads_through_three_caches_and_survives_a_cache_kill() {
     // Phase 1: every key reads back right through the caches.
     let mut model: Model = (0..KEYS).map(|i| (key(i), None)).collect();
     let seq = write_batches(&deps, &mut b, &mut model, 0..BATCHES).await;
-    wal_tier_drained(&index).await;
+    index.wait_wal_tier_drained().await;
     for round in 0..3 {
         let wrong = read_all(&mut ix.clone(), &model, seq).await.unwrap();
         assert!(wrong.is_empty(), "round {round}: {wrong:#?}");
@@ -240,7 +227,7 @@ async fn index_reads_through_three_caches_and_survives_a_cache_kill() {
         );
     }
     let seq = write_batches(&deps, &mut b, &mut model, BATCHES..BATCHES + 10).await;
-    wal_tier_drained(&index).await;
+    index.wait_wal_tier_drained().await;
     let wrong = read_all(&mut ix.clone(), &model, seq).await.unwrap();
     assert!(wrong.is_empty(), "after the kill: {wrong:#?}");
     let mut after = Vec::new();

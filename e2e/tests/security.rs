@@ -347,14 +347,7 @@ async fn every_role_serves_tls_and_turns_away_callers_without_credentials() {
         "skyvault flush: {}",
         String::from_utf8_lossy(&flushed.stderr)
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while index_role.metric("skyvault_index_memtable_keys", "").await > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the flush never reached the index"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    index_role.wait_wal_tier_drained().await;
 
     // Index: a read token reads what the write token wrote, through the cache.
     let i = |t| index(creds.channel(&index_role.grpc, None, t));

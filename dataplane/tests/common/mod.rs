@@ -124,3 +124,23 @@ pub fn del(key: &str) -> WriteRequest {
         operation: Some(Operation::Delete(true)),
     }
 }
+
+/// A standalone store with nothing in the background: no maintenance, no
+/// WAL flush (tests flush themselves, so they decide which commits become
+/// which L0 file) and no L0 stall (tests pile up L0 on purpose).
+pub fn quiet_config(dir: &Path) -> StandaloneConfig {
+    let mut c = StandaloneConfig::new(dir);
+    c.maintenance = None;
+    c.batcher.wal_flush = None;
+    c.batcher.l0_stop_files = 0;
+    c
+}
+
+/// Flushes the whole WAL tier into one L0 file (if it holds anything).
+pub async fn flush_wal_tier(parts: &standalone::Parts) -> skyvault::compaction::CompactionSummary {
+    let limits = skyvault::wal_flush::DEFAULT_LIMITS;
+    let config = skyvault::compaction::CompactionConfig::default();
+    skyvault::compaction::flush(&parts.store, &parts.meta, &config, &limits, true)
+        .await
+        .unwrap()
+}

@@ -122,6 +122,20 @@ impl RoleProcess {
 
     /// Sum of every sample of `metric` whose labels contain `labels`
     /// (e.g. `peer="127.0.0.1:1234"`; empty matches all).
+    /// Waits (30 s at most) until this index has applied every flush of the
+    /// WAL tier: its in-memory tier is empty, so reads go to files.
+    pub async fn wait_wal_tier_drained(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.metric("skyvault_index_memtable_keys", "").await > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: the WAL tier was never drained",
+                self.process.name()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn metric(&self, metric: &str, labels: &str) -> u64 {
         let (code, body) = self.get("/metrics").await.unwrap();
         assert_eq!(code, 200, "{} /metrics", self.process.name());
