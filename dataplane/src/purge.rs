@@ -10,13 +10,13 @@
 //! whose claim is live is never an orphan, however long the job runs.
 
 use crate::compaction::job_of_output;
-use crate::meta::{DynMeta, MetaError, now_ms};
+use crate::meta::{DynMeta, MetaError};
 use crate::metrics::metrics;
 use crate::objstore::{DynStore, StoreError};
 use crate::writer_intent::writer_of_wal;
 use serde::Serialize;
 use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// Prefixes under which the store writes objects; nothing else is touched.
 pub const OBJECT_PREFIXES: &[&str] = &["wal/", "run/"];
@@ -108,7 +108,9 @@ async fn run(
     let rows = meta.all_files().await?;
     let known: HashSet<&str> = rows.iter().map(|f| f.object.as_str()).collect();
     summary.live_objects = rows.iter().filter(|f| f.removed_version.is_none()).count() as u64;
-    let cutoff_ms = now_ms() - config.grace.as_millis() as i64;
+    // One clock decides (docs/decisions/0009-one-clock.md): the database's,
+    // which stamped every removal, claim and intent compared here.
+    let cutoff_ms = meta.clock_ms().await? - config.grace.as_millis() as i64;
 
     let mut forget = Vec::new();
     for row in rows.iter().filter(|f| f.removed_version.is_some()) {
@@ -123,7 +125,9 @@ async fn run(
         summary.replaced_deleted.push(row.object.clone());
         forget.push(row.id);
     }
-    let cutoff = SystemTime::now() - config.grace;
+    // An orphan's age is its LastModified (the store's clock) against the
+    // database's: only for objects no live claim or intent explains.
+    let cutoff = UNIX_EPOCH + Duration::from_millis(cutoff_ms.max(0) as u64);
     for object in objects.iter().filter(|o| !known.contains(o.path.as_str())) {
         let in_progress = job_of_output(&object.path).is_some_and(|job| running.contains(job))
             || writer_of_wal(&object.path).is_some_and(|writer| writing.contains(writer));

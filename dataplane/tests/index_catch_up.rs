@@ -106,6 +106,9 @@ impl MetaStore for Gated {
     async fn forget_files(&self, ids: &[i64]) -> MetaResult<()> {
         self.inner.forget_files(ids).await
     }
+    async fn clock_ms(&self) -> MetaResult<i64> {
+        self.inner.clock_ms().await
+    }
     async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> MetaResult<bool> {
         self.inner.try_lease(name, holder, ttl).await
     }

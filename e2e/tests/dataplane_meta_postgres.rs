@@ -84,6 +84,12 @@ async fn tier_counts_follow_the_wal_tier_rule() {
     conformance::tier_counts_follow_the_wal_tier_rule(&meta).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_removals_follow_the_database_clock() {
+    let (_pg, meta) = fresh().await;
+    conformance::claims_and_removals_follow_the_database_clock(&meta).await;
+}
+
 /// A commit in one process wakes subscribers in another through NOTIFY,
 /// well before the index's polling interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

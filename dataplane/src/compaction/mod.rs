@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 pub use args::{CompactionArgs, LsmArgs};
 pub use input::CHUNK_BYTES;
-pub use output::job_of_output;
+pub use output::{job_of_output, output_name};
 
 #[derive(Clone, Debug)]
 pub struct CompactionConfig {

@@ -429,3 +429,86 @@ pub async fn tier_counts_follow_the_wal_tier_rule(meta: &dyn MetaStore) {
         "replaced rows do not count"
     );
 }
+
+/// Claims, their margins and removal times follow the database's clock,
+/// whatever this process's clock says (decision 0009): a claim taken ten
+/// minutes "in the past" is live ten minutes "in the future"; a swap needs
+/// its claim live for `CLAIM_MARGIN`; purge sees a claim for `CLAIM_MARGIN`
+/// after it expires; a removal is stamped with the database's time.
+pub async fn claims_and_removals_follow_the_database_clock(meta: &dyn MetaStore) {
+    const MINUTE_MS: i64 = 60_000;
+    let ttl = Duration::from_secs(60);
+    meta.commit_wal(run("w1", 0, "a", "m")).await.unwrap();
+    let id = meta.live_files().await.unwrap()[0].id;
+
+    super::set_clock_skew_ms(-10 * MINUTE_MS);
+    assert!(
+        meta.claim("late", &[range(0, "", None)], ttl)
+            .await
+            .unwrap()
+    );
+    super::set_clock_skew_ms(10 * MINUTE_MS);
+    assert_eq!(
+        meta.live_claim_jobs().await.unwrap(),
+        vec!["late".to_string()]
+    );
+    assert_eq!(meta.live_claims().await.unwrap(), vec![range(0, "", None)]);
+    assert!(meta.renew_claim("late", ttl).await.unwrap());
+    meta.release_claim("late").await.unwrap();
+
+    // Live, but for less than the margin: the swap is refused.
+    let short = super::CLAIM_MARGIN / 2;
+    assert!(
+        meta.claim("short", &[range(0, "", None)], short)
+            .await
+            .unwrap()
+    );
+    let swap = |job: &str| Swap {
+        inputs: vec![id],
+        outputs: vec![run(&format!("{job}-out"), 1, "a", "m")],
+        seq: 1,
+        claim: Some(job.into()),
+        ..Default::default()
+    };
+    let refused = meta.swap(swap("short")).await;
+    assert!(
+        matches!(&refused, Err(MetaError::Conflict(m)) if m.contains("expires within")),
+        "{refused:?}"
+    );
+    // Expired, yet purge keeps its outputs for the margin after expiry,
+    // while other jobs may already claim its ranges.
+    assert!(
+        meta.claim("gone", &[range(1, "", None)], Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    assert!(
+        meta.live_claim_jobs()
+            .await
+            .unwrap()
+            .contains(&"gone".to_string())
+    );
+    assert!(
+        meta.claim("next", &[range(1, "", None)], ttl)
+            .await
+            .unwrap()
+    );
+    meta.release_claim("short").await.unwrap();
+
+    assert!(meta.claim("ok", &[range(0, "", None)], ttl).await.unwrap());
+    meta.swap(swap("ok")).await.unwrap();
+    super::set_clock_skew_ms(0);
+    let db_now = meta.clock_ms().await.unwrap();
+    let removed = meta
+        .all_files()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.id == id)
+        .and_then(|f| f.removed_at_ms)
+        .expect("the input is removed");
+    assert!(
+        (db_now - removed).abs() < MINUTE_MS,
+        "removal stamped {removed}, the database's clock says {db_now}"
+    );
+}

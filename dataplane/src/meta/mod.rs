@@ -76,6 +76,8 @@ pub struct FileRecord {
     pub added_version: u64,
     pub removed_version: Option<u64>,
     pub created_at_ms: i64,
+    /// When it was replaced, by the database's clock; for rows an older
+    /// binary stamped with its own clock, [`LEGACY_CLOCK_MARGIN`] later.
     pub removed_at_ms: Option<i64>,
 }
 
@@ -249,8 +251,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Extends `job`'s claim; `false` when it had already expired (or never existed).
     async fn renew_claim(&self, job: &str, ttl: std::time::Duration) -> MetaResult<bool>;
     async fn release_claim(&self, job: &str) -> MetaResult<()>;
-    /// Jobs holding an unexpired claim: purge keeps their uploaded but not yet
-    /// installed outputs (see `purge`).
+    /// Jobs whose claim has not been dead for [`CLAIM_MARGIN`] yet: purge
+    /// keeps their uploaded but not yet installed outputs (see `purge`).
     async fn live_claim_jobs(&self) -> MetaResult<Vec<String>>;
     /// Every unexpired claim: the picker leaves held L0 files to their job and
     /// merges the newer ones among themselves (see `compaction::picker`).
@@ -293,6 +295,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn init_store_id(&self, id: &str) -> MetaResult<String>;
     /// The newest committed version.
     async fn current_version(&self) -> MetaResult<u64>;
+    /// The database's clock in Unix milliseconds: the one clock that claims,
+    /// writer intents, removal times and purge's cutoffs are measured by.
+    async fn clock_ms(&self) -> MetaResult<i64>;
     /// Wakes in-process readers right after a commit; remote readers poll or LISTEN.
     fn subscribe(&self) -> watch::Receiver<u64>;
     fn describe(&self) -> String;
@@ -313,11 +318,36 @@ pub(crate) fn intent_lapsed(writer: &str) -> MetaError {
     ))
 }
 
+/// A swap installs only if its job's claim stays live for at least this long
+/// by the database's clock, and purge counts a claim as dead only this long
+/// after it expired: a job that has stopped renewing and purge that has seen
+/// its claim die can never both act on the same outputs.
+pub const CLAIM_MARGIN: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How much a process clock of an older binary (rows with a zero
+/// `removed_by_db_clock` / `db_clock`, migration 0007) may lag the database's:
+/// purge counts those timestamps this much later, so a rolling upgrade stays
+/// safe while old compaction jobs still stamp rows with their own clocks.
+pub const LEGACY_CLOCK_MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// This process's clock in Unix milliseconds (plus [`set_clock_skew_ms`]).
+/// Only names (object names, the store identity's creation time) use it;
+/// everything that decides deletion or ownership reads the database's clock
+/// ([`MetaStore::clock_ms`] and the SQL in `sql.rs`).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
+    let real = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    real + CLOCK_SKEW_MS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static CLOCK_SKEW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Fault injection for tests: shifts this process's [`now_ms`] by `skew_ms`,
+/// as a machine whose clock is off would. Safety must not depend on it.
+pub fn set_clock_skew_ms(skew_ms: i64) {
+    CLOCK_SKEW_MS.store(skew_ms, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Opens the database named by a URL (`sqlite://PATH` or

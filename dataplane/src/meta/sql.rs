@@ -13,8 +13,9 @@
 //! databases spell differently, add that piece to [`Dialect`].
 
 use super::{
-    ClaimRange, FileKind, FileRecord, ManifestDelta, MetaError, MetaResult, MetaStore, NewFile,
-    Swap, TierCounts, WAL_OBJECT_PREFIX, claims_conflict, delta_from_rows, intent_lapsed, now_ms,
+    CLAIM_MARGIN, ClaimRange, FileKind, FileRecord, LEGACY_CLOCK_MARGIN, ManifestDelta, MetaError,
+    MetaResult, MetaStore, NewFile, Swap, TierCounts, WAL_OBJECT_PREFIX, claims_conflict,
+    delta_from_rows, intent_lapsed, now_ms,
 };
 use crate::writer_intent::{COMMIT_MARGIN, writers_of};
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
 };
 use std::marker::PhantomData;
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -95,8 +97,17 @@ pub(crate) fn publish(notify: &watch::Sender<u64>, version: u64) {
     });
 }
 
-const FILE_COLUMNS: &str = "id, object, kind, level, seq, min_key, max_key, entry_count, \
-     size_bytes, added_version, removed_version, created_at_ms, removed_at_ms";
+/// `removed_at_ms` as [`FileRecord`] defines it: rows stamped by an older
+/// binary's process clock (migration 0007) count [`LEGACY_CLOCK_MARGIN`] later.
+static FILE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "id, object, kind, level, seq, min_key, max_key, entry_count, size_bytes, \
+         added_version, removed_version, created_at_ms, \
+         CASE WHEN removed_by_db_clock = 1 THEN removed_at_ms \
+              ELSE removed_at_ms + {} END AS removed_at_ms",
+        LEGACY_CLOCK_MARGIN.as_millis()
+    )
+});
 
 /// The columns a new file's row sets, and their parameters ([`SqlMeta::bind_file`]).
 const INSERT_COLUMNS: &str = "object, kind, level, seq, min_key, max_key, entry_count, \
@@ -104,6 +115,15 @@ const INSERT_COLUMNS: &str = "object, kind, level, seq, min_key, max_key, entry_
 const INSERT_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10";
 
 const CLAIM_COLUMNS: &str = "level, min_key, max_key";
+
+/// A claim's expiry as purge must count it: claims an older binary stamped
+/// with its own clock (migration 0007) count [`LEGACY_CLOCK_MARGIN`] later.
+fn claim_expiry() -> String {
+    format!(
+        "(expires_at_ms + CASE WHEN db_clock = 1 THEN 0 ELSE {} END)",
+        LEGACY_CLOCK_MARGIN.as_millis()
+    )
+}
 
 impl<D: Dialect> SqlMeta<D>
 where
@@ -270,15 +290,22 @@ where
 
     /// Inside a swap: fails unless `job` still holds a live claim, then drops it.
     async fn take_claim(tx: &mut Transaction<'_, D::DB>, job: &str) -> MetaResult<()> {
-        let live =
-            sqlx::query("DELETE FROM compaction_claims WHERE job = $1 AND expires_at_ms > $2")
-                .bind(job)
-                .bind(now_ms())
-                .execute(&mut **tx)
-                .await?;
+        // Live for the margin by the database's clock: purge counts a claim
+        // dead only a margin after it expires (`live_claim_jobs`), so the
+        // outputs this swap installs cannot have been purged as orphans.
+        let sql = format!(
+            "DELETE FROM compaction_claims WHERE job = $1 AND expires_at_ms > {} + $2",
+            D::NOW_MS
+        );
+        let live = sqlx::query(&sql)
+            .bind(job)
+            .bind(CLAIM_MARGIN.as_millis() as i64)
+            .execute(&mut **tx)
+            .await?;
         if D::rows_affected(&live) == 0 {
             return Err(MetaError::Conflict(format!(
-                "compaction {job} lost its claim"
+                "compaction {job} lost its claim (or it expires within {} s)",
+                CLAIM_MARGIN.as_secs()
             )));
         }
         sqlx::query("DELETE FROM compaction_claims WHERE job = $1")
@@ -294,15 +321,16 @@ where
         id: i64,
         version: u64,
     ) -> MetaResult<()> {
-        let done = sqlx::query(
-            "UPDATE files SET removed_version = $1, removed_at_ms = $2 \
-             WHERE id = $3 AND removed_version IS NULL",
-        )
-        .bind(version as i64)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+        let sql = format!(
+            "UPDATE files SET removed_version = $1, removed_at_ms = {}, removed_by_db_clock = 1 \
+             WHERE id = $2 AND removed_version IS NULL",
+            D::NOW_MS
+        );
+        let done = sqlx::query(&sql)
+            .bind(version as i64)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
         if D::rows_affected(&done) != 1 {
             return Err(MetaError::Conflict(format!(
                 "input file {id} is no longer live"
@@ -390,7 +418,8 @@ where
         };
         let sql = format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE added_version > $1 OR removed_version > $1 \
-             OR level_version > $1 ORDER BY added_version, id"
+             OR level_version > $1 ORDER BY added_version, id",
+            FILE_COLUMNS = &*FILE_COLUMNS
         );
         let rows = sqlx::query(&sql)
             .bind(since as i64)
@@ -406,7 +435,8 @@ where
 
     async fn live_files(&self) -> MetaResult<Vec<FileRecord>> {
         self.files(&format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE removed_version IS NULL ORDER BY seq DESC, id DESC"
+            "SELECT {FILE_COLUMNS} FROM files WHERE removed_version IS NULL ORDER BY seq DESC, id DESC",
+            FILE_COLUMNS = &*FILE_COLUMNS
         ))
         .await
     }
@@ -434,16 +464,25 @@ where
     }
 
     async fn claim(&self, job: &str, ranges: &[ClaimRange], ttl: Duration) -> MetaResult<bool> {
-        let now = now_ms();
         let mut tx = self.writer.begin().await?;
         if let Some(lock) = D::LOCK_CLAIMS {
             sqlx::query(lock).execute(&mut *tx).await?;
         }
-        sqlx::query("DELETE FROM compaction_claims WHERE expires_at_ms <= $1")
-            .bind(now)
+        // Expired claims conflict with nothing; their rows go once purge has
+        // stopped protecting their outputs too (see `live_claim_jobs`).
+        let sql = format!(
+            "DELETE FROM compaction_claims WHERE {} <= {} - $1",
+            claim_expiry(),
+            D::NOW_MS
+        );
+        sqlx::query(&sql)
+            .bind(CLAIM_MARGIN.as_millis() as i64)
             .execute(&mut *tx)
             .await?;
-        let sql = format!("SELECT {CLAIM_COLUMNS} FROM compaction_claims WHERE job <> $1");
+        let sql = format!(
+            "SELECT {CLAIM_COLUMNS} FROM compaction_claims WHERE job <> $1 AND expires_at_ms > {}",
+            D::NOW_MS
+        );
         let rows = sqlx::query(&sql).bind(job).fetch_all(&mut *tx).await?;
         let held = rows
             .iter()
@@ -453,32 +492,36 @@ where
             return Ok(false);
         }
         for r in ranges {
-            sqlx::query(
-                "INSERT INTO compaction_claims (job, level, min_key, max_key, expires_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(job)
-            .bind(r.level as i64)
-            .bind(&r.min_key)
-            .bind(&r.max_key)
-            .bind(now + ttl.as_millis() as i64)
-            .execute(&mut *tx)
-            .await?;
+            let sql = format!(
+                "INSERT INTO compaction_claims (job, level, min_key, max_key, expires_at_ms, db_clock) \
+                 VALUES ($1, $2, $3, $4, {} + $5, 1)",
+                D::NOW_MS
+            );
+            sqlx::query(&sql)
+                .bind(job)
+                .bind(r.level as i64)
+                .bind(&r.min_key)
+                .bind(&r.max_key)
+                .bind(ttl.as_millis() as i64)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(true)
     }
 
     async fn renew_claim(&self, job: &str, ttl: Duration) -> MetaResult<bool> {
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE compaction_claims SET expires_at_ms = $1 WHERE job = $2 AND expires_at_ms > $3",
-        )
-        .bind(now + ttl.as_millis() as i64)
-        .bind(job)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
+        // Never revives an expired claim: purge may already treat it as dead.
+        let sql = format!(
+            "UPDATE compaction_claims SET expires_at_ms = {now} + $1, db_clock = 1 \
+             WHERE job = $2 AND expires_at_ms > {now}",
+            now = D::NOW_MS
+        );
+        let done = sqlx::query(&sql)
+            .bind(ttl.as_millis() as i64)
+            .bind(job)
+            .execute(&self.writer)
+            .await?;
         Ok(D::rows_affected(&done) > 0)
     }
 
@@ -491,21 +534,24 @@ where
     }
 
     async fn live_claim_jobs(&self) -> MetaResult<Vec<String>> {
-        let jobs = sqlx::query_scalar(
-            "SELECT DISTINCT job FROM compaction_claims WHERE expires_at_ms > $1",
-        )
-        .bind(now_ms())
-        .fetch_all(&self.reader)
-        .await?;
+        let sql = format!(
+            "SELECT DISTINCT job FROM compaction_claims WHERE {} > {} - $1",
+            claim_expiry(),
+            D::NOW_MS
+        );
+        let jobs = sqlx::query_scalar(&sql)
+            .bind(CLAIM_MARGIN.as_millis() as i64)
+            .fetch_all(&self.reader)
+            .await?;
         Ok(jobs)
     }
 
     async fn live_claims(&self) -> MetaResult<Vec<ClaimRange>> {
-        let sql = format!("SELECT {CLAIM_COLUMNS} FROM compaction_claims WHERE expires_at_ms > $1");
-        let rows = sqlx::query(&sql)
-            .bind(now_ms())
-            .fetch_all(&self.reader)
-            .await?;
+        let sql = format!(
+            "SELECT {CLAIM_COLUMNS} FROM compaction_claims WHERE expires_at_ms > {}",
+            D::NOW_MS
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
         rows.iter().map(Self::claim_from_row).collect()
     }
 
@@ -583,8 +629,11 @@ where
     }
 
     async fn all_files(&self) -> MetaResult<Vec<FileRecord>> {
-        self.files(&format!("SELECT {FILE_COLUMNS} FROM files ORDER BY id"))
-            .await
+        self.files(&format!(
+            "SELECT {FILE_COLUMNS} FROM files ORDER BY id",
+            FILE_COLUMNS = &*FILE_COLUMNS
+        ))
+        .await
     }
 
     async fn forget_files(&self, ids: &[i64]) -> MetaResult<()> {
@@ -613,18 +662,18 @@ where
     }
 
     async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> MetaResult<bool> {
-        let now = now_ms();
-        let done = sqlx::query(
-            "INSERT INTO leases (name, holder, expires_at_ms) VALUES ($1, $2, $3) \
+        let sql = format!(
+            "INSERT INTO leases (name, holder, expires_at_ms) VALUES ($1, $2, {now} + $3) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms \
-             WHERE leases.holder = excluded.holder OR leases.expires_at_ms <= $4",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(now + ttl.as_millis() as i64)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
+             WHERE leases.holder = excluded.holder OR leases.expires_at_ms <= {now}",
+            now = D::NOW_MS
+        );
+        let done = sqlx::query(&sql)
+            .bind(name)
+            .bind(holder)
+            .bind(ttl.as_millis() as i64)
+            .execute(&self.writer)
+            .await?;
         Ok(D::rows_affected(&done) == 1)
     }
 
@@ -666,6 +715,11 @@ where
             .fetch_one(&self.reader)
             .await?;
         Ok(v as u64)
+    }
+
+    async fn clock_ms(&self) -> MetaResult<i64> {
+        let sql = format!("SELECT {}", D::NOW_MS);
+        Ok(sqlx::query_scalar(&sql).fetch_one(&self.reader).await?)
     }
 
     fn subscribe(&self) -> watch::Receiver<u64> {

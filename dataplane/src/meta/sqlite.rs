@@ -168,4 +168,50 @@ mod tests {
         let (_dir, meta) = fresh().await;
         conformance::tier_counts_follow_the_wal_tier_rule(&meta).await;
     }
+
+    #[tokio::test]
+    async fn claims_and_removals_follow_the_database_clock() {
+        let (_dir, meta) = fresh().await;
+        conformance::claims_and_removals_follow_the_database_clock(&meta).await;
+    }
+
+    /// Rows an older binary stamped with its own clock (migration 0007 left
+    /// their flags 0) count `LEGACY_CLOCK_MARGIN` later for purge.
+    #[tokio::test]
+    async fn rows_stamped_by_process_clocks_get_the_legacy_margin() {
+        use crate::meta::{LEGACY_CLOCK_MARGIN, MetaStore};
+        let (_dir, meta) = fresh().await;
+        let now = meta.clock_ms().await.unwrap();
+        let expired = now - 60_000;
+        sqlx::query(
+            "INSERT INTO compaction_claims (job, level, min_key, max_key, expires_at_ms) \
+             VALUES ('old', 1, x'', NULL, $1)",
+        )
+        .bind(expired)
+        .execute(meta.writer_pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            meta.live_claim_jobs().await.unwrap(),
+            vec!["old".to_string()]
+        );
+        assert!(
+            meta.live_claims().await.unwrap().is_empty(),
+            "expired for pickers"
+        );
+        sqlx::query(
+            "INSERT INTO files (object, kind, level, seq, min_key, max_key, entry_count, \
+             size_bytes, added_version, created_at_ms, removed_version, removed_at_ms) \
+             VALUES ('run/x.sst', 'run', 1, 1, x'61', x'62', 1, 1, 1, 0, 2, $1)",
+        )
+        .bind(expired)
+        .execute(meta.writer_pool())
+        .await
+        .unwrap();
+        let row = meta.all_files().await.unwrap().remove(0);
+        assert_eq!(
+            row.removed_at_ms,
+            Some(expired + LEGACY_CLOCK_MARGIN.as_millis() as i64)
+        );
+    }
 }
