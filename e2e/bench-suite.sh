@@ -2,8 +2,11 @@
 # The fixed benchmark suite (`just bench`). Runs every workload with
 # `skyvault bench` against two deployments, one after the other:
 #   standalone   `skyvault standalone` on a fresh directory (SQLite + local files)
-#   distributed  PostgreSQL + moto S3 with separate batcher, index and cache
-#                processes (started by the e2e harness, bin skyvault-e2e-dataplane)
+#   distributed  PostgreSQL + an S3 HTTP server with separate batcher, index
+#                and cache processes (started by the e2e harness, bin
+#                skyvault-e2e-dataplane); the server is s3s-fs (BENCH_S3=moto for
+#                moto, whose ranged GETs cost the whole object: see
+#                e2e/install-s3s-fs.sh)
 # and writes target/bench/results.{jsonl,md} with object-store requests per 1M
 # operations (from the servers' /metrics) and peak RSS (VmHWM).
 # Standalone compacts by itself (as soon as the LSM's debt says a level is due)
@@ -13,7 +16,7 @@
 # distributed workload (e2e/bench-sustained.sh drives it continuously instead).
 # Knobs: BENCH_MODES=standalone|distributed|all (default all), BENCH_DURATION,
 # BENCH_WARMUP, BENCH_GRPC_PORT/BENCH_HTTP_PORT (standalone), BENCH_COMPACT=0
-# (distributed without the compaction between workloads).
+# (distributed without the compaction between workloads), BENCH_S3=s3s-fs|moto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +24,7 @@ DURATION=${BENCH_DURATION:-10s}
 WARMUP=${BENCH_WARMUP:-2s}
 MODES=${BENCH_MODES:-all}
 COMPACT=${BENCH_COMPACT:-1}
+S3_SERVER=${BENCH_S3:-s3s-fs}
 GRPC=127.0.0.1:${BENCH_GRPC_PORT:-50161}
 HTTP=127.0.0.1:${BENCH_HTTP_PORT:-9161}
 OUT=target/bench
@@ -133,8 +137,10 @@ if want standalone; then
 fi
 
 if want distributed; then
+    [[ $S3_SERVER != s3s-fs ]] || bash e2e/install-s3s-fs.sh > /dev/null
     cargo build -p skyvault-e2e --bin skyvault-e2e-dataplane
-    SKYVAULT_BIN=$BIN "${CARGO_TARGET_DIR:-target}/debug/skyvault-e2e-dataplane" > "$OUT/dataplane.env" 2> "$OUT/dataplane.log" &
+    SKYVAULT_TEST_S3=$S3_SERVER SKYVAULT_BIN=$BIN "${CARGO_TARGET_DIR:-target}/debug/skyvault-e2e-dataplane" \
+        > "$OUT/dataplane.env" 2> "$OUT/dataplane.log" &
     HARNESS=$!
     # The harness prints the READY line once PostgreSQL, moto and every role answer /readyz.
     for _ in $(seq 1200); do
@@ -151,7 +157,7 @@ if want distributed; then
     HTTPS=$SKYVAULT_BENCH_HTTP PIDS=$SKYVAULT_BENCH_PIDS
     compacted=', `skyvault compact` before each workload (not counted)'
     [[ $COMPACT == 1 ]] || compacted=', no compaction'
-    table_header "distributed: PostgreSQL + moto S3, 1 batcher, 1 index (reads through the cache), 1 cache$compacted; health: the index; store req: all three roles" \
+    table_header "distributed: PostgreSQL + $S3_SERVER S3, 1 batcher, 1 index (reads through the cache), 1 cache$compacted; health: the index; store req: all three roles" \
         "peak RSS MiB (b/i/c)"
     suite
 fi

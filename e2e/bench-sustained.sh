@@ -18,7 +18,6 @@ MINUTES=${BENCH_MINUTES:-20}
 KEYS=${BENCH_KEYS:-1000000}
 OUT=target/bench/sustained-$MODE
 BIN=${CARGO_TARGET_DIR:-target}/release/skyvault
-S3S=$HOME/.cache/skyvault/tools/s3s-fs-0.14.1/bin/s3s-fs
 case "$MODE" in standalone | distributed) ;; *) echo "usage: $0 standalone|distributed"; exit 2 ;; esac
 
 PIDS_TO_STOP='' DATA=''
@@ -40,11 +39,7 @@ if [[ $MODE == standalone ]]; then
     ADDR=(--addr "$GRPC")
 else
     S3_SERVER=${BENCH_S3:-moto}
-    if [[ $S3_SERVER == s3s-fs && ! -x $S3S ]]; then
-        echo "==> installing s3s-fs 0.14.1 (crates.io; once, into ~/.cache/skyvault/tools)"
-        cargo install s3s-fs --version 0.14.1 --features binary --locked \
-            --root "$HOME/.cache/skyvault/tools/s3s-fs-0.14.1"
-    fi
+    [[ $S3_SERVER != s3s-fs ]] || bash e2e/install-s3s-fs.sh > /dev/null
     cargo build -p skyvault-e2e --bin skyvault-e2e-dataplane
     SKYVAULT_TEST_S3=$S3_SERVER SKYVAULT_BIN=$BIN "${CARGO_TARGET_DIR:-target}/debug/skyvault-e2e-dataplane" \
         > "$OUT/dataplane.env" 2> "$OUT/dataplane.log" &
