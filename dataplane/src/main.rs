@@ -483,11 +483,12 @@ async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     config.batcher = args.tuning.batcher()?;
     config.cache = args.tuning.cache();
     config.index.lsm = args.compaction.lsm.config();
+    let compaction = args.compaction.config().map_err(anyhow::Error::msg)?;
     config.maintenance = (args.maintenance_interval_secs > 0).then(|| {
         let mut m = standalone::Maintenance {
             interval: Duration::from_secs(args.maintenance_interval_secs),
             compaction_workers: args.compaction_workers as usize,
-            compaction: args.compaction.config(),
+            compaction,
             ..Default::default()
         };
         m.purge.grace = Duration::from_secs(args.purge_grace_secs);
@@ -590,11 +591,13 @@ async fn main() {
             summary_file,
         } => {
             init_logging();
-            let config = skyvault::compaction::CompactionConfig {
-                dry_run,
-                ..compaction.config()
-            };
-            run_compact(&storage, config, summary_file).await
+            match compaction.config() {
+                Ok(config) => {
+                    let config = skyvault::compaction::CompactionConfig { dry_run, ..config };
+                    run_compact(&storage, config, summary_file).await
+                }
+                Err(e) => Err(anyhow::Error::msg(e)),
+            }
         }
         Command::Flush { storage } => {
             init_logging();

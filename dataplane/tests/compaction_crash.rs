@@ -197,4 +197,22 @@ fn compact_prints_a_json_summary_and_reports_bad_arguments() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A job budget below the base level's target is refused, naming both flags.
+    let out = Command::new(bin)
+        .args(["compact", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--max-input-bytes",
+            "16777216",
+            "--level-base-bytes",
+            "268435456",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--max-input-bytes (16777216) must be at least --level-base-bytes"),
+        "{stderr}"
+    );
 }

@@ -433,8 +433,9 @@ pub struct JobScheduleSpec {
 /// Compaction Jobs: created as soon as the index reports compaction debt (up to
 /// `maxConcurrentJobs` at once, each doing one bounded piece of work), with the cron
 /// schedule as a backstop.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.maxInputBytes) ? self.maxInputBytes : 1073741824) >= self.levelBaseBytes").message("compaction.maxInputBytes (default 1 GiB) must be at least compaction.levelBaseBytes: an L0 Job reads the base-level files its L0 files overlap, and level-to-level Jobs keep the base level near its target only within that budget"))]
 pub struct CompactionSpec {
     #[serde(flatten)]
     pub job: JobScheduleSpec,
@@ -466,7 +467,9 @@ pub struct CompactionSpec {
     #[serde(default = "default_l0_trigger_files")]
     #[schemars(range(min = 1, max = 10_000))]
     pub l0_trigger_files: i32,
-    /// Most input bytes one compaction Job merges (the data plane's default is 1 GiB).
+    /// Most input bytes one compaction Job merges (the data plane's default is 1 GiB); an
+    /// L0 Job reads up to this much of L0 plus the base-level files they overlap. At least
+    /// `levelBaseBytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1_048_576, max = 1_099_511_627_776_i64))]
     pub max_input_bytes: Option<i64>,

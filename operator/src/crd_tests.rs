@@ -242,6 +242,35 @@ fn cel_requires_the_wal_stop_above_the_wal_flush_or_off() {
 }
 
 #[test]
+fn cel_requires_the_job_budget_to_hold_the_base_level() {
+    let mut spec = minimal_spec();
+    for ok in [
+        json!({"levelBaseBytes": 1_073_741_824_i64}),
+        json!({"levelBaseBytes": 8_388_608, "maxInputBytes": 8_388_608}),
+    ] {
+        spec["compaction"] = ok;
+        assert_eq!(
+            cel_errors(&object(spec.clone()), None),
+            Vec::<String>::new()
+        );
+    }
+    // Below the base level's target, given or by the data plane's 1 GiB default.
+    for refused in [
+        json!({"levelBaseBytes": 2_147_483_648_i64}),
+        json!({"levelBaseBytes": 268_435_456, "maxInputBytes": 16_777_216}),
+    ] {
+        spec["compaction"] = refused;
+        let errors = cel_errors(&object(spec.clone()), None);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("maxInputBytes (default 1 GiB) must be at least")),
+            "{errors:?}"
+        );
+    }
+}
+
+#[test]
 fn cel_rejects_long_or_non_dns_names() {
     let mut obj = object(minimal_spec());
     obj["metadata"]["name"] = json!("a".repeat(41));

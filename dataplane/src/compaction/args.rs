@@ -40,19 +40,32 @@ pub struct CompactionArgs {
     #[arg(long, env = "SKYVAULT_COMPACT_TARGET_FILE_BYTES", default_value_t = 64 << 20,
           value_parser = clap::value_parser!(u64).range(64 << 10..=4 << 30))]
     pub target_file_bytes: u64,
-    /// Input bytes one compaction job reads at most (one file is always taken).
+    /// Input bytes one compaction job reads at most (one file is always taken);
+    /// an L0 job reads up to this much of L0 plus the base-level files those
+    /// overlap. At least --level-base-bytes.
     #[arg(long, env = "SKYVAULT_COMPACT_MAX_INPUT_BYTES", default_value_t = 1 << 30,
           value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 40))]
     pub max_input_bytes: u64,
 }
 
 impl CompactionArgs {
-    pub fn config(&self) -> CompactionConfig {
-        CompactionConfig {
+    /// The configuration, or what is wrong with the flags together.
+    pub fn config(&self) -> Result<CompactionConfig, String> {
+        // A budget below the base level's target leaves no room for the
+        // level-to-level jobs that keep the base level near its target, and
+        // so for L0 jobs, which read the base level's overlap (issue 23).
+        if self.max_input_bytes < self.lsm.level_base_bytes {
+            return Err(format!(
+                "--max-input-bytes ({}) must be at least --level-base-bytes ({}): \
+                 raise --max-input-bytes or lower --level-base-bytes",
+                self.max_input_bytes, self.lsm.level_base_bytes
+            ));
+        }
+        Ok(CompactionConfig {
             lsm: self.lsm.config(),
             target_file_bytes: self.target_file_bytes,
             max_input_bytes: self.max_input_bytes,
             ..CompactionConfig::default()
-        }
+        })
     }
 }

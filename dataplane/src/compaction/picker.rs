@@ -322,33 +322,65 @@ fn l0_pick_below(
     if oldest_first.is_empty() {
         return None;
     }
+    // Up to `max_l0_files` and `max_input_bytes` of L0, whatever they
+    // overlap below (RocksDB's rule). Shrinking the L0 prefix until the
+    // overlap fits degenerates into "one L0 file + the whole base level" once
+    // the base level outgrows the budget: write amplification of base size ÷
+    // one file, and L0 draining a file per job (issue 23 item 2). The overlap
+    // is bounded by the base level's size instead, which its own score keeps
+    // near its target (see `L0_JOB_BOUND` in docs/decisions/0003).
     oldest_first.truncate(limits.max_l0_files.max(1));
-    // The budget covers the overlapped files too; shrink the L0 prefix until
-    // it fits (one file at least).
-    let mut take = prefix_within(&oldest_first, limits.max_input_bytes);
-    loop {
-        let pick = merge_pick(levels, 0, out, oldest_first[..take].to_vec());
-        if take <= 1 || pick.bytes() <= limits.max_input_bytes {
-            return Some(pick);
-        }
-        take -= 1;
-    }
+    oldest_first.truncate(prefix_within(&oldest_first, limits.max_input_bytes));
+    Some(merge_pick(levels, 0, out, oldest_first))
 }
 
 /// The newest run of small L0 files with `seq > above`, merged into L0 again
 /// (see the module docs); `None` when the run is shorter than
 /// `min_intra_l0_files`.
 fn intra_l0_pick(levels: &Levels, limits: &PickLimits, above: u64) -> Option<Pick> {
-    let mut run: Vec<FileRecord> = levels
+    let small: Vec<FileRecord> = levels
         .l0
         .iter()
         .take_while(|f| f.seq > above && f.size_bytes < limits.small_l0_bytes)
         .take(limits.max_l0_files.max(2))
         .cloned()
         .collect();
-    let take = prefix_within(&run, limits.max_input_bytes);
-    run.truncate(take);
-    (run.len() >= limits.min_intra_l0_files.max(2)).then(|| intra_l0(run))
+    let take = intra_l0_run(&small, intra_l0_cap(limits));
+    (take >= limits.min_intra_l0_files.max(2)).then(|| intra_l0(small[..take].to_vec()))
+}
+
+/// The most bytes one intra-L0 merge reads (and so writes): four small
+/// files' worth by default, one target file, and never above the budget.
+fn intra_l0_cap(limits: &PickLimits) -> u64 {
+    limits
+        .small_l0_bytes
+        .saturating_mul(4)
+        .min(limits.max_input_bytes)
+}
+
+/// How many of `files` (newest first) one intra-L0 merge takes: it grows
+/// while the bytes rewritten per file removed do not rise and the total
+/// stays within `cap` (RocksDB's `FindIntraL0Compaction`). A previous
+/// merge's output, as large as several new files together, raises that cost
+/// and ends the run: without the rule each merge rewrote the last one's
+/// output again, quadratic in the number of small files.
+fn intra_l0_run(files: &[FileRecord], cap: u64) -> usize {
+    let Some(first) = files.first() else {
+        return 0;
+    };
+    let mut bytes = first.size_bytes;
+    let mut take = 1;
+    for f in &files[1..] {
+        let next = bytes + f.size_bytes;
+        // Per file removed: `bytes / (take - 1)` now, `next / take` with f.
+        let cheaper_or_equal = take == 1 || next * (take as u64 - 1) <= bytes * take as u64;
+        if next > cap || !cheaper_or_equal {
+            break;
+        }
+        bytes = next;
+        take += 1;
+    }
+    take
 }
 
 /// Merges `files` (a run of consecutive L0 files by sequence, newest first)
@@ -606,12 +638,12 @@ mod tests {
         ];
         let levels = Levels::new(live);
         let base = lsm::targets(&levels, &config()).base_level;
-        let pick = l0_pick(&levels, base, &limits(6 * MIB)).unwrap();
+        let pick = l0_pick(&levels, base, &limits(2 * MIB)).unwrap();
         assert_eq!(
             pick.output_level, 6,
             "6 MiB at the bottom: L6 is the base level"
         );
-        // 20, 21 and the two L6 files under [a, e]: 6 MiB; adding 22 (and 12) would not fit.
+        // Two L0 files fit the budget; the L6 files under [a, e] come along.
         assert_eq!(
             ids(&pick),
             vec![21, 20, 10, 11],
@@ -634,6 +666,48 @@ mod tests {
             ids(&l0_pick(&levels, base, &limits(1)).unwrap()),
             vec![20, 10, 11]
         );
+    }
+
+    /// Issue 23 item 2: with the base level larger than the budget, an L0
+    /// job still takes as many L0 files as the budget holds — not one L0
+    /// file plus the whole base level, job after job.
+    #[test]
+    fn l0_never_shrinks_to_one_file_because_the_base_level_is_large() {
+        let mut live: Vec<FileRecord> = (0..10)
+            .map(|i| {
+                let (lo, hi) = (format!("k{i}0"), format!("k{i}9"));
+                file(100 + i, 6, &lo, &hi, MIB / 2)
+            })
+            .collect();
+        live.extend((0..8).map(|i| file(200 + i, 0, "k00", "k99", MIB)));
+        let levels = Levels::new(live);
+        let base = lsm::targets(&levels, &config()).base_level;
+        let pick = l0_pick(&levels, base, &limits(4 * MIB)).unwrap();
+        let l0: Vec<i64> = pick
+            .inputs
+            .iter()
+            .filter(|f| f.level == 0)
+            .map(|f| f.id)
+            .collect();
+        assert_eq!(l0, vec![203, 202, 201, 200], "the oldest 4 MiB of L0");
+        assert_eq!(pick.inputs.len(), 14, "and every base file they overlap");
+    }
+
+    /// Intra-L0 grows while the bytes rewritten per file removed do not
+    /// rise (RocksDB's rule): a previous merge's output ends the run, so
+    /// small files are not rewritten again and again.
+    #[test]
+    fn intra_l0_does_not_rewrite_its_last_output_with_a_few_new_files() {
+        let small = |id| file(id, 0, "a", "z", 10_000);
+        let mut files: Vec<FileRecord> = (20..27).rev().map(small).collect();
+        files.push(file(10, 0, "a", "z", 70_000)); // the last merge's output
+        assert_eq!(intra_l0_run(&files, u64::MAX), 7);
+        // Files of one size merge up to the cap.
+        assert_eq!(intra_l0_run(&files[..7], 45_000), 4);
+        // Newer files larger than the older ones still merge when that
+        // lowers the cost per file removed.
+        let growing = vec![small(3), small(2), file(1, 0, "a", "z", 5_000)];
+        assert_eq!(intra_l0_run(&growing, u64::MAX), 3);
     }
 
     #[test]
