@@ -123,8 +123,30 @@ pub async fn swap_replaces_live_inputs_once(meta: &dyn MetaStore) {
     assert!(matches!(again, Err(MetaError::Conflict(_))), "{again:?}");
     assert_eq!(meta.current_version().await.unwrap(), 3);
 
-    assert_eq!(meta.all_files().await.unwrap().len(), 3);
+    // One replaced input among live ones: nothing changes, not even the live one.
     let live_id = live[0].id;
+    let mixed = Swap {
+        inputs: vec![live_id, inputs[0]],
+        outputs: vec![run("run3", 1, "a", "d")],
+        seq: 2,
+        ..Default::default()
+    };
+    let refused = meta.swap(mixed).await;
+    assert!(
+        matches!(refused, Err(MetaError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(ids(meta.live_files().await.unwrap()), vec![live_id]);
+    assert_eq!(meta.current_version().await.unwrap(), 3);
+    assert!(
+        meta.all_files()
+            .await
+            .unwrap()
+            .iter()
+            .all(|f| f.id != live_id || f.removed_at_ms.is_none())
+    );
+
+    assert_eq!(meta.all_files().await.unwrap().len(), 3);
     let mut forget = inputs.clone();
     forget.push(live_id);
     meta.forget_files(&forget).await.unwrap();

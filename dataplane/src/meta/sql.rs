@@ -315,53 +315,86 @@ where
         Ok(())
     }
 
-    /// Inside a swap: marks input `id` removed at `version`, unless it is no longer live.
-    async fn remove_input(
-        tx: &mut Transaction<'_, D::DB>,
-        id: i64,
-        version: u64,
-    ) -> MetaResult<()> {
+    /// Inside a swap, before the version is taken: locks the inputs' rows
+    /// and stamps their removal time, failing unless every one is live.
+    async fn lock_inputs(tx: &mut Transaction<'_, D::DB>, ids: &[i64]) -> MetaResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let sql = format!(
-            "UPDATE files SET removed_version = $1, removed_at_ms = {}, removed_by_db_clock = 1 \
-             WHERE id = $2 AND removed_version IS NULL",
-            D::NOW_MS
+            "UPDATE files SET removed_at_ms = {}, removed_by_db_clock = 1 \
+             WHERE {} AND removed_version IS NULL",
+            D::NOW_MS,
+            D::in_list("id", "$1"),
         );
-        let done = sqlx::query(&sql)
-            .bind(version as i64)
-            .bind(id)
+        let done = D::bind_ids(sqlx::query(&sql), ids)
             .execute(&mut **tx)
             .await?;
-        if D::rows_affected(&done) != 1 {
+        let live = D::rows_affected(&done);
+        if live != ids.len() as u64 {
             return Err(MetaError::Conflict(format!(
-                "input file {id} is no longer live"
+                "{} of the swap's {} input files are no longer live",
+                ids.len() as u64 - live,
+                ids.len()
             )));
         }
         Ok(())
     }
 
-    /// Inside a swap: moves live file `id` from level `from` to `to` at `version`.
-    async fn move_file(
+    /// Inside a swap, before the version is taken: moves the live files
+    /// `ids` from level `from` to `to`, failing unless every one is there.
+    async fn move_files(
         tx: &mut Transaction<'_, D::DB>,
-        (id, from, to): (i64, u32, u32),
-        version: u64,
+        ids: &[i64],
+        (from, to): (u32, u32),
     ) -> MetaResult<()> {
-        let done = sqlx::query(
-            "UPDATE files SET level = $1, level_version = $2 \
-             WHERE id = $3 AND level = $4 AND removed_version IS NULL",
-        )
-        .bind(to as i64)
-        .bind(version as i64)
-        .bind(id)
-        .bind(from as i64)
-        .execute(&mut **tx)
-        .await?;
-        if D::rows_affected(&done) != 1 {
+        let sql = format!(
+            "UPDATE files SET level = $2 WHERE {} AND level = $3 AND removed_version IS NULL",
+            D::in_list("id", "$1"),
+        );
+        let done = D::bind_ids(sqlx::query(&sql), ids)
+            .bind(to as i64)
+            .bind(from as i64)
+            .execute(&mut **tx)
+            .await?;
+        if D::rows_affected(&done) != ids.len() as u64 {
             return Err(MetaError::Conflict(format!(
-                "file {id} is no longer live at level {from}"
+                "files to move are no longer all live at level {from}"
             )));
         }
         Ok(())
     }
+
+    /// Inside a swap, after the version is taken: sets `column` of the rows
+    /// `ids` to `version`, in one statement.
+    async fn stamp_version(
+        tx: &mut Transaction<'_, D::DB>,
+        column: &str,
+        ids: &[i64],
+        version: u64,
+    ) -> MetaResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE files SET {column} = $2 WHERE {}",
+            D::in_list("id", "$1")
+        );
+        D::bind_ids(sqlx::query(&sql), ids)
+            .bind(version as i64)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A swap's trivial moves grouped by (from, to) level: one statement each.
+fn moves_by_levels(moves: &[(i64, u32, u32)]) -> std::collections::BTreeMap<(u32, u32), Vec<i64>> {
+    let mut grouped = std::collections::BTreeMap::<_, Vec<i64>>::new();
+    for &(id, from, to) in moves {
+        grouped.entry((from, to)).or_default().push(id);
+    }
+    grouped
 }
 
 #[async_trait]
@@ -443,18 +476,27 @@ where
 
     async fn swap(&self, swap: Swap) -> MetaResult<u64> {
         let mut tx = self.writer.begin().await?;
-        let version = Self::next_version(&mut tx).await?;
-        // Every early return drops `tx`, which rolls everything back, the
-        // version bump and its announcement included.
+        // Every check that can refuse the swap, and every row lock it needs,
+        // comes before the manifest row's lock, which batcher commits queue
+        // behind: that lock is taken last and held for a few set-based
+        // statements, however many files the swap replaces (issue 23 item 5).
+        // Every early return drops `tx`, which rolls everything back.
         if let Some(job) = &swap.claim {
             Self::take_claim(&mut tx, job).await?;
         }
-        for &id in &swap.inputs {
-            Self::remove_input(&mut tx, id, version).await?;
+        let mut inputs = swap.inputs.clone();
+        inputs.sort_unstable();
+        inputs.dedup();
+        Self::lock_inputs(&mut tx, &inputs).await?;
+        let moves = moves_by_levels(&swap.moves);
+        for (&levels, ids) in &moves {
+            Self::move_files(&mut tx, ids, levels).await?;
         }
-        for &moved in &swap.moves {
-            Self::move_file(&mut tx, moved, version).await?;
-        }
+        let version = Self::next_version(&mut tx).await?;
+        Self::stamp_version(&mut tx, "removed_version", &inputs, version).await?;
+        let moved: Vec<i64> = moves.into_values().flatten().collect();
+        Self::stamp_version(&mut tx, "level_version", &moved, version).await?;
+        // A job's outputs are few (its input bytes ÷ the target file size).
         for file in &swap.outputs {
             Self::insert_file(&mut tx, file, swap.seq, version).await?;
         }
