@@ -155,8 +155,7 @@ impl Index {
 
     /// Compaction debt of the manifest this index serves (see `crate::lsm`).
     pub fn debt(&self) -> crate::lsm::Debt {
-        let manifest = self.manifest();
-        crate::lsm::debt(&manifest.levels(), &self.lsm, manifest.version)
+        self.manifest().debt(&self.lsm)
     }
 
     pub fn applied_sequence(&self) -> u64 {
