@@ -279,6 +279,37 @@ async fn read_your_writes_waits_then_times_out() {
     let err = s.index().batch_get(req).await.unwrap_err();
     // The server answers before the client's own deadline fires: never CANCELLED.
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    let marked = |e: &tonic::Status| {
+        e.metadata()
+            .get(skyvault::api::headers::READ_ERROR_HEADER)
+            .is_some_and(|v| v == skyvault::api::headers::NOT_YET_APPLIED)
+    };
+    assert!(marked(&err), "a client may try another index: {err:?}");
+    s.stop().await;
+}
+
+/// Without a client deadline only the server's own wait ran out: UNAVAILABLE
+/// (retryable elsewhere), not DEADLINE_EXCEEDED (issue 23 item 8).
+#[tokio::test]
+async fn read_your_writes_without_a_deadline_is_unavailable_when_the_wait_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.limits.default_read_wait = std::time::Duration::from_millis(200);
+    let s = start(config, None).await;
+    let seq = s.write(vec![put("ryw", "1")]).await.unwrap();
+    let req = tonic::Request::new(skyvault::api::proto::index::v1::BatchGetRequest {
+        keys: vec!["ryw".into()],
+        min_sequence: Some(seq + 1000),
+        consistency: 0,
+    });
+    let err = s.index().batch_get(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.metadata()
+            .get(skyvault::api::headers::READ_ERROR_HEADER)
+            .is_some_and(|v| v == skyvault::api::headers::NOT_YET_APPLIED),
+        "{err:?}"
+    );
     s.stop().await;
 }
 
@@ -417,6 +448,12 @@ async fn batch_get_over_the_response_budget_is_resource_exhausted() {
     let err = index.batch_get(get(17)).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("budget of 8388608 bytes"), "{err:?}");
+    assert!(
+        err.metadata()
+            .get(skyvault::api::headers::READ_ERROR_HEADER)
+            .is_some_and(|v| v == skyvault::api::headers::RESPONSE_BUDGET),
+        "clients decide by the header, not the message: {err:?}"
+    );
     let fits = index.batch_get(get(7)).await.unwrap().into_inner().results;
     assert_eq!(fits.len(), 7);
     s.stop().await;

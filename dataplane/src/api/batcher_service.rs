@@ -37,12 +37,9 @@ impl From<WriteError> for Status {
 
 /// Marks a failure that certainly wrote nothing, so that a client may retry
 /// it without risking a double write (`crate::client` does).
-fn not_applied(mut status: Status) -> Status {
-    status.metadata_mut().insert(
-        crate::client::WRITE_OUTCOME_HEADER,
-        tonic::metadata::MetadataValue::from_static(crate::client::NOT_APPLIED),
-    );
-    status
+fn not_applied(status: Status) -> Status {
+    use super::headers::{NOT_APPLIED, WRITE_OUTCOME_HEADER, mark};
+    mark(status, WRITE_OUTCOME_HEADER, NOT_APPLIED)
 }
 
 #[tonic::async_trait]

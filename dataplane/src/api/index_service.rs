@@ -4,7 +4,7 @@ use super::proto::index::v1::{
     BatchGetRequest, BatchGetResponse, Consistency, KeyValue, ScanRequest, ScanResponse,
     index_service_server::IndexService,
 };
-use super::{observe, request_deadline, validate};
+use super::{headers, observe, request_deadline, validate};
 use crate::cache::ReadError;
 use crate::config::Limits;
 use crate::index::{Index, IndexError, KeyRange, PageLimits};
@@ -76,7 +76,10 @@ impl IndexApi {
             return Ok(());
         };
         let left = wait.saturating_sub(started.elapsed());
-        Ok(self.index.wait_for(sequence, left).await?)
+        match self.index.wait_for(sequence, left).await {
+            Err(e @ IndexError::NotYetApplied { .. }) => Err(not_yet_applied(&e, deadline)),
+            other => Ok(other?),
+        }
     }
 }
 
@@ -86,10 +89,22 @@ fn reply_margin(deadline: Duration) -> Duration {
     (deadline / 4).clamp(Duration::from_millis(10), Duration::from_millis(250))
 }
 
+/// This index has not applied the sequence a read needs. DEADLINE_EXCEEDED
+/// when the client's deadline is what ran out (it gets our answer before its
+/// own timer fires), UNAVAILABLE when only our default wait did; marked
+/// either way, so a client may try another index.
+fn not_yet_applied(e: &IndexError, deadline: Option<Duration>) -> Status {
+    let status = match deadline {
+        Some(_) => Status::deadline_exceeded(e.to_string()),
+        None => Status::unavailable(e.to_string()),
+    };
+    headers::mark(status, headers::READ_ERROR_HEADER, headers::NOT_YET_APPLIED)
+}
+
 impl From<IndexError> for Status {
     fn from(e: IndexError) -> Status {
         match &e {
-            IndexError::NotYetApplied { .. } => Status::deadline_exceeded(e.to_string()),
+            IndexError::NotYetApplied { .. } => not_yet_applied(&e, None),
             IndexError::Stale { .. } | IndexError::Committed(_) => {
                 Status::unavailable(e.to_string())
             }
@@ -188,10 +203,15 @@ impl IndexService for IndexApi {
                 let Some(v) = v else { continue };
                 bytes += k.len() + v.len();
                 if bytes > budget {
-                    return Err(Status::resource_exhausted(format!(
+                    let status = Status::resource_exhausted(format!(
                         "BatchGet response over its budget of {budget} bytes of keys and values \
                          (reached at keys[{i}]); ask for fewer keys per request"
-                    )));
+                    ));
+                    return Err(headers::mark(
+                        status,
+                        headers::READ_ERROR_HEADER,
+                        headers::RESPONSE_BUDGET,
+                    ));
                 }
                 results.insert(String::from_utf8_lossy(&k).into_owned(), v);
             }

@@ -2,6 +2,7 @@
 //! validation. Wire-compatible with the original SkyVault services.
 
 mod batcher_service;
+pub mod headers;
 mod index_service;
 mod validate;
 

@@ -11,12 +11,9 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-/// Metadata the SkyVault batcher puts on a failed `BatchWrite` that
-/// certainly wrote nothing (refused before the commit, or a commit the
-/// database refused), so that a client may retry it safely.
-pub const WRITE_OUTCOME_HEADER: &str = "skyvault-write-outcome";
-/// The value of [`WRITE_OUTCOME_HEADER`] meaning "nothing was written".
-pub const NOT_APPLIED: &str = "not-applied";
+use crate::api::headers::{
+    NOT_APPLIED, NOT_YET_APPLIED, READ_ERROR_HEADER, RESPONSE_BUDGET, WRITE_OUTCOME_HEADER, marked,
+};
 
 /// Reads may always be repeated; a write only when it surely had no effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +42,10 @@ pub(super) fn classify(status: &Status, kind: Kind) -> Verdict {
     match (status.code(), kind) {
         // The BatchGet response budget: the caller splits the request.
         (Code::ResourceExhausted, Kind::Read) if is_budget(status) => Verdict::Fail,
+        // That index is behind the sequence asked for: another may not be.
+        (_, Kind::Read) if marked(status, READ_ERROR_HEADER, NOT_YET_APPLIED) => {
+            Verdict::Retry { eject: false }
+        }
         // Overload: the server refused before doing anything.
         (Code::ResourceExhausted, _) => Verdict::Retry { eject: false },
         (Code::Unavailable, Kind::Read) => Verdict::Retry { eject: transport },
@@ -61,16 +62,19 @@ pub(super) fn classify(status: &Status, kind: Kind) -> Verdict {
     }
 }
 
-/// The BatchGet response was over the server's byte budget.
+/// The BatchGet response was over the server's byte budget. Servers before
+/// the read-error header said so only in the message: that is still read
+/// when the header is absent, for rolling upgrades.
 pub(super) fn is_budget(status: &Status) -> bool {
-    status.code() == Code::ResourceExhausted && status.message().contains("budget")
+    status.code() == Code::ResourceExhausted
+        && match status.metadata().get(READ_ERROR_HEADER) {
+            Some(value) => value == RESPONSE_BUDGET,
+            None => status.message().contains("budget"),
+        }
 }
 
 fn not_applied(status: &Status) -> bool {
-    status
-        .metadata()
-        .get(WRITE_OUTCOME_HEADER)
-        .is_some_and(|v| v == NOT_APPLIED)
+    marked(status, WRITE_OUTCOME_HEADER, NOT_APPLIED)
 }
 
 /// The connection was refused: the request never left this process.
@@ -137,11 +141,10 @@ where
 mod tests {
     use super::*;
 
-    fn marked(mut status: Status) -> Status {
-        status
-            .metadata_mut()
-            .insert(WRITE_OUTCOME_HEADER, NOT_APPLIED.parse().unwrap());
-        status
+    use crate::api::headers::mark;
+
+    fn nothing_written(status: Status) -> Status {
+        mark(status, WRITE_OUTCOME_HEADER, NOT_APPLIED)
     }
 
     #[test]
@@ -157,7 +160,43 @@ mod tests {
             Verdict::Fail
         );
         let budget = Status::resource_exhausted("BatchGet response over its budget");
+        assert_eq!(
+            classify(&budget, Kind::Read),
+            Verdict::Fail,
+            "an older server"
+        );
+        let budget = mark(
+            Status::resource_exhausted("too big"),
+            READ_ERROR_HEADER,
+            RESPONSE_BUDGET,
+        );
         assert_eq!(classify(&budget, Kind::Read), Verdict::Fail);
+        let overload = mark(
+            Status::resource_exhausted("over budget of requests"),
+            READ_ERROR_HEADER,
+            "something-else",
+        );
+        assert_eq!(classify(&overload, Kind::Read), retry, "the header decides");
+    }
+
+    /// An index behind the sequence asked for sends the read elsewhere,
+    /// whichever code carried it; an unmarked deadline is final.
+    #[test]
+    fn reads_an_index_has_not_applied_yet_go_to_another() {
+        for status in [
+            Status::deadline_exceeded("not yet applied"),
+            Status::unavailable("not yet applied"),
+        ] {
+            let status = mark(status, READ_ERROR_HEADER, NOT_YET_APPLIED);
+            assert_eq!(
+                classify(&status, Kind::Read),
+                Verdict::Retry { eject: false }
+            );
+        }
+        assert_eq!(
+            classify(&Status::deadline_exceeded("late"), Kind::Read),
+            Verdict::Fail
+        );
     }
 
     #[test]
@@ -168,7 +207,10 @@ mod tests {
             Verdict::Retry { eject: false }
         );
         assert_eq!(
-            classify(&marked(Status::unavailable("store down")), Kind::Write),
+            classify(
+                &nothing_written(Status::unavailable("store down")),
+                Kind::Write
+            ),
             Verdict::Retry { eject: false }
         );
         for status in [

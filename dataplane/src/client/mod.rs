@@ -51,7 +51,7 @@ mod options;
 mod pool;
 mod reads;
 
-pub use call::{NOT_APPLIED, WRITE_OUTCOME_HEADER};
+pub use crate::api::headers::{NOT_APPLIED, WRITE_OUTCOME_HEADER};
 pub use options::{ClientOptions, Headers, RetryPolicy};
 pub use pool::{DnsResolver, Resolve};
 pub use reads::ScanRange;
