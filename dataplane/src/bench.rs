@@ -512,8 +512,9 @@ async fn scan_once(client: &Client, shared: &Shared, rng: &mut SmallRng) -> Outc
 }
 
 /// The human-readable summary.
-pub fn print(report: &Report) {
-    println!(
+pub fn print(out: &mut impl std::io::Write, report: &Report) -> std::io::Result<()> {
+    writeln!(
+        out,
         "{}: {:.0} req/s, {:.0} keys/s, {:.2} MB/s over {:.1}s ({} requests)",
         report.workload,
         report.requests_per_s,
@@ -521,16 +522,17 @@ pub fn print(report: &Report) {
         report.mb_per_s,
         report.duration_s,
         report.requests
-    );
+    )?;
     let l = &report.latency_ms;
-    println!(
+    writeln!(
+        out,
         "latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
         l["p50"], l["p90"], l["p99"], l["p99.9"], l["max"]
-    );
+    )?;
     if report.errors.is_empty() {
-        println!("errors: none");
+        writeln!(out, "errors: none")
     } else {
-        println!("errors: {:?}", report.errors);
+        writeln!(out, "errors: {:?}", report.errors)
     }
 }
 

@@ -7,6 +7,7 @@ use skyvault::batcher::BatcherConfig;
 use skyvault::cache::CacheConfig;
 use skyvault::cli;
 use skyvault::standalone::{self, StandaloneConfig};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -259,12 +260,17 @@ async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         consistency: args.consistency,
     };
     let report = bench::run(config, args.json).await?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+    let mut out = std::io::stdout().lock();
+    let printed = if args.json {
+        writeln!(out, "{}", serde_json::to_string(&report)?)
     } else {
-        bench::print(&report);
+        bench::print(&mut out, &report)
+    };
+    match printed {
+        // `skyvault bench | head -2`: the reader has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
-    Ok(())
 }
 
 /// Where the data lives: a standalone data directory, or explicit URLs.
