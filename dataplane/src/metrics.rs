@@ -41,6 +41,7 @@ pub struct Metrics {
     pub index_tables_consulted: Histogram,
     pub index_memtable_bytes: IntGauge,
     pub index_memtable_keys: IntGauge,
+    pub index_catch_up_apply: Histogram,
     pub jobs: IntCounterVec,
     pub job_bytes: IntCounterVec,
     pub job_objects_deleted: IntCounterVec,
@@ -257,6 +258,13 @@ impl Metrics {
                 &r,
                 "index_memtable_keys",
                 "Distinct keys in the WAL tier held in memory by this index",
+            ),
+            index_catch_up_apply: histogram(
+                &r,
+                "index_catch_up_apply_seconds",
+                "Time to apply one manifest change to the index's manifest and WAL tier \
+                 (reads that wait for a sequence wait for it)",
+                latency_buckets(),
             ),
             jobs: counter_vec(
                 &r,

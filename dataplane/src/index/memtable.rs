@@ -6,9 +6,13 @@
 //! one ordered map (newest value per key). A point read then costs one map
 //! lookup for the whole WAL tier, however many commits it holds, and a scan
 //! one more cursor. A background flush (`compaction::flush`) merges the
-//! oldest WAL objects into one L0 file and swaps them out in one transaction;
-//! the entries they held leave the map in the same manifest snapshot that
-//! brings the L0 file in.
+//! oldest WAL objects into one L0 file and swaps them out in one transaction.
+//! The entries they held leave the map a little later, a bounded number per
+//! manifest change ([`MemTable::next`]): until then the map still answers for
+//! them with exactly what the new L0 file holds (an entry is pruned only
+//! while no newer WAL entry replaced it), so reads stay right, and no catch-up
+//! pays for a whole flush at once (removing ~2,000 commits' entries in one go
+//! took 0.3–0.7 s, during which reads waiting for a sequence waited too).
 //!
 //! The map is persistent (`imbl::OrdMap`): each manifest snapshot holds its
 //! own version, shares almost all nodes with the previous one, and a reader
@@ -18,7 +22,7 @@ use crate::cache::ReadError;
 use crate::meta::FileRecord;
 use crate::sstable::{Entry, FormatError, Table, Value};
 use bytes::Bytes;
-use imbl::OrdMap;
+use imbl::{OrdMap, Vector};
 use std::collections::HashSet;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -33,11 +37,17 @@ pub fn is_wal(record: &FileRecord) -> bool {
     record.is_wal_tier()
 }
 
+/// Flushed entries pruned from the map per manifest change, at least; more
+/// when the change adds more (twice what it adds), so pruning keeps up.
+const PRUNE_PER_CHANGE: usize = 1024;
+
 /// One WAL object's entries, decoded once.
 #[derive(Debug)]
 pub struct WalFile {
     pub record: FileRecord,
     entries: Vec<Entry>,
+    /// Estimated memory of `entries` (see [`ENTRY_OVERHEAD_BYTES`]).
+    mem_bytes: usize,
     /// Why the object could not be decoded: while it is live, any key may
     /// be in it, so every read fails DATA_LOSS naming it (invariant 8).
     damage: Option<Arc<ReadError>>,
@@ -53,6 +63,7 @@ impl WalFile {
         match decoded {
             Ok(entries) => WalFile {
                 record,
+                mem_bytes: entries_mem_bytes(&entries),
                 entries,
                 damage: None,
             },
@@ -62,6 +73,7 @@ impl WalFile {
                 WalFile {
                     record,
                     entries: Vec::new(),
+                    mem_bytes: 0,
                     damage: Some(Arc::new(ReadError::Corrupt { object, source })),
                 }
             }
@@ -72,17 +84,18 @@ impl WalFile {
     pub fn from_entries(record: FileRecord, entries: Vec<Entry>) -> WalFile {
         WalFile {
             record,
+            mem_bytes: entries_mem_bytes(&entries),
             entries,
             damage: None,
         }
     }
+}
 
-    fn mem_bytes(&self) -> usize {
-        self.entries
-            .iter()
-            .map(|e| e.key.len() + value_len(&e.value) + ENTRY_OVERHEAD_BYTES)
-            .sum()
-    }
+fn entries_mem_bytes(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .map(|e| e.key.len() + value_len(&e.value) + ENTRY_OVERHEAD_BYTES)
+        .sum()
 }
 
 fn value_len(v: &Value) -> usize {
@@ -97,12 +110,19 @@ fn value_len(v: &Value) -> usize {
 pub struct MemTable {
     /// Newest value per key, with the sequence of the WAL file it came from.
     map: OrdMap<Bytes, (u64, Value)>,
-    /// The live WAL files, by ascending sequence.
-    files: Vec<Arc<WalFile>>,
+    /// The live WAL files, by ascending sequence (persistent: a manifest
+    /// change copies no more than it changes).
+    files: Vector<Arc<WalFile>>,
     /// Estimated memory of the decoded entries.
     mem_bytes: usize,
     /// The damage of a live WAL file that could not be decoded, if any.
     damaged: Option<Arc<ReadError>>,
+    /// Flushed files whose entries may still be in `map`, oldest first, each
+    /// with the highest sequence its flush covered: an entry of theirs is
+    /// removed only while the map's entry for that key is that old.
+    pruning: Vector<(u64, Arc<WalFile>)>,
+    /// How many entries of the first file in `pruning` are done.
+    pruned: usize,
 }
 
 impl MemTable {
@@ -148,7 +168,7 @@ impl MemTable {
     }
 
     /// The live WAL files, by ascending sequence.
-    pub fn files(&self) -> &[Arc<WalFile>] {
+    pub fn files(&self) -> &Vector<Arc<WalFile>> {
         &self.files
     }
 
@@ -185,44 +205,84 @@ impl MemTable {
         kept: impl Fn(i64) -> bool,
         added: Vec<Arc<WalFile>>,
     ) -> MemTable {
-        let (gone, stay): (Vec<_>, Vec<_>) = self
-            .files
-            .iter()
-            .cloned()
-            .partition(|f| removed.contains(&f.record.id) || !kept(f.record.id));
+        let leaving = |f: &Arc<WalFile>| removed.contains(&f.record.id) || !kept(f.record.id);
+        let prefix = self.files.iter().take_while(|f| leaving(f)).count();
+        let other_gone = self.files.iter().skip(prefix).any(leaving);
         let mut added: Vec<Arc<WalFile>> = added
             .into_iter()
             .filter(|f| !self.contains(f.record.id))
             .collect();
         added.sort_by_key(|f| (f.record.seq, f.record.id));
-        let prefix_gone = gone.len() == stay_start(&self.files, &gone);
-        let newest_stay = stay.last().map_or(0, |f| f.record.seq);
+        let newest_stay = match self.files.last() {
+            Some(f) if prefix < self.files.len() => f.record.seq,
+            _ => 0,
+        };
         let appended = added.first().is_none_or(|f| f.record.seq > newest_stay);
-        if !(prefix_gone && appended) {
-            let mut files = stay;
+        if other_gone || !appended {
+            let mut files: Vec<_> = self.files.iter().filter(|f| !leaving(f)).cloned().collect();
             files.extend(added);
             return MemTable::build(files);
         }
+        let stay = self.files.skip(prefix);
+        let gone = self.files.take(prefix);
+        let damaged = if gone.is_empty() {
+            self.damaged.clone()
+        } else {
+            stay.iter().find_map(|f| f.damage.clone())
+        };
         let mut next = MemTable {
             map: self.map.clone(),
-            damaged: stay.iter().find_map(|f| f.damage.clone()),
+            damaged,
             files: stay,
             mem_bytes: self.mem_bytes,
+            pruning: self.pruning.clone(),
+            pruned: self.pruned,
         };
         if let Some(upto) = gone.last().map(|f| f.record.seq) {
             // Only the flushed files' keys can hold entries this old: the
-            // cost is the flush's size, not the tier's.
-            for e in gone.iter().flat_map(|f| &f.entries) {
-                if next.map.get(&e.key).is_some_and(|(seq, _)| *seq <= upto) {
-                    next.map.remove(&e.key);
-                }
-            }
-            next.mem_bytes = next.files.iter().map(|f| f.mem_bytes()).sum();
+            // cost is the flush's size, not the tier's, spread over the
+            // next changes.
+            next.pruning.extend(gone.into_iter().map(|f| (upto, f)));
         }
+        let mut budget = PRUNE_PER_CHANGE;
         for file in added {
+            budget = budget.max(2 * file.entries.len());
             next.insert(file);
         }
+        next.prune(budget);
         next
+    }
+
+    /// Removes up to `budget` flushed entries from the map (see `pruning`).
+    fn prune(&mut self, mut budget: usize) {
+        while budget > 0 {
+            let Some((upto, file)) = self.pruning.front() else {
+                return;
+            };
+            let end = file.entries.len().min(self.pruned + budget);
+            for e in &file.entries[self.pruned..end] {
+                if self.map.get(&e.key).is_some_and(|(seq, _)| seq <= upto) {
+                    self.map.remove(&e.key);
+                }
+            }
+            budget -= end - self.pruned;
+            self.pruned = end;
+            if end == file.entries.len() {
+                self.mem_bytes = self.mem_bytes.saturating_sub(file.mem_bytes);
+                self.pruning.pop_front();
+                self.pruned = 0;
+            }
+        }
+    }
+
+    /// Flushed entries still waiting to leave the map.
+    #[cfg(test)]
+    fn pending_prune(&self) -> usize {
+        self.pruning
+            .iter()
+            .map(|(_, f)| f.entries.len())
+            .sum::<usize>()
+            - self.pruned
     }
 
     fn build(mut files: Vec<Arc<WalFile>>) -> MemTable {
@@ -240,22 +300,12 @@ impl MemTable {
         for e in &file.entries {
             self.map.insert(e.key.clone(), (seq, e.value.clone()));
         }
-        self.mem_bytes += file.mem_bytes();
+        self.mem_bytes += file.mem_bytes;
         if self.damaged.is_none() {
             self.damaged = file.damage.clone();
         }
-        self.files.push(file);
+        self.files.push_back(file);
     }
-}
-
-/// How many of `files`' oldest entries `gone` covers when `gone` is exactly
-/// a prefix of `files` (else a number different from `gone.len()`).
-fn stay_start(files: &[Arc<WalFile>], gone: &[Arc<WalFile>]) -> usize {
-    files
-        .iter()
-        .zip(gone)
-        .take_while(|(f, g)| f.record.id == g.record.id)
-        .count()
 }
 
 #[cfg(test)]
@@ -357,6 +407,47 @@ mod tests {
         );
         let ids: Vec<i64> = t.files().iter().map(|f| f.record.id).collect();
         assert_eq!(ids, vec![2, 3]);
+    }
+
+    /// A large flush leaves the map over several changes; meanwhile its
+    /// keys still read their (flushed, identical) values, and a key written
+    /// again after the flush keeps its newer value.
+    #[test]
+    fn a_large_flush_is_pruned_a_budget_at_a_time() {
+        let keys: Vec<String> = (0..10_000).map(|i| format!("k{i:05}")).collect();
+        let big: Vec<(&str, Option<&str>)> =
+            keys.iter().map(|k| (k.as_str(), Some("old"))).collect();
+        let t = MemTable::default().next(&HashSet::new(), |_| true, vec![wal(1, 10, &big)]);
+        let full_bytes = t.mem_bytes();
+        let t = t.next(&HashSet::from([1]), |_| true, vec![]);
+        assert_eq!(t.pending_prune(), 10_000 - PRUNE_PER_CHANGE);
+        assert_eq!(
+            value(&t, "k09999"),
+            Some(Some("old".into())),
+            "not pruned yet"
+        );
+        let t = t.next(
+            &HashSet::new(),
+            |_| true,
+            vec![wal(2, 20, &[("k09999", Some("new"))])],
+        );
+        let mut t = t;
+        for _ in 0..10_000 / PRUNE_PER_CHANGE {
+            t = t.next(&HashSet::new(), |_| true, vec![]);
+        }
+        assert_eq!(t.pending_prune(), 0);
+        assert_eq!(value(&t, "k00000"), None, "pruned");
+        assert_eq!(
+            value(&t, "k09999"),
+            Some(Some("new".into())),
+            "written after the flush"
+        );
+        assert_eq!(t.len(), 1);
+        assert!(
+            t.mem_bytes() < full_bytes / 100,
+            "{} of {full_bytes}",
+            t.mem_bytes()
+        );
     }
 
     #[test]

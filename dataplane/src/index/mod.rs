@@ -109,6 +109,9 @@ pub struct Index {
     read_index_queued: std::sync::atomic::AtomicUsize,
 }
 
+/// A manifest apply this long is logged (reads waiting for a sequence wait for it).
+const SLOW_APPLY: Duration = Duration::from_millis(50);
+
 impl Index {
     /// Loads the manifest once (so a started index serves every committed
     /// write) and keeps it current in a background task.
@@ -217,7 +220,19 @@ impl Index {
         let wal = self.load_wal(base.wal_to_load(&delta)).await?;
         // The manifest is now as fresh as the moment the question was asked.
         self.caught_up(asked);
+        let applying = Instant::now();
+        let (added, removed) = (delta.added.len(), delta.removed_ids.len());
         let next = Arc::new(base.apply(delta, wal));
+        let took = applying.elapsed();
+        metrics().index_catch_up_apply.observe(took.as_secs_f64());
+        if took > SLOW_APPLY {
+            tracing::info!(
+                added,
+                removed,
+                took_ms = took.as_millis() as u64,
+                "slow manifest apply"
+            );
+        }
         let version = next.version;
         let shape = next.levels();
         {
