@@ -120,8 +120,6 @@ impl RoleProcess {
         skyvault::cli::connect(&self.grpc).await.unwrap()
     }
 
-    /// Sum of every sample of `metric` whose labels contain `labels`
-    /// (e.g. `peer="127.0.0.1:1234"`; empty matches all).
     /// Waits (30 s at most) until this index has applied every flush of the
     /// WAL tier: its in-memory tier is empty, so reads go to files.
     pub async fn wait_wal_tier_drained(&self) {
@@ -136,6 +134,8 @@ impl RoleProcess {
         }
     }
 
+    /// Sum of every sample of `metric` whose labels contain `labels`
+    /// (e.g. `peer="127.0.0.1:1234"`; empty matches all).
     pub async fn metric(&self, metric: &str, labels: &str) -> u64 {
         let (code, body) = self.get("/metrics").await.unwrap();
         assert_eq!(code, 200, "{} /metrics", self.process.name());
