@@ -21,7 +21,8 @@
 
 use crate::meta::{DynMeta, FileKind, MetaError, MetaResult, NewFile};
 use crate::metrics::metrics;
-use crate::objstore::DynStore;
+use crate::objstore::{DynStore, StoreError};
+use crate::space::SpaceWatch;
 use crate::sstable::{Entry, Value, Writer, WriterOptions};
 use crate::writer_intent::{WriterIntent, wal_object_name};
 use bytes::Bytes;
@@ -112,6 +113,12 @@ pub enum WriteError {
     ShuttingDown,
     #[error("write stalled: {0}; nothing was written, retry with backoff")]
     Stalled(String),
+    /// The object store or the database has no room (see `crate::space`).
+    #[error(
+        "write refused for want of space, nothing was written: {0}; free space or raise the \
+         quota, writes are accepted again by themselves once there is room"
+    )]
+    NoSpace(String),
 }
 
 type Reply = oneshot::Sender<Result<u64, WriteError>>;
@@ -135,6 +142,7 @@ pub struct Batcher {
     max_queued_bytes: usize,
     stall: Option<crate::write_stall::WriteStall>,
     tiers: crate::write_stall::TierWatch,
+    space: Arc<SpaceWatch>,
 }
 
 impl Batcher {
@@ -170,6 +178,8 @@ impl Batcher {
                 alive,
             ));
         }
+        let space = SpaceWatch::new();
+        space.spawn_probe(store.clone(), meta.clone());
         let task = tokio::spawn(collect(
             config,
             store,
@@ -177,6 +187,7 @@ impl Batcher {
             rx,
             queued_bytes.clone(),
             stall.clone(),
+            space.clone(),
         ));
         (
             Batcher {
@@ -186,9 +197,15 @@ impl Batcher {
                 max_queued_bytes,
                 stall,
                 tiers: watched,
+                space,
             },
             task,
         )
+    }
+
+    /// Why writes fail for want of space, while they do (`crate::space`).
+    pub fn out_of_space(&self) -> Option<String> {
+        self.space.full()
     }
 
     /// The WAL-tier and L0 counts as this batcher last polled them.
@@ -314,6 +331,7 @@ async fn collect(
     mut queue: mpsc::Receiver<Pending>,
     queued_bytes: Arc<AtomicUsize>,
     stall: Option<crate::write_stall::WriteStall>,
+    space: Arc<SpaceWatch>,
 ) {
     let mut batch = Batch::default();
     let mut flushes = JoinSet::new();
@@ -353,6 +371,7 @@ async fn collect(
                 store: store.clone(),
                 writer: config.writer.clone(),
                 intent: intent.clone(),
+                space: space.clone(),
             };
             flushes.spawn(flush(ctx, std::mem::take(&mut batch), ticket));
             continue;
@@ -382,6 +401,7 @@ struct FlushContext {
     store: DynStore,
     writer: WriterOptions,
     intent: Arc<WriterIntent>,
+    space: Arc<SpaceWatch>,
 }
 
 async fn flush(ctx: FlushContext, batch: Batch, ticket: Ticket) {
@@ -403,6 +423,11 @@ async fn flush(ctx: FlushContext, batch: Batch, ticket: Ticket) {
     metrics()
         .flush_duration
         .observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(_) => ctx.space.clear(),
+        Err(WriteError::NoSpace(cause)) => ctx.space.mark_full(cause),
+        Err(_) => {}
+    }
     if let Err(e) = &result {
         tracing::warn!(error = %e, requests = requests.len(), "flush failed; requests not acked");
     }
@@ -451,17 +476,16 @@ async fn upload_file(
     metrics().batch_writes.observe(count as f64);
     metrics().batch_bytes.observe(data.len() as f64);
     // The intent is recorded before the PUT: purge keeps the object from then on.
-    let writer = ctx
-        .intent
-        .writer()
-        .await
-        .map_err(|e| unavailable("metadata (writer intent)", &e))?;
+    let writer = ctx.intent.writer().await.map_err(|e| match e {
+        MetaError::NoSpace(_) => WriteError::NoSpace(e.to_string()),
+        e => unavailable("metadata (writer intent)", &e),
+    })?;
     let object = wal_object_name(&writer);
     let size_bytes = data.len() as u64;
-    ctx.store
-        .put(&object, data)
-        .await
-        .map_err(|e| unavailable("object store", &e))?;
+    ctx.store.put(&object, data).await.map_err(|e| match e {
+        StoreError::NoSpace { .. } => WriteError::NoSpace(e.to_string()),
+        e => unavailable("object store", &e),
+    })?;
     Ok(NewFile {
         object,
         kind: FileKind::Wal,
@@ -593,6 +617,9 @@ async fn commit_group(meta: &impl CommitWals, group: Vec<(NewFile, CommitReply)>
 /// connection broke, the reply was lost or garbled) may have happened after
 /// the database committed: its outcome is unknown.
 fn commit_failed(e: &MetaError) -> WriteError {
+    if let MetaError::NoSpace(_) = e {
+        return WriteError::NoSpace(e.to_string());
+    }
     let certain = matches!(
         e,
         MetaError::Unavailable(sqlx::Error::Database(_))

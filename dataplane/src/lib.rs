@@ -25,6 +25,7 @@ pub mod reload;
 pub mod roles;
 pub mod security;
 pub mod server;
+pub mod space;
 pub mod sstable;
 pub mod standalone;
 pub mod store_identity;

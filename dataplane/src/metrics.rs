@@ -23,6 +23,7 @@ pub struct Metrics {
     pub flushes: IntCounterVec,
     pub batcher_queue: IntGauge,
     pub batcher_queued_bytes: IntGauge,
+    pub storage_full: IntGauge,
     pub objstore_requests: IntCounterVec,
     pub objstore_bytes: IntCounterVec,
     pub objstore_latency: HistogramVec,
@@ -175,6 +176,12 @@ impl Metrics {
                 "batcher_queued_bytes",
                 "Memory of the BatchWrite requests waiting to be flushed, as the queue's \
                  byte budget counts it (key + value bytes plus a fixed cost per entry)",
+            ),
+            storage_full: gauge(
+                &r,
+                "storage_full",
+                "1 while writes fail for want of space in the object store or the \
+                 metadata database (a full disk or quota); 0 once a write succeeds",
             ),
             objstore_requests: counter_vec(
                 &r,

@@ -165,6 +165,7 @@ pub async fn run(
             let (batcher, collector) =
                 Batcher::start(config.batcher.clone(), store.clone(), meta.clone());
             readiness.fail_when_done("batcher collector", collector);
+            readiness.require(space_condition(&batcher));
             routes.add_service(
                 BatcherServiceServer::new(BatcherApi::new(batcher, config.limits.clone()))
                     .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
@@ -205,7 +206,7 @@ pub async fn run(
             // deleted what it names): then reads fail UNAVAILABLE and
             // readiness is false until a catch-up succeeds.
             let fresh = index.clone();
-            readiness.require(std::sync::Arc::new(move || fresh.is_fresh()));
+            readiness.require(std::sync::Arc::new(move || fresh.staleness()));
             readiness.set(true);
             "index.v1.IndexService"
         }
@@ -264,6 +265,16 @@ async fn probe_store(store: &DynStore) -> Result<(), StoreError> {
         Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Not ready while writes fail for want of space (reads, served by the
+/// index, are not affected): the reason names the cause.
+pub(crate) fn space_condition(batcher: &Batcher) -> server::ReadyCondition {
+    let batcher = batcher.clone();
+    std::sync::Arc::new(move || {
+        let cause = batcher.out_of_space()?;
+        Some(format!("out of space, writes are refused: {cause}"))
+    })
 }
 
 /// A batcher is ready while it can both upload and commit.

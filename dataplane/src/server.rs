@@ -58,12 +58,14 @@ pub struct Readiness {
     /// Set once a part that cannot come back (the batcher's collector) is
     /// gone: not ready from then on, whatever `set` says.
     failed: Arc<AtomicBool>,
-    /// Conditions checked on every query (the index's manifest age).
+    /// Conditions checked on every query (the index's manifest age, the
+    /// batcher's space).
     required: Arc<std::sync::Mutex<Vec<ReadyCondition>>>,
 }
 
-/// A condition readiness checks on every query.
-pub type ReadyCondition = Arc<dyn Fn() -> bool + Send + Sync>;
+/// A condition readiness checks on every query: why the process is not
+/// ready, or `None` while the condition holds.
+pub type ReadyCondition = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl Readiness {
     pub fn set(&self, ready: bool) {
@@ -71,17 +73,22 @@ impl Readiness {
     }
 
     pub fn get(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
-            && !self.failed.load(Ordering::SeqCst)
-            && self
-                .required
-                .lock()
-                .expect("readiness lock")
-                .iter()
-                .all(|ready| ready())
+        self.reason().is_none()
     }
 
-    /// Not ready while `condition` is false, whatever `set` says.
+    /// Why the process is not ready (the first reason found), if it is not.
+    pub fn reason(&self) -> Option<String> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Some("a part that cannot recover stopped (see the log)".into());
+        }
+        if !self.ready.load(Ordering::SeqCst) {
+            return Some("its dependencies do not answer yet".into());
+        }
+        let required = self.required.lock().expect("readiness lock");
+        required.iter().find_map(|condition| condition())
+    }
+
+    /// Not ready while `condition` gives a reason, whatever `set` says.
     pub fn require(&self, condition: ReadyCondition) {
         self.required
             .lock()
@@ -219,12 +226,14 @@ pub async fn serve_http(
         .route(
             "/readyz",
             get(move || {
-                let ready = readiness.get();
+                let reason = readiness.reason();
                 async move {
-                    if ready {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    match reason {
+                        None => (StatusCode::OK, "ready\n".to_string()),
+                        Some(why) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {why}\n"),
+                        ),
                     }
                 }
             }),

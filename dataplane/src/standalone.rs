@@ -177,8 +177,11 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
     let mut routes = RoutesBuilder::default();
     routes
         .add_service(
-            BatcherServiceServer::new(BatcherApi::new(parts.batcher, config.limits.clone()))
-                .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+            BatcherServiceServer::new(BatcherApi::new(
+                parts.batcher.clone(),
+                config.limits.clone(),
+            ))
+            .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES),
         )
         .add_service(
             IndexServiceServer::new(
@@ -210,7 +213,8 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
         until_stopped(),
     ));
     let fresh = parts.index.clone();
-    readiness.require(Arc::new(move || fresh.is_fresh()));
+    readiness.require(Arc::new(move || fresh.staleness()));
+    readiness.require(crate::roles::space_condition(&parts.batcher));
     readiness.set(true);
     readiness.fail_when_done("batcher collector", parts.collector);
     tracing::info!(%grpc_addr, %http_addr, data_dir = %config.data_dir.display(), "skyvault standalone serving");
@@ -236,6 +240,10 @@ pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow:
     })
 }
 
+/// Retry delays after a failed compaction job: doubling, up to a minute.
+const MIN_COMPACTION_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_COMPACTION_BACKOFF: Duration = Duration::from_secs(60);
+
 /// One compaction worker: whenever the manifest the index serves has a level
 /// due (checked on every manifest change and every second), runs one bounded
 /// job, and again until nothing is due or other workers hold the work.
@@ -246,10 +254,12 @@ async fn compact_while_due(
     config: CompactionConfig,
 ) {
     let mut changes = meta.subscribe();
+    let mut backoff = MIN_COMPACTION_BACKOFF;
     loop {
         if index.debt().needs_compaction {
             match compaction::compact(&store, &meta, &config).await {
                 Ok(s) if s.outcome.exit_code() == 0 => {
+                    backoff = MIN_COMPACTION_BACKOFF;
                     tracing::info!(
                         outcome = ?s.outcome,
                         level_in = ?s.level_in,
@@ -268,10 +278,17 @@ async fn compact_while_due(
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "compaction failed; will retry"),
+                // A full disk or a broken store fails every attempt alike:
+                // back off instead of retrying every second.
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "compaction failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_COMPACTION_BACKOFF);
+                    continue;
+                }
             }
         }
-        // Wait for the next manifest change (or a second, for the retry after an error).
+        // Wait for the next manifest change (or a second).
         let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
     }
 }

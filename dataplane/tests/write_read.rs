@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{del, put, start};
+use common::{del, http_get, put, start};
 use skyvault::api::proto::batcher::v1::WriteRequest;
 use skyvault::api::proto::index::v1::ScanRequest;
 use skyvault::objstore::Fault;
@@ -404,22 +404,6 @@ async fn health_reflection_and_metrics_are_served() {
 }
 
 /// A minimal HTTP/1.1 GET; returns the status line, headers and body.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    conn.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    conn.read_to_string(&mut out).await.unwrap();
-    if path == "/metrics" {
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or(out)
-    } else {
-        out
-    }
-}
-
 /// A BatchGet whose results would not fit one response gets the documented
 /// budget's RESOURCE_EXHAUSTED, not the transport's OUT_OF_RANGE; one that
 /// fits the budget is answered.

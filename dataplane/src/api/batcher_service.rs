@@ -25,7 +25,8 @@ impl From<WriteError> for Status {
         match e {
             WriteError::Overloaded(_)
             | WriteError::OverloadedBytes { .. }
-            | WriteError::Stalled(_) => not_applied(Status::resource_exhausted(e.to_string())),
+            | WriteError::Stalled(_)
+            | WriteError::NoSpace(_) => not_applied(Status::resource_exhausted(e.to_string())),
             WriteError::Unavailable(_) => not_applied(Status::unavailable(e.to_string())),
             // ShuttingDown may come after the write was queued: unknown too.
             WriteError::OutcomeUnknown(_) | WriteError::ShuttingDown => {

@@ -179,6 +179,11 @@ impl Index {
         self.check_fresh().is_ok()
     }
 
+    /// Why the manifest may not be served, while it may not (readiness).
+    pub fn staleness(&self) -> Option<String> {
+        self.check_fresh().err().map(|e| e.to_string())
+    }
+
     fn check_fresh(&self) -> Result<(), IndexError> {
         let age = self.manifest_age();
         if age <= self.max_manifest_age {

@@ -180,6 +180,11 @@ pub enum MetaError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("metadata is inconsistent: {0}")]
     Corrupt(String),
+    /// The database refused the statement for want of space (SQLite's
+    /// `SQLITE_FULL`, PostgreSQL's `disk_full`): it rolled back, and
+    /// retrying helps only once space is freed.
+    #[error("metadata database out of space: {0}")]
+    NoSpace(String),
     #[error("manifest changed concurrently: {0}")]
     Conflict(String),
     #[error("invalid metadata URL {url:?}: {reason}")]
@@ -195,10 +200,27 @@ pub enum MetaError {
 
 impl From<sqlx::Error> for MetaError {
     fn from(e: sqlx::Error) -> Self {
+        if out_of_space(&e) {
+            return MetaError::NoSpace(e.to_string());
+        }
         match tls_failure(&e) {
             Some(reason) => MetaError::Tls(reason),
             None => MetaError::Unavailable(e),
         }
+    }
+}
+
+/// SQLite's result code 13 (`SQLITE_FULL`, "database or disk is full") and
+/// PostgreSQL's SQLSTATE 53100 (`disk_full`); the two never collide, as
+/// SQLSTATEs have five characters.
+fn out_of_space(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("13" | "53100")),
+        sqlx::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        ),
+        _ => false,
     }
 }
 

@@ -50,13 +50,16 @@ impl LocalStore {
 }
 
 fn io_err(path: &str, source: std::io::Error) -> StoreError {
-    if source.kind() == ErrorKind::NotFound {
-        StoreError::NotFound { path: path.into() }
-    } else {
-        StoreError::Io {
+    match source.kind() {
+        ErrorKind::NotFound => StoreError::NotFound { path: path.into() },
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => StoreError::NoSpace {
+            path: path.into(),
+            detail: source.to_string(),
+        },
+        _ => StoreError::Io {
             path: path.into(),
             source,
-        }
+        },
     }
 }
 

@@ -58,6 +58,10 @@ pub enum StoreError {
     /// missing bucket, bad credentials, a bad URL.
     #[error("object store misconfigured: {0}")]
     Rejected(String),
+    /// The store has no room for the write: a full disk or an exhausted
+    /// quota. Retrying helps only once space is freed.
+    #[error("object store out of space writing {path:?}: {detail}")]
+    NoSpace { path: String, detail: String },
 }
 
 impl StoreError {

@@ -169,6 +169,17 @@ impl S3Store {
                 end: 0,
                 size: 0,
             },
+            // MinIO's full drives and bucket quotas, Ceph's quotas (a 403!)
+            // and WebDAV's 507 Insufficient Storage.
+            (Some("XMinioStorageFull" | "XMinioAdminBucketQuotaExceeded" | "QuotaExceeded"), _)
+            | (_, Some(507)) => StoreError::NoSpace {
+                path: path.into(),
+                detail: format!(
+                    "S3 {} answered {}",
+                    self.endpoint(),
+                    code.as_deref().unwrap_or("HTTP 507")
+                ),
+            },
             (code, Some(401 | 403))
             | (code @ Some("InvalidAccessKeyId" | "SignatureDoesNotMatch"), _) => {
                 StoreError::Rejected(format!(

@@ -144,3 +144,21 @@ pub async fn flush_wal_tier(parts: &standalone::Parts) -> skyvault::compaction::
         .await
         .unwrap()
 }
+
+/// One HTTP/1.1 GET on the plain-text HTTP listener: the whole response
+/// (status line and headers included), or only the body for `/metrics`.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).await.unwrap();
+    if path == "/metrics" {
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or(out)
+    } else {
+        out
+    }
+}
