@@ -190,6 +190,27 @@ pub struct Debt {
     pub needs_compaction: bool,
     pub base_level: u32,
     pub levels: Vec<LevelDebt>,
+    /// Bytes of replaced files purge has not deleted yet (space beyond the
+    /// live files; bounded in standalone by pacing compaction on it). The
+    /// index fills it in from the database; 0 when not known.
+    pub dead_bytes: u64,
+}
+
+/// Dead bytes below which compaction never waits for purge.
+pub const DEAD_BYTES_FLOOR: u64 = 1 << 30;
+
+impl Debt {
+    /// Bytes of the live files, the WAL tier's included.
+    pub fn live_bytes(&self) -> u64 {
+        self.wal_bytes + self.levels.iter().map(|l| l.bytes).sum::<u64>()
+    }
+
+    /// Whether replaced files not yet purged outgrew the live data (and
+    /// [`DEAD_BYTES_FLOOR`]): standalone's compaction then waits for purge,
+    /// so what compaction leaves behind at most doubles the store on disk.
+    pub fn dead_over_budget(&self) -> bool {
+        self.dead_bytes > self.live_bytes().max(DEAD_BYTES_FLOOR)
+    }
 }
 
 pub fn debt(levels: &Levels, config: &LsmConfig, version: u64) -> Debt {
@@ -238,6 +259,7 @@ pub fn debt(levels: &Levels, config: &LsmConfig, version: u64) -> Debt {
         needs_compaction: score >= 1.0,
         base_level: targets.base_level,
         levels: out,
+        dead_bytes: 0,
     }
 }
 
@@ -301,6 +323,22 @@ pub(crate) mod tests {
             !d.needs_compaction,
             "a hundred commits are not compaction debt"
         );
+    }
+
+    #[test]
+    fn dead_bytes_are_over_budget_past_the_live_bytes_and_the_floor() {
+        let levels = Levels::new(vec![wal(1, 10), file(2, 6, "a", "z", 3 << 30)]);
+        let mut d = debt(&levels, &config(), 2);
+        assert_eq!(d.live_bytes(), (3 << 30) + 10);
+        d.dead_bytes = 3 << 30;
+        assert!(!d.dead_over_budget(), "within the live bytes");
+        d.dead_bytes = (3 << 30) + 11;
+        assert!(d.dead_over_budget());
+        let mut small = debt(&Levels::new(vec![file(1, 6, "a", "z", MIB)]), &config(), 1);
+        small.dead_bytes = DEAD_BYTES_FLOOR;
+        assert!(!small.dead_over_budget(), "the floor");
+        small.dead_bytes = DEAD_BYTES_FLOOR + 1;
+        assert!(small.dead_over_budget());
     }
 
     fn config() -> LsmConfig {

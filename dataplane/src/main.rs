@@ -344,6 +344,13 @@ struct StandaloneArgs {
     #[arg(long, env = "SKYVAULT_PURGE_GRACE_SECS", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(GRACE_SECS))]
     purge_grace_secs: u64,
+    /// How long the background purge keeps files compaction replaced
+    /// (seconds): longer than any request holds a manifest. Shorter than
+    /// `--purge-grace-secs` (which orphans keep), it bounds the dead bytes
+    /// compaction leaves on disk.
+    #[arg(long, env = "SKYVAULT_PURGE_REPLACED_GRACE_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(GRACE_SECS))]
+    purge_replaced_grace_secs: u64,
     /// Compaction jobs run at once in the background (on disjoint inputs).
     #[arg(long, env = "SKYVAULT_COMPACTION_WORKERS", default_value_t = 2,
           value_parser = clap::value_parser!(u64).range(1..=16))]
@@ -498,6 +505,7 @@ async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
             ..Default::default()
         };
         m.purge.grace = Duration::from_secs(args.purge_grace_secs);
+        m.purge.replaced_grace = Some(Duration::from_secs(args.purge_replaced_grace_secs));
         m
     });
     let running = standalone::start(config, None).await?;
@@ -617,6 +625,7 @@ async fn main() {
             init_logging();
             let config = skyvault::purge::PurgeConfig {
                 grace: Duration::from_secs(grace_secs),
+                replaced_grace: None,
                 dry_run,
             };
             run_purge(&storage, config).await
@@ -711,6 +720,7 @@ mod tests {
             (&standalone, "--batch-queue-max-bytes", "1024"),
             (&standalone, "--cache-capacity-bytes", "2000000000000"),
             (&standalone, "--purge-grace-secs", "0"),
+            (&standalone, "--purge-replaced-grace-secs", "59"),
             (&standalone, "--maintenance-interval-secs", "86401"),
             (&role, "--batch-max-bytes", "0"),
             (&role, "--cache-peer-timeout-ms", "0"),

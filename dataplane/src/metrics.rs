@@ -24,6 +24,7 @@ pub struct Metrics {
     pub batcher_queue: IntGauge,
     pub batcher_queued_bytes: IntGauge,
     pub storage_full: IntGauge,
+    pub dead_bytes: IntGauge,
     pub objstore_requests: IntCounterVec,
     pub objstore_bytes: IntCounterVec,
     pub objstore_latency: HistogramVec,
@@ -37,6 +38,7 @@ pub struct Metrics {
     pub index_files: IntGauge,
     pub lsm_files: IntGaugeVec,
     pub batch_stalled: prometheus::IntCounter,
+    pub compaction_dead_waits: prometheus::IntCounter,
     pub lsm_bytes: IntGaugeVec,
     pub index_files_probed: Histogram,
     pub index_tables_consulted: Histogram,
@@ -177,6 +179,12 @@ impl Metrics {
                 "Memory of the BatchWrite requests waiting to be flushed, as the queue's \
                  byte budget counts it (key + value bytes plus a fixed cost per entry)",
             ),
+            dead_bytes: gauge(
+                &r,
+                "dead_bytes",
+                "Bytes of files replaced by compaction that purge has not deleted yet \
+                 (polled by the index every 5 s)",
+            ),
             storage_full: gauge(
                 &r,
                 "storage_full",
@@ -237,6 +245,12 @@ impl Metrics {
             ),
             index_files: gauge(&r, "index_live_files", "Files in the index's manifest"),
             lsm_files: gauge_vec(&r, "lsm_files", "Live files per LSM level", &["level"]),
+            compaction_dead_waits: counter(
+                &r,
+                "compaction_dead_waits_total",
+                "Seconds standalone's compaction waited for purge because replaced \
+                 files not yet deleted outgrew the live data",
+            ),
             batch_stalled: counter(
                 &r,
                 "batch_stalled_writes_total",

@@ -23,7 +23,14 @@ pub const OBJECT_PREFIXES: &[&str] = &["wal/", "run/"];
 
 #[derive(Clone, Debug)]
 pub struct PurgeConfig {
+    /// How old an unreferenced object (an orphan) must be before it goes.
     pub grace: Duration,
+    /// How long ago a replaced file must have been replaced before it goes
+    /// (`None`: `grace`). It needs only outlast the readers of older
+    /// manifests — a request, or an index within its max manifest age —
+    /// not the longest flush, so it may be shorter: standalone uses a
+    /// minute, which bounds the dead bytes compaction leaves behind.
+    pub replaced_grace: Option<Duration>,
     pub dry_run: bool,
 }
 
@@ -31,6 +38,7 @@ impl Default for PurgeConfig {
     fn default() -> Self {
         PurgeConfig {
             grace: Duration::from_secs(3600),
+            replaced_grace: None,
             dry_run: false,
         }
     }
@@ -110,11 +118,14 @@ async fn run(
     summary.live_objects = rows.iter().filter(|f| f.removed_version.is_none()).count() as u64;
     // One clock decides (docs/decisions/0009-one-clock.md): the database's,
     // which stamped every removal, claim and intent compared here.
-    let cutoff_ms = meta.clock_ms().await? - config.grace.as_millis() as i64;
+    let now_ms = meta.clock_ms().await?;
+    let cutoff_ms = now_ms - config.grace.as_millis() as i64;
+    let replaced_grace = config.replaced_grace.unwrap_or(config.grace);
+    let replaced_cutoff_ms = now_ms - replaced_grace.as_millis() as i64;
 
     let mut forget = Vec::new();
     for row in rows.iter().filter(|f| f.removed_version.is_some()) {
-        if row.removed_at_ms.unwrap_or(i64::MAX) > cutoff_ms {
+        if row.removed_at_ms.unwrap_or(i64::MAX) > replaced_cutoff_ms {
             summary.kept_young += 1;
             continue;
         }

@@ -11,6 +11,7 @@ use crate::compaction::{self, CompactionConfig};
 use crate::config::{Limits, MAX_GRPC_MESSAGE_BYTES};
 use crate::index::{Index, IndexConfig};
 use crate::meta::DynMeta;
+use crate::metrics::metrics;
 use crate::objstore::{DEFAULT_MAX_REQUESTS, DynStore, LimitedStore, LocalStore, MeteredStore};
 use crate::purge::{self, PurgeConfig};
 use crate::server::{self, Readiness, StopSignal};
@@ -55,9 +56,12 @@ impl Default for Maintenance {
             interval: Duration::from_secs(60),
             compaction_workers: 2,
             compaction: CompactionConfig::default(),
-            // One process: no reader holds a manifest longer than a request.
+            // One process: no reader holds a manifest longer than a
+            // request, so replaced files go after a minute; orphans (a
+            // flush between PUT and commit) wait longer.
             purge: PurgeConfig {
                 grace: Duration::from_secs(600),
+                replaced_grace: Some(Duration::from_secs(60)),
                 dry_run: false,
             },
         }
@@ -155,18 +159,21 @@ impl Running {
 pub async fn start(config: StandaloneConfig, store: Option<DynStore>) -> anyhow::Result<Running> {
     let parts = open(&config, store).await?;
     if let Some(maintenance) = config.maintenance.clone() {
+        let purge_now = Arc::new(tokio::sync::Notify::new());
         for _ in 0..maintenance.compaction_workers.max(1) {
             tokio::spawn(compact_while_due(
                 parts.store.clone(),
                 parts.meta.clone(),
                 parts.index.clone(),
                 maintenance.compaction.clone(),
+                purge_now.clone(),
             ));
         }
         tokio::spawn(purge_every(
             parts.store.clone(),
             parts.meta.clone(),
             maintenance,
+            purge_now,
         ));
     }
     let security = config.security.listeners()?;
@@ -252,11 +259,22 @@ async fn compact_while_due(
     meta: DynMeta,
     index: Arc<Index>,
     config: CompactionConfig,
+    purge_now: Arc<tokio::sync::Notify>,
 ) {
     let mut changes = meta.subscribe();
     let mut backoff = MIN_COMPACTION_BACKOFF;
     loop {
-        if index.debt().needs_compaction {
+        let debt = index.debt();
+        if debt.needs_compaction && debt.dead_over_budget() {
+            // Purge deletes replaced files only after their grace period:
+            // compaction waits for it rather than fill the disk with them.
+            tracing::debug!(dead_bytes = debt.dead_bytes, "compaction waits for purge");
+            metrics().compaction_dead_waits.inc();
+            purge_now.notify_one();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        if debt.needs_compaction {
             match compaction::compact(&store, &meta, &config).await {
                 Ok(s) if s.outcome.exit_code() == 0 => {
                     backoff = MIN_COMPACTION_BACKOFF;
@@ -293,14 +311,27 @@ async fn compact_while_due(
     }
 }
 
-/// Purges every `interval`. Errors are logged and retried.
-async fn purge_every(store: DynStore, meta: DynMeta, config: Maintenance) {
+/// Least time between two purges that compaction asked for.
+const MIN_PURGE_GAP: Duration = Duration::from_secs(5);
+
+/// Purges every `interval`, and sooner when compaction waits on the dead
+/// bytes (at most every [`MIN_PURGE_GAP`]). Errors are logged and retried.
+async fn purge_every(
+    store: DynStore,
+    meta: DynMeta,
+    config: Maintenance,
+    purge_now: Arc<tokio::sync::Notify>,
+) {
     let mut ticks = tokio::time::interval(config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = purge_now.notified() => {}
+        }
         purge_once(&store, &meta, &config.purge).await;
+        tokio::time::sleep(MIN_PURGE_GAP).await;
     }
 }
 

@@ -24,6 +24,7 @@ const MINUTE_MS: i64 = 60_000;
 async fn purge_with(parts: &standalone::Parts, grace: Duration) -> purge::PurgeSummary {
     let config = PurgeConfig {
         grace,
+        replaced_grace: None,
         dry_run: false,
     };
     purge::purge(&parts.store, &parts.meta, &config)

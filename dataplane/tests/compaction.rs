@@ -179,6 +179,7 @@ async fn random_operations_read_like_a_map_across_a_multi_level_tree() {
         let mut model = Model::new();
         let no_grace = PurgeConfig {
             grace: Duration::ZERO,
+            replaced_grace: None,
             dry_run: false,
         };
         let cfg = tiny_tree();
@@ -467,6 +468,7 @@ async fn purge_deletes_only_old_unreferenced_objects() {
 
     let grace = PurgeConfig {
         grace: Duration::from_secs(3600),
+        replaced_grace: None,
         dry_run: true,
     };
     let dry = purge::purge(&parts.store, &parts.meta, &grace)
@@ -499,6 +501,49 @@ async fn purge_deletes_only_old_unreferenced_objects() {
         objects.join(&referenced).exists(),
         "a referenced object was deleted"
     );
+    let got = parts.index.get_many(&[Bytes::from("a")]).await.unwrap();
+    assert_eq!(got[0].as_deref(), Some(&b"1"[..]));
+}
+
+/// A replaced file goes once its own grace (`replaced_grace`) has passed,
+/// while a young orphan keeps the longer one; without it, both keep `grace`.
+#[tokio::test]
+async fn replaced_files_go_after_their_own_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = open(dir.path()).await;
+    let entry = Entry {
+        key: "a".into(),
+        value: Value::Put("1".into()),
+    };
+    parts.batcher.write(vec![entry]).await.unwrap();
+    let flushed = flush(&parts).await;
+    let replaced = flushed.inputs.clone();
+    assert_eq!(replaced.len(), 1, "{flushed:?}");
+    parts
+        .store
+        .put("wal/orphan-young.sst", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let one_grace = PurgeConfig {
+        grace: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let kept = purge::purge(&parts.store, &parts.meta, &one_grace)
+        .await
+        .unwrap();
+    assert!(kept.replaced_deleted.is_empty(), "{kept:?}");
+    assert!(parts.meta.dead_bytes().await.unwrap() > 0);
+
+    let short = PurgeConfig {
+        replaced_grace: Some(Duration::ZERO),
+        ..one_grace
+    };
+    let summary = purge::purge(&parts.store, &parts.meta, &short)
+        .await
+        .unwrap();
+    assert_eq!(summary.replaced_deleted, replaced);
+    assert!(summary.orphans_deleted.is_empty(), "{summary:?}");
+    assert_eq!(parts.meta.dead_bytes().await.unwrap(), 0);
     let got = parts.index.get_many(&[Bytes::from("a")]).await.unwrap();
     assert_eq!(got[0].as_deref(), Some(&b"1"[..]));
 }
@@ -627,7 +672,7 @@ async fn purge_keeps_the_outputs_of_a_running_compaction_however_old() {
     );
     let no_grace = PurgeConfig {
         grace: Duration::ZERO,
-        dry_run: false,
+        ..Default::default()
     };
     let summary = purge::purge(&parts.store, &parts.meta, &no_grace)
         .await

@@ -111,7 +111,7 @@ async fn killed_at(stage: &str, command: &str) {
         }
         let no_grace = PurgeConfig {
             grace: Duration::ZERO,
-            dry_run: false,
+            ..Default::default()
         };
         // The dead job's claim is still live (it expires after its TTL):
         // until then purge keeps the outputs it had uploaded.

@@ -100,6 +100,9 @@ impl MetaStore for Gated {
     async fn l0_file_count(&self) -> MetaResult<u64> {
         self.inner.l0_file_count().await
     }
+    async fn dead_bytes(&self) -> MetaResult<u64> {
+        self.inner.dead_bytes().await
+    }
     async fn all_files(&self) -> MetaResult<Vec<FileRecord>> {
         self.inner.all_files().await
     }
@@ -195,7 +198,7 @@ async fn a_stale_index_refuses_to_serve_and_is_not_ready() {
         .unwrap();
     let readiness = Readiness::default();
     let fresh = index.clone();
-    readiness.require(Arc::new(move || fresh.is_fresh()));
+    readiness.require(Arc::new(move || fresh.staleness()));
     readiness.set(true);
     let seq = parts.batcher.write(put("k", "v")).await.unwrap();
     index.wait_for(seq, Duration::from_secs(10)).await.unwrap();
@@ -336,4 +339,58 @@ async fn concurrent_strong_reads_share_one_version_query() {
     }
     let queries = gated.version_queries.load(Ordering::SeqCst) - before;
     assert_eq!(queries, 2, "21 strong reads made {queries} version queries");
+}
+
+/// A flush of more entries than one manifest change prunes, with no commit
+/// after it: the idle index still empties its WAL tier in memory (it used to
+/// keep them until later commits), and the replaced WAL file shows up as
+/// dead bytes in the debt until purge deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_index_prunes_a_large_flush_and_reports_dead_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StandaloneConfig::new(dir.path());
+    config.maintenance = None;
+    config.batcher.wal_flush = None;
+    let parts = standalone::open(&config, None).await.unwrap();
+    let entries: Vec<Entry> = (0..5_000)
+        .map(|i| Entry {
+            key: Bytes::from(format!("k{i:05}")),
+            value: Value::Put(Bytes::from_static(b"v")),
+        })
+        .collect();
+    parts.batcher.write(entries).await.unwrap();
+    parts.index.catch_up().await.unwrap();
+    let limits = skyvault::wal_flush::DEFAULT_LIMITS;
+    let compaction = skyvault::compaction::CompactionConfig::default();
+    skyvault::compaction::flush(&parts.store, &parts.meta, &compaction, &limits, true)
+        .await
+        .unwrap();
+    parts.index.catch_up().await.unwrap();
+    // One manifest change prunes only part of the flush (the memtable's
+    // unit tests check that); no more changes come.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (keys, dead) = (
+            parts.index.manifest().mem.len(),
+            parts.index.debt().dead_bytes,
+        );
+        if keys == 0 && dead > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "idle index keeps {keys} flushed keys, dead bytes {dead}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = parts
+        .index
+        .get_many(&[Bytes::from("k04999")])
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![Some(Bytes::from_static(b"v"))],
+        "read from the L0 file"
+    );
 }

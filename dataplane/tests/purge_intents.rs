@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 fn no_grace() -> PurgeConfig {
     PurgeConfig {
         grace: Duration::ZERO,
-        dry_run: false,
+        ..Default::default()
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 fn no_grace() -> PurgeConfig {
     PurgeConfig {
         grace: Duration::ZERO,
-        dry_run: false,
+        ..Default::default()
     }
 }
 

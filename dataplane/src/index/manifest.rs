@@ -89,6 +89,17 @@ impl Manifest {
         }
     }
 
+    /// This snapshot (same version, same files) with more of its flushed
+    /// WAL-tier entries pruned; `None` when none wait.
+    pub fn pruned_more(&self) -> Option<Manifest> {
+        Some(Manifest {
+            version: self.version,
+            files: self.files.clone(),
+            mem: self.mem.pruned_more()?,
+            runs: self.runs.clone(),
+        })
+    }
+
     /// The WAL files `delta` adds that this snapshot has not decoded yet:
     /// the caller fetches and decodes them before [`Manifest::apply`].
     pub fn wal_to_load<'a>(&self, delta: &'a ManifestDelta) -> Vec<&'a FileRecord> {

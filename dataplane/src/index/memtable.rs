@@ -253,6 +253,18 @@ impl MemTable {
         next
     }
 
+    /// The same table with up to [`PRUNE_PER_CHANGE`] more flushed entries
+    /// pruned, or `None` when none wait: an index that sees no more commits
+    /// finishes what the last manifest changes started.
+    pub fn pruned_more(&self) -> Option<MemTable> {
+        if self.pruning.is_empty() {
+            return None;
+        }
+        let mut next = self.clone();
+        next.prune(PRUNE_PER_CHANGE);
+        Some(next)
+    }
+
     /// Removes up to `budget` flushed entries from the map (see `pruning`).
     fn prune(&mut self, mut budget: usize) {
         while budget > 0 {
@@ -431,9 +443,14 @@ mod tests {
             |_| true,
             vec![wal(2, 20, &[("k09999", Some("new"))])],
         );
+        // Half through manifest changes, the rest while idle.
         let mut t = t;
-        for _ in 0..10_000 / PRUNE_PER_CHANGE {
+        for _ in 0..10_000 / PRUNE_PER_CHANGE / 2 {
             t = t.next(&HashSet::new(), |_| true, vec![]);
+        }
+        while let Some(next) = t.pruned_more() {
+            assert!(next.pending_prune() < t.pending_prune(), "progress");
+            t = next;
         }
         assert_eq!(t.pending_prune(), 0);
         assert_eq!(value(&t, "k00000"), None, "pruned");

@@ -107,7 +107,16 @@ pub struct Index {
     read_index_rounds: std::sync::atomic::AtomicU64,
     /// Strong reads queued and not yet taken by a round.
     read_index_queued: std::sync::atomic::AtomicUsize,
+    /// Replaced files purge has not deleted yet, as last polled
+    /// ([`DEAD_BYTES_POLL`]); reported in the debt.
+    dead_bytes: std::sync::atomic::AtomicU64,
 }
+
+/// How often the index polls the dead bytes (one aggregate query).
+const DEAD_BYTES_POLL: Duration = Duration::from_secs(5);
+/// Prune steps (each of the memtable's per-change budget) an idle index
+/// takes per quiet wake of its follow loop.
+const IDLE_PRUNE_STEPS: usize = 64;
 
 /// A manifest apply this long is logged (reads waiting for a sequence wait for it).
 const SLOW_APPLY: Duration = Duration::from_millis(50);
@@ -145,6 +154,7 @@ impl Index {
             read_index,
             read_index_rounds: Default::default(),
             read_index_queued: Default::default(),
+            dead_bytes: Default::default(),
         });
         tokio::spawn(read_index::serve(Arc::downgrade(&index), queue));
         index.catch_up().await?;
@@ -158,7 +168,37 @@ impl Index {
 
     /// Compaction debt of the manifest this index serves (see `crate::lsm`).
     pub fn debt(&self) -> crate::lsm::Debt {
-        self.manifest().debt(&self.lsm)
+        let mut debt = self.manifest().debt(&self.lsm);
+        debt.dead_bytes = self.dead_bytes.load(Ordering::Relaxed);
+        debt
+    }
+
+    /// Polls the dead bytes (replaced, not yet purged) for the debt report
+    /// and its gauge.
+    async fn poll_dead_bytes(&self) {
+        match self.meta.dead_bytes().await {
+            Ok(bytes) => {
+                self.dead_bytes.store(bytes, Ordering::Relaxed);
+                metrics().dead_bytes.set(bytes as i64);
+            }
+            Err(e) => tracing::debug!(error = %e, "polling the dead bytes"),
+        }
+    }
+
+    /// Flushed WAL-tier entries leave the map a budget per manifest change;
+    /// an index that sees no more commits prunes the rest here, a step at a
+    /// time (a catch-up may come between two steps).
+    async fn prune_idle(&self) {
+        for _ in 0..IDLE_PRUNE_STEPS {
+            let _turn = self.catching_up.lock().await;
+            let Some(next) = self.manifest().pruned_more() else {
+                return;
+            };
+            let m = metrics();
+            m.index_memtable_bytes.set(next.mem.mem_bytes() as i64);
+            m.index_memtable_keys.set(next.mem.len() as i64);
+            *self.manifest.write().expect("manifest lock") = Arc::new(next);
+        }
     }
 
     pub fn applied_sequence(&self) -> u64 {
@@ -376,14 +416,26 @@ async fn follow(index: std::sync::Weak<Index>, config: IndexConfig) {
         None => return,
     };
     let mut backoff = config.poll_interval;
+    let mut dead_polled: Option<Instant> = None;
     loop {
-        tokio::select! {
-            changed = notified.changed() => if changed.is_err() {
-                tokio::time::sleep(config.poll_interval).await;
+        let quiet = tokio::select! {
+            changed = notified.changed() => {
+                if changed.is_err() {
+                    tokio::time::sleep(config.poll_interval).await;
+                }
+                false
             },
-            _ = tokio::time::sleep(backoff) => {}
-        }
+            _ = tokio::time::sleep(backoff) => true,
+        };
         let Some(index) = index.upgrade() else { return };
+        if dead_polled.is_none_or(|at| at.elapsed() >= DEAD_BYTES_POLL) {
+            index.poll_dead_bytes().await;
+            dead_polled = Some(Instant::now());
+        }
+        if quiet {
+            // No commit for a poll interval: finish pruning what flushes left.
+            index.prune_idle().await;
+        }
         match index.catch_up().await {
             Ok(_) => backoff = config.poll_interval,
             Err(e) => {

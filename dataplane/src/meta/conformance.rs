@@ -450,6 +450,13 @@ pub async fn tier_counts_follow_the_wal_tier_rule(meta: &dyn MetaStore) {
         (1, 32),
         "replaced rows do not count"
     );
+    assert_eq!(
+        meta.dead_bytes().await.unwrap(),
+        10,
+        "until purge forgets them, they are dead bytes"
+    );
+    meta.forget_files(&[t1.id]).await.unwrap();
+    assert_eq!(meta.dead_bytes().await.unwrap(), 0);
 }
 
 /// Claims, their margins and removal times follow the database's clock,

@@ -288,6 +288,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn live_writers(&self) -> MetaResult<Vec<String>>;
     /// Live L0 files (for write stalls).
     async fn l0_file_count(&self) -> MetaResult<u64>;
+    /// Bytes of replaced files purge has not deleted yet: space the store
+    /// takes beyond its live files (see `crate::purge`).
+    async fn dead_bytes(&self) -> MetaResult<u64>;
     /// The WAL tier and L0 at a glance: what write stalls and the flush
     /// trigger poll (see `crate::write_stall`).
     async fn tier_counts(&self) -> MetaResult<TierCounts> {

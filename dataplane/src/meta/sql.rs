@@ -649,6 +649,16 @@ where
         Ok(n as u64)
     }
 
+    async fn dead_bytes(&self) -> MetaResult<u64> {
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM files \
+             WHERE removed_version IS NOT NULL",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(bytes.max(0) as u64)
+    }
+
     async fn tier_counts(&self) -> MetaResult<TierCounts> {
         // One row from the partial index over live rows (migration 0006).
         // The WAL tier is what `FileRecord::is_wal_tier` says: batchers'
