@@ -463,6 +463,7 @@ async fn upload_file(
     let first = entries.keys().next().cloned().unwrap_or_default();
     let last = entries.keys().next_back().cloned().unwrap_or_default();
     let count = entries.len() as u64;
+    let tombstones = entries.values().filter(|v| matches!(v, Value::Delete)).count() as u64;
     let opts = ctx.writer.clone();
     // A small batch builds in microseconds: cheaper here than a thread hop.
     let data = if batch_bytes < INLINE_BUILD_BYTES {
@@ -493,6 +494,7 @@ async fn upload_file(
         min_key: first.to_vec(),
         max_key: last.to_vec(),
         entry_count: count,
+        tombstone_count: tombstones,
         size_bytes,
     })
 }
@@ -661,6 +663,7 @@ mod tests {
             min_key: b"a".to_vec(),
             max_key: b"z".to_vec(),
             entry_count: 1,
+            tombstone_count: 0,
             size_bytes: 1,
         }
     }

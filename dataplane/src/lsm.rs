@@ -292,6 +292,7 @@ pub(crate) mod tests {
             min_key: lo.into(),
             max_key: hi.into(),
             entry_count: 1,
+            tombstone_count: 0,
             size_bytes: size,
             added_version: id as u64,
             removed_version: None,

@@ -87,6 +87,7 @@ async fn a_lagging_job_and_a_leading_purge_lose_nothing() {
             min_key: input.min_key.clone(),
             max_key: input.max_key.clone(),
             entry_count: input.entry_count,
+            tombstone_count: 0,
             size_bytes: input.size_bytes,
         }],
         seq: input.seq,

@@ -68,6 +68,7 @@ async fn generate(dir: &std::path::Path, total: u64, file: u64) {
             min_key: keys[0].to_vec(),
             max_key: keys[keys.len() - 1].to_vec(),
             entry_count,
+            tombstone_count: 0,
             size_bytes,
         };
         parts.meta.commit_wal(file).await.unwrap();

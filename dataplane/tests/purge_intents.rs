@@ -106,6 +106,7 @@ fn wal_file(object: &str) -> NewFile {
         min_key: b"a".to_vec(),
         max_key: b"a".to_vec(),
         entry_count: 1,
+        tombstone_count: 0,
         size_bytes: 5,
     }
 }

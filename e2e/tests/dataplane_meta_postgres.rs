@@ -21,6 +21,7 @@ fn wal(name: &str, min: &str, max: &str) -> NewFile {
         min_key: min.as_bytes().to_vec(),
         max_key: max.as_bytes().to_vec(),
         entry_count: 1,
+        tombstone_count: 0,
         size_bytes: 100,
     }
 }

@@ -97,6 +97,7 @@ impl<'a> Outputs<'a> {
             return Ok(());
         };
         let entry_count = open.writer.entry_count();
+        let tombstone_count = open.writer.tombstone_count();
         let tail = open
             .writer
             .finish(self.seqs.0, self.seqs.1)
@@ -114,6 +115,7 @@ impl<'a> Outputs<'a> {
             min_key: open.first.to_vec(),
             max_key: open.last.to_vec(),
             entry_count,
+            tombstone_count,
             size_bytes,
         });
         Ok(())

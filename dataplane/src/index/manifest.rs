@@ -193,6 +193,7 @@ mod tests {
             min_key: b"a".to_vec(),
             max_key: b"z".to_vec(),
             entry_count: 1,
+            tombstone_count: 0,
             size_bytes: 1,
             added_version: seq,
             removed_version: None,

@@ -335,6 +335,7 @@ mod tests {
             min_key: vec![],
             max_key: vec![],
             entry_count: entries.len() as u64,
+            tombstone_count: 0,
             size_bytes: 100,
             added_version: seq,
             removed_version: None,

@@ -14,6 +14,7 @@ fn wal(name: &str, min: &str, max: &str) -> NewFile {
         min_key: min.into(),
         max_key: max.into(),
         entry_count: 1,
+        tombstone_count: 0,
         size_bytes: 100,
     }
 }
@@ -30,6 +31,7 @@ fn run(name: &str, level: u32, min: &str, max: &str) -> NewFile {
         min_key: min.into(),
         max_key: max.into(),
         entry_count: 1,
+        tombstone_count: 0,
         size_bytes: 100,
     }
 }
@@ -409,6 +411,7 @@ pub async fn tier_counts_follow_the_wal_tier_rule(meta: &dyn MetaStore) {
     };
     let l0 = NewFile {
         kind: FileKind::Run,
+        tombstone_count: 1,
         ..run("l0", 0, "c", "d")
     };
     let files = vec![
@@ -433,6 +436,8 @@ pub async fn tier_counts_follow_the_wal_tier_rule(meta: &dyn MetaStore) {
         levels.l0.len() as u64,
     );
     assert_eq!(seen, (2, 42, 2), "the readers' rule agrees");
+    let tombstones: Vec<u64> = levels.l0.iter().map(|f| f.tombstone_count).collect();
+    assert!(tombstones.contains(&1), "tombstone counts round-trip: {tombstones:?}");
     let t1 = levels
         .wal
         .iter()

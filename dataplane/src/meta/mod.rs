@@ -58,6 +58,8 @@ pub struct NewFile {
     pub min_key: Vec<u8>,
     pub max_key: Vec<u8>,
     pub entry_count: u64,
+    /// Of `entry_count`, how many are tombstones.
+    pub tombstone_count: u64,
     pub size_bytes: u64,
 }
 
@@ -72,6 +74,9 @@ pub struct FileRecord {
     pub min_key: Vec<u8>,
     pub max_key: Vec<u8>,
     pub entry_count: u64,
+    /// Of `entry_count`, how many are tombstones (0 for rows written before
+    /// migration 0008).
+    pub tombstone_count: u64,
     pub size_bytes: u64,
     pub added_version: u64,
     pub removed_version: Option<u64>,

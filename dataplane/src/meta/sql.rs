@@ -101,8 +101,8 @@ pub(crate) fn publish(notify: &watch::Sender<u64>, version: u64) {
 /// binary's process clock (migration 0007) count [`LEGACY_CLOCK_MARGIN`] later.
 static FILE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "id, object, kind, level, seq, min_key, max_key, entry_count, size_bytes, \
-         added_version, removed_version, created_at_ms, \
+        "id, object, kind, level, seq, min_key, max_key, entry_count, tombstone_count, \
+         size_bytes, added_version, removed_version, created_at_ms, \
          CASE WHEN removed_by_db_clock = 1 THEN removed_at_ms \
               ELSE removed_at_ms + {} END AS removed_at_ms",
         LEGACY_CLOCK_MARGIN.as_millis()
@@ -111,8 +111,8 @@ static FILE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
 
 /// The columns a new file's row sets, and their parameters ([`SqlMeta::bind_file`]).
 const INSERT_COLUMNS: &str = "object, kind, level, seq, min_key, max_key, entry_count, \
-     size_bytes, added_version, created_at_ms";
-const INSERT_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10";
+     size_bytes, added_version, created_at_ms, tombstone_count";
+const INSERT_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11";
 
 const CLAIM_COLUMNS: &str = "level, min_key, max_key";
 
@@ -170,6 +170,7 @@ where
             min_key: row.try_get("min_key")?,
             max_key: row.try_get("max_key")?,
             entry_count: row.try_get::<i64, _>("entry_count")? as u64,
+            tombstone_count: row.try_get::<i64, _>("tombstone_count")? as u64,
             size_bytes: row.try_get::<i64, _>("size_bytes")? as u64,
             added_version: row.try_get::<i64, _>("added_version")? as u64,
             removed_version: removed.map(|v| v as u64),
@@ -211,7 +212,7 @@ where
         Ok(version as u64)
     }
 
-    /// Binds a new file's row ($1..$10 of [`INSERT_VALUES`]).
+    /// Binds a new file's row ($1..$11 of [`INSERT_VALUES`]).
     fn bind_file<'q>(
         query: Statement<'q, D>,
         file: &'q NewFile,
@@ -229,6 +230,7 @@ where
             .bind(file.size_bytes as i64)
             .bind(version as i64)
             .bind(now_ms())
+            .bind(file.tombstone_count as i64)
     }
 
     async fn insert_file(
@@ -255,9 +257,9 @@ where
     ) -> MetaResult<bool> {
         let sql = format!(
             "WITH live AS (SELECT count(*) AS n FROM writer_intents \
-               WHERE {} AND expires_at_ms > {} + $12) \
-             INSERT INTO files ({INSERT_COLUMNS}) SELECT {INSERT_VALUES} FROM live WHERE live.n = $13",
-            D::in_list("writer", "$11"),
+               WHERE {} AND expires_at_ms > {} + $13) \
+             INSERT INTO files ({INSERT_COLUMNS}) SELECT {INSERT_VALUES} FROM live WHERE live.n = $14",
+            D::in_list("writer", "$12"),
             D::NOW_MS,
         );
         let query = Self::bind_file(sqlx::query(&sql), file, version, version);

@@ -120,6 +120,10 @@ impl Writer {
         self.entry_count
     }
 
+    pub fn tombstone_count(&self) -> u64 {
+        self.tombstone_count
+    }
+
     /// Roughly the size `finish` would return now (exact for the data already cut into blocks,
     /// an upper bound for the rest, which may still compress).
     pub fn estimated_size(&self) -> usize {
