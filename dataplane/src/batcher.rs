@@ -463,7 +463,10 @@ async fn upload_file(
     let first = entries.keys().next().cloned().unwrap_or_default();
     let last = entries.keys().next_back().cloned().unwrap_or_default();
     let count = entries.len() as u64;
-    let tombstones = entries.values().filter(|v| matches!(v, Value::Delete)).count() as u64;
+    let tombstones = entries
+        .values()
+        .filter(|v| matches!(v, Value::Delete))
+        .count() as u64;
     let opts = ctx.writer.clone();
     // A small batch builds in microseconds: cheaper here than a thread hop.
     let data = if batch_bytes < INLINE_BUILD_BYTES {

@@ -188,12 +188,28 @@ pub struct Debt {
     /// The highest score of any level that can be compacted.
     pub score: f64,
     pub needs_compaction: bool,
+    /// Files of L1 and deeper that are mostly tombstones: compaction is due
+    /// for them whatever the scores ([`tombstone_heavy`]).
+    pub tombstone_heavy_files: u64,
     pub base_level: u32,
     pub levels: Vec<LevelDebt>,
     /// Bytes of replaced files purge has not deleted yet (space beyond the
     /// live files; bounded in standalone by pacing compaction on it). The
     /// index fills it in from the database; 0 when not known.
     pub dead_bytes: u64,
+}
+
+/// A file with at least this many tombstones, and no fewer than live
+/// entries, is compacted for them (RocksDB's deletion-triggered compaction;
+/// the floor keeps small files from churning).
+pub const DELETION_TRIGGER_TOMBSTONES: u64 = 1024;
+
+/// Whether `file` is compacted for its tombstones whatever its level's
+/// score (see `compaction::picker`).
+pub fn tombstone_heavy(file: &FileRecord) -> bool {
+    file.level > 0
+        && file.tombstone_count >= DELETION_TRIGGER_TOMBSTONES
+        && file.tombstone_count.saturating_mul(2) >= file.entry_count
 }
 
 /// Dead bytes below which compaction never waits for purge.
@@ -248,6 +264,10 @@ pub fn debt(levels: &Levels, config: &LsmConfig, version: u64) -> Debt {
         .filter(|l| l.level < LAST_LEVEL)
         .map(|l| l.score)
         .fold(0.0, f64::max);
+    let tombstone_heavy_files = (1..NUM_LEVELS)
+        .flat_map(|level| levels.files(level))
+        .filter(|f| tombstone_heavy(f))
+        .count() as u64;
     Debt {
         version,
         wal_files: levels.wal.len() as u64,
@@ -256,7 +276,8 @@ pub fn debt(levels: &Levels, config: &LsmConfig, version: u64) -> Debt {
         l0_bytes: levels.bytes(0),
         pending_bytes: pending,
         score,
-        needs_compaction: score >= 1.0,
+        needs_compaction: score >= 1.0 || tombstone_heavy_files > 0,
+        tombstone_heavy_files,
         base_level: targets.base_level,
         levels: out,
         dead_bytes: 0,

@@ -19,6 +19,7 @@
 
 mod args;
 mod claim;
+mod deletion;
 mod input;
 mod merge;
 mod output;

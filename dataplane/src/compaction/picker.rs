@@ -18,14 +18,23 @@
 //!   files newer than those an L0 job holds (RocksDB does it when L0 → base
 //!   is busy): new flushes keep arriving while the base level is rewritten.
 //!
+//! - Deletion-triggered (RocksDB's `CompactOnDeletionCollector`): a file of
+//!   L1 or deeper that is mostly tombstones ([`lsm::tombstone_heavy`]) goes down a
+//!   level even when its level is within target, so deleted data stops
+//!   taking space and slowing scans; on the last level such a file (written
+//!   by a trivial move of an older version) is rewritten alone (`Cleanup`),
+//!   which drops every tombstone. Files carrying tombstones never reach the
+//!   last level by a trivial move: they are merged, which drops them.
+//!
 //! Every pick carries the claims that make it safe to run beside others
 //! (docs/decisions/0003-level-layout-and-claims.md).
 
+use super::deletion;
 use crate::lsm::{self, LAST_LEVEL, Levels, LsmConfig};
 use crate::meta::{ClaimRange, FileRecord};
 
 /// Candidates per level tried when the best ones are claimed by other jobs.
-const CANDIDATES_PER_LEVEL: usize = 8;
+pub(super) const CANDIDATES_PER_LEVEL: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PickKind {
@@ -33,6 +42,8 @@ pub enum PickKind {
     Move,
     /// The oldest WAL-tier files merged into L0 (see [`flush_pick`]).
     Flush,
+    /// One last-level file rewritten in place to drop its tombstones.
+    Cleanup,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +92,7 @@ impl Pick {
             // Nothing can come between the run's files: new flushes are newer,
             // and jobs holding older or newer L0 files hold disjoint sequences.
             PickKind::Merge if self.output_level == 0 => Some(intra_l0(seeds)),
+            PickKind::Cleanup => seeds.into_iter().next().map(deletion::cleanup),
             PickKind::Merge => Some(merge_pick(
                 levels,
                 self.input_level,
@@ -201,6 +213,10 @@ pub fn candidates(
             picks.extend(level_picks(levels, level.level, limits));
         }
     }
+    picks.extend(deletion::heavy_files(levels).map(|f| match f.level {
+        LAST_LEVEL => deletion::cleanup(f.clone()),
+        level => merge_pick(levels, level, level + 1, vec![f.clone()]),
+    }));
     picks
 }
 
@@ -409,7 +425,7 @@ fn prefix_within(files: &[FileRecord], budget: u64) -> usize {
     n.max(1).min(files.len())
 }
 
-fn level_picks(levels: &Levels, level: u32, limits: &PickLimits) -> Vec<Pick> {
+pub(super) fn level_picks(levels: &Levels, level: u32, limits: &PickLimits) -> Vec<Pick> {
     let next = level + 1;
     let mut by_ratio: Vec<(f64, &FileRecord)> = levels
         .files(level)
@@ -424,16 +440,26 @@ fn level_picks(levels: &Levels, level: u32, limits: &PickLimits) -> Vec<Pick> {
         })
         .collect();
     by_ratio.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let movable: Vec<FileRecord> = by_ratio
+    // A tombstone moved onto the last level would stay there for good:
+    // such files are merged instead (with nothing below, a rewrite that
+    // drops them).
+    let into_last = next == LAST_LEVEL;
+    let (movable, rewrite): (Vec<FileRecord>, Vec<FileRecord>) = by_ratio
         .iter()
         .take_while(|(ratio, _)| *ratio == 0.0)
         .map(|(_, f)| (*f).clone())
-        .collect();
+        .partition(|f| !into_last || f.tombstone_count == 0);
     let mut picks = Vec::new();
     if !movable.is_empty() {
         let take = prefix_within(&movable, limits.max_input_bytes);
         picks.extend(move_pick(levels, level, movable[..take].to_vec()));
     }
+    picks.extend(
+        rewrite
+            .into_iter()
+            .take(CANDIDATES_PER_LEVEL)
+            .map(|f| merge_pick(levels, level, next, vec![f])),
+    );
     picks.extend(
         by_ratio
             .iter()

@@ -437,7 +437,10 @@ pub async fn tier_counts_follow_the_wal_tier_rule(meta: &dyn MetaStore) {
     );
     assert_eq!(seen, (2, 42, 2), "the readers' rule agrees");
     let tombstones: Vec<u64> = levels.l0.iter().map(|f| f.tombstone_count).collect();
-    assert!(tombstones.contains(&1), "tombstone counts round-trip: {tombstones:?}");
+    assert!(
+        tombstones.contains(&1),
+        "tombstone counts round-trip: {tombstones:?}"
+    );
     let t1 = levels
         .wal
         .iter()
