@@ -415,11 +415,7 @@ fn level_picks(levels: &Levels, level: u32, limits: &PickLimits) -> Vec<Pick> {
         .files(level)
         .iter()
         .map(|f| {
-            let below: u64 = levels
-                .overlapping(next, &f.min_key, &f.max_key)
-                .iter()
-                .map(|o| o.size_bytes)
-                .sum();
+            let below = levels.overlapping_bytes(next, &f.min_key, &f.max_key);
             (below as f64 / f.size_bytes.max(1) as f64, f)
         })
         .collect();
