@@ -414,10 +414,8 @@ fn level_picks(levels: &Levels, level: u32, limits: &PickLimits) -> Vec<Pick> {
     let mut by_ratio: Vec<(f64, &FileRecord)> = levels
         .files(level)
         .iter()
-        .map(|f| {
-            let below = levels.overlapping_bytes(next, &f.min_key, &f.max_key);
-            (below as f64 / f.size_bytes.max(1) as f64, f)
-        })
+        .zip(levels.overlapping_bytes_below(level))
+        .map(|(f, below)| (below as f64 / f.size_bytes.max(1) as f64, f))
         .collect();
     by_ratio.sort_by(|a, b| a.0.total_cmp(&b.0));
     let movable: Vec<FileRecord> = by_ratio
