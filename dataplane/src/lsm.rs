@@ -112,6 +112,31 @@ impl Levels {
             .collect()
     }
 
+    /// For each file of `level` (>= 1, above the last), in key order, the
+    /// bytes of `level + 1` it overlaps: [`Levels::overlapping`]'s sizes for
+    /// a whole level in one pass over both, without copying files. The
+    /// picker weighs every file of a level by it, thousands per pick at 1 TiB
+    /// (a binary search per file there was a cache miss per probe).
+    pub fn overlapping_bytes_below(&self, level: u32) -> Vec<u64> {
+        let below = self.files(level + 1);
+        let mut start = 0;
+        self.files(level)
+            .iter()
+            .map(|f| {
+                // Both levels are sorted and non-overlapping: where a file's
+                // overlap starts never moves back.
+                while below.get(start).is_some_and(|b| b.max_key < f.min_key) {
+                    start += 1;
+                }
+                below[start..]
+                    .iter()
+                    .take_while(|b| b.min_key <= f.max_key)
+                    .map(|b| b.size_bytes)
+                    .sum()
+            })
+            .collect()
+    }
+
     /// Whether any file on a level deeper than `level` may hold `key`.
     pub fn deeper_may_hold(&self, level: u32, key: &[u8]) -> bool {
         (level + 1..=LAST_LEVEL).any(|l| {
@@ -428,6 +453,15 @@ pub(crate) mod tests {
         let ids = |v: Vec<FileRecord>| v.iter().map(|f| f.id).collect::<Vec<_>>();
         assert_eq!(ids(levels.overlapping(2, b"c", b"e")), vec![1, 2]);
         assert_eq!(ids(levels.overlapping(2, b"j", b"z")), Vec::<i64>::new());
+        let two = Levels::new(vec![
+            file(1, 2, "a", "c", 1),
+            file(2, 2, "d", "f", 1),
+            file(3, 3, "b", "b", 10),
+            file(4, 3, "c", "e", 100),
+            file(5, 3, "x", "y", 1000),
+        ]);
+        assert_eq!(two.overlapping_bytes_below(2), vec![110, 100]);
+        assert_eq!(levels.overlapping_bytes_below(2), vec![0, 0, 0]);
         assert!(levels.deeper_may_hold(1, b"e"));
         assert!(!levels.deeper_may_hold(2, b"e"));
         assert!(levels.deeper_may_hold(2, b"l"));

@@ -148,6 +148,10 @@ enum Command {
     },
     /// Load generator: closed-loop gRPC clients; prints throughput and latency percentiles.
     Bench(BenchArgs),
+    /// Simulate the leveled LSM at any size from file metadata alone: the
+    /// real picker, level targets and claims, a write model and N job slots
+    /// (docs/operations.md, "Sizing with lsm-sim").
+    LsmSim(Box<skyvault::lsm_sim::SimArgs>),
     /// Print KEY<TAB>VALUE lines in key order.
     Scan {
         /// Only keys starting with this prefix.
@@ -665,6 +669,7 @@ async fn main() {
                 .map(|version| println!("metadata migrated; manifest version {version}"))
         }
         Command::Bench(args) => run_bench(args).await,
+        Command::LsmSim(args) => skyvault::lsm_sim::main(&args),
         Command::Scan {
             prefix,
             start,

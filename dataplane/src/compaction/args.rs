@@ -1,5 +1,5 @@
 //! Command-line flags (each also an environment variable) for the LSM shape
-//! and compaction bounds, shared by `skyvault standalone`, `skyvault compact`
+//! and compaction bounds (sizes as bytes or with a suffix: `256MiB`), shared by `skyvault standalone`, `skyvault compact`
 //! and `skyvault index` (which reports the debt against the same targets).
 
 use super::CompactionConfig;
@@ -10,7 +10,7 @@ pub struct LsmArgs {
     /// Target size of the base level (the first level below L0 that holds data);
     /// each deeper level is `--level-size-ratio` times larger.
     #[arg(long, env = "SKYVAULT_LEVEL_BASE_BYTES", default_value_t = 256 << 20,
-          value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 40))]
+          value_parser = crate::byte_size::Bytes::range(1 << 20..=1 << 40))]
     pub level_base_bytes: u64,
     /// Size ratio between consecutive levels.
     #[arg(long, env = "SKYVAULT_LEVEL_SIZE_RATIO", default_value_t = 10,
@@ -38,13 +38,13 @@ pub struct CompactionArgs {
     pub lsm: LsmArgs,
     /// Compaction outputs are cut at about this size.
     #[arg(long, env = "SKYVAULT_COMPACT_TARGET_FILE_BYTES", default_value_t = 64 << 20,
-          value_parser = clap::value_parser!(u64).range(64 << 10..=4 << 30))]
+          value_parser = crate::byte_size::Bytes::range(64 << 10..=4 << 30))]
     pub target_file_bytes: u64,
     /// Input bytes one compaction job reads at most (one file is always taken);
     /// an L0 job reads up to this much of L0 plus the base-level files those
     /// overlap. At least --level-base-bytes.
     #[arg(long, env = "SKYVAULT_COMPACT_MAX_INPUT_BYTES", default_value_t = 1 << 30,
-          value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 40))]
+          value_parser = crate::byte_size::Bytes::range(1 << 20..=1 << 40))]
     pub max_input_bytes: u64,
 }
 

@@ -77,7 +77,8 @@ impl Default for CompactionConfig {
 }
 
 impl CompactionConfig {
-    fn limits(&self) -> PickLimits {
+    /// The picker's bounds of one job (`skyvault lsm-sim` drives the picker with them too).
+    pub fn limits(&self) -> PickLimits {
         PickLimits {
             max_input_bytes: self.max_input_bytes,
             max_l0_files: self.max_l0_files,

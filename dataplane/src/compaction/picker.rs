@@ -430,14 +430,8 @@ pub(super) fn level_picks(levels: &Levels, level: u32, limits: &PickLimits) -> V
     let mut by_ratio: Vec<(f64, &FileRecord)> = levels
         .files(level)
         .iter()
-        .map(|f| {
-            let below: u64 = levels
-                .overlapping(next, &f.min_key, &f.max_key)
-                .iter()
-                .map(|o| o.size_bytes)
-                .sum();
-            (below as f64 / f.size_bytes.max(1) as f64, f)
-        })
+        .zip(levels.overlapping_bytes_below(level))
+        .map(|(f, below)| (below as f64 / f.size_bytes.max(1) as f64, f))
         .collect();
     by_ratio.sort_by(|a, b| a.0.total_cmp(&b.0));
     // A tombstone moved onto the last level would stay there for good:
