@@ -15,8 +15,10 @@ use crate::crd::{
     CompactionSpec, DEFAULT_COMPACTION_SCHEDULE, DEFAULT_PURGE_SCHEDULE, JobResult, JobRun,
     JobScheduleSpec, SkyVault,
 };
+use crate::debt::LsmDebt;
 use crate::naming::{
-    self, DEBT_ANNOTATION, JOB_KIND_LABEL, SCHEDULED_TIME_ANNOTATION, TRIGGER_VALUE_ANNOTATION,
+    self, DEBT_ANNOTATION, JOB_KIND_LABEL, L0_FILES_ANNOTATION, LSM_SHAPE_ANNOTATION,
+    SCHEDULED_TIME_ANNOTATION, TRIGGER_VALUE_ANNOTATION,
 };
 use crate::pod::{self, ContainerPlan};
 use crate::schedule::unix_minute;
@@ -160,18 +162,20 @@ pub fn debt_job_name(sv: &SkyVault, time: Timestamp, slot: u32) -> String {
     format!("{}-d{slot}", job_name(sv, JobKind::Compact, time, None))
 }
 
-/// A compaction Job started because the index reported debt; `debt` (a one-line summary of
-/// it) is kept as an annotation.
+/// A compaction Job started because the index reported `debt`; its one-line summary, its L0
+/// file count and the LSM's shape are kept as annotations.
 pub fn build_debt_job(
     sv: &SkyVault,
     time: Timestamp,
     slot: u32,
-    debt: &str,
+    debt: &LsmDebt,
     config_checksum: &str,
 ) -> Job {
     let annotations = BTreeMap::from([
         (SCHEDULED_TIME_ANNOTATION.to_string(), time.to_string()),
-        (DEBT_ANNOTATION.to_string(), debt.to_string()),
+        (DEBT_ANNOTATION.to_string(), crate::debt::summary(debt)),
+        (L0_FILES_ANNOTATION.to_string(), debt.l0_files.to_string()),
+        (LSM_SHAPE_ANNOTATION.to_string(), crate::debt::shape(debt)),
     ]);
     let name = debt_job_name(sv, time, slot);
     build(sv, JobKind::Compact, name, annotations, config_checksum)
@@ -335,10 +339,14 @@ pub fn scheduled_time(job: &Job) -> Option<Timestamp> {
 
 /// The trigger value a manual Job was started for.
 pub fn trigger_value(job: &Job) -> Option<&str> {
+    annotation(job, TRIGGER_VALUE_ANNOTATION)
+}
+
+fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
     job.metadata
         .annotations
         .as_ref()?
-        .get(TRIGGER_VALUE_ANNOTATION)
+        .get(key)
         .map(String::as_str)
 }
 
@@ -396,6 +404,10 @@ pub struct JobHistory {
     pub latest: Option<JobRun>,
     /// The Job that finished last (any result).
     pub last_finished: Option<JobRun>,
+    /// The LSM shape that Job was created for (debt Jobs only).
+    pub last_finished_shape: Option<String>,
+    /// Of the running debt Jobs, the most L0 files one was created with.
+    pub running_l0_files: Option<u64>,
     /// The Job that finished last with a real result (Succeeded or Failed).
     pub last_result: Option<JobRun>,
     /// Completion time of the newest successful Job.
@@ -455,6 +467,13 @@ pub fn summarize(jobs: &[Job], spec: &JobScheduleSpec) -> JobHistory {
         active_not_debt: running().filter(|j| !is_debt(j)).map(|j| name(j)).collect(),
         latest: sorted.first().map(|j| job_run(j)),
         last_finished: finished.first().map(|(_, j)| job_run(j)),
+        last_finished_shape: finished
+            .first()
+            .and_then(|(_, j)| annotation(j, LSM_SHAPE_ANNOTATION))
+            .map(str::to_string),
+        running_l0_files: running()
+            .filter_map(|j| annotation(j, L0_FILES_ANNOTATION)?.parse().ok())
+            .max(),
         last_result: finished
             .iter()
             .find(|(_, j)| !job_result(j).is_idle())

@@ -295,7 +295,12 @@ fn user_memory_replaces_the_compaction_default() {
 fn debt_jobs_are_named_by_minute_and_slot_and_marked() {
     let mut sv = sample();
     let t = ts("2030-01-01T00:10:42Z");
-    let job = build_debt_job(&sv, t, 1, "score 2.00, 1Gi pending", "sum");
+    let reading: crate::debt::LsmDebt = serde_json::from_str(
+        r#"{"version":3,"l0_files":12,"l0_bytes":1,"pending_bytes":1073741824,"score":2.0,
+            "needs_compaction":true,"levels":[{"level":0,"files":12,"bytes":1,"target_bytes":0,"score":2.0}]}"#,
+    )
+    .unwrap();
+    let job = build_debt_job(&sv, t, 1, &reading, "sum");
     assert_eq!(
         job.metadata.name.as_deref(),
         Some("vault-compact-31557610-d1")
@@ -303,7 +308,9 @@ fn debt_jobs_are_named_by_minute_and_slot_and_marked() {
     assert!(is_debt(&job));
     assert_eq!(trigger_value(&job), None);
     let ann = job.metadata.annotations.as_ref().unwrap();
-    assert_eq!(ann[DEBT_ANNOTATION], "score 2.00, 1Gi pending");
+    assert_eq!(ann[DEBT_ANNOTATION], "score 2.00, 1.0Gi pending");
+    assert_eq!(ann[L0_FILES_ANNOTATION], "12");
+    assert_eq!(ann[LSM_SHAPE_ANNOTATION], crate::debt::shape(&reading));
     assert_eq!(scheduled_time(&job), Some(t));
     assert!(job_run(&job).debt);
     assert!(!is_debt(&build_job(&sv, JobKind::Compact, t, None, "s")));

@@ -11,6 +11,7 @@ pub mod crd_security;
 pub mod crd_status;
 pub mod debt;
 pub mod jobs;
+pub mod l0_jobs;
 pub mod leader;
 pub mod maintenance;
 pub mod memory;
