@@ -10,6 +10,7 @@ pub mod crd_output;
 pub mod crd_security;
 pub mod crd_status;
 pub mod debt;
+pub mod job_memory;
 pub mod jobs;
 pub mod l0_jobs;
 pub mod leader;
