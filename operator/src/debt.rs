@@ -208,11 +208,12 @@ pub fn wanted_jobs(debt: &LsmDebt, spec: &CompactionSpec, held_l0: Option<u64>) 
     } else {
         Some(0)
     };
-    let mut wanted = l0.unwrap_or(1);
+    let l0_jobs = l0.unwrap_or(1);
+    let mut wanted = l0_jobs;
     for level in debt.levels.iter().filter(due).filter(|l| l.level > 0) {
         let excess = level.bytes.saturating_sub(level.target_bytes);
         let mut jobs = excess.div_ceil(file).max(1);
-        if wanted > 0 && Some(level.level) == debt.l0_output_level {
+        if l0_jobs > 0 && Some(level.level) == debt.l0_output_level {
             jobs = jobs.min(debt.l0_output_files_outside_l0.unwrap_or(u64::MAX));
         }
         wanted = wanted.saturating_add(usize::try_from(jobs).unwrap_or(usize::MAX));

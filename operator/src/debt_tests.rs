@@ -95,6 +95,30 @@ fn wanted_jobs_from_an_older_data_plane_one_for_level_0_and_one_per_excess_file_
     assert_eq!(wanted_jobs(&only_last, &SPEC, None), 0);
 }
 
+#[test]
+fn beside_l0_jobs_the_output_level_counts_only_files_outside_l0s_span() {
+    // L0 due (9 files of 64 MiB: one Job takes them all), L1 three files over its target.
+    let mut l0 = level(0, 9 * 64 * MIB, 1);
+    l0.score = 9.0 / 8.0;
+    let mut d = debt(vec![l0, level(1, 448 * MIB, 256 * MIB)]);
+    d.l0_files = 9;
+    d.l0_bytes = 9 * 64 * MIB;
+    d.l0_file_bytes = vec![64 * MIB; 9];
+    d.l0_output_level = Some(1);
+    d.l0_output_files_outside_l0 = Some(1);
+    assert_eq!(wanted_jobs(&d, &SPEC, None), 1 + 1);
+    // L0's span covers L1 (random keys): L1 Jobs would only find their inputs claimed.
+    d.l0_output_files_outside_l0 = Some(0);
+    assert_eq!(wanted_jobs(&d, &SPEC, None), 1);
+    // L0 due but nothing to pick (going down expensive, no run of small files, under twice
+    // the trigger): no L0 Job, and L1's Jobs are not held back by one.
+    d.levels[1].bytes = 3 << 30;
+    d.levels[1].score = 12.0;
+    d.l0_file_bytes = vec![20 * MIB; 9];
+    d.l0_bytes = 9 * 20 * MIB;
+    assert_eq!(wanted_jobs(&d, &SPEC, None), 44);
+}
+
 fn input(d: Option<&LsmDebt>, running: usize) -> DebtInput<'_> {
     DebtInput {
         enabled: true,
