@@ -222,6 +222,18 @@ pub struct Debt {
     /// live files; bounded in standalone by pacing compaction on it). The
     /// index fills it in from the database; 0 when not known.
     pub dead_bytes: u64,
+    /// The level L0 compacts into: the base level, or a shallower one that
+    /// still holds data (`picker::l0_output_level`).
+    pub l0_output_level: u32,
+    /// Sizes of the L0 files, newest first (at most [`MAX_L0_LISTED`]). How
+    /// many L0 jobs can run at once (the oldest files into the output level,
+    /// and beside it a merge of the newest small files, intra-L0) follows from
+    /// them; the operator sizes its Jobs by it.
+    pub l0_file_bytes: Vec<u64>,
+    /// Files of the output level outside the key span of all of L0: the ones
+    /// a job into the next level can take beside an L0 job, whose claim holds
+    /// the output level across the span of its L0 files.
+    pub l0_output_files_outside_l0: u64,
 }
 
 /// A file with at least this many tombstones, and no fewer than live
@@ -254,6 +266,22 @@ impl Debt {
     }
 }
 
+/// L0 sizes listed in [`Debt::l0_file_bytes`] at most: far above any stop
+/// trigger, and a bounded `/lsm` body when L0 is unbounded.
+pub const MAX_L0_LISTED: usize = 1024;
+
+/// Files of `level` outside the key span of all of L0.
+fn outside_l0_span(levels: &Levels, level: u32) -> u64 {
+    let files = levels.files(level);
+    let lo = levels.l0.iter().map(|f| f.min_key.as_slice()).min();
+    let hi = levels.l0.iter().map(|f| f.max_key.as_slice()).max();
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return files.len() as u64;
+    };
+    let inside = levels.overlapping(level, lo, hi).len();
+    (files.len() - inside) as u64
+}
+
 pub fn debt(levels: &Levels, config: &LsmConfig, version: u64) -> Debt {
     let targets = targets(levels, config);
     let ratio = config.level_size_ratio.max(2);
@@ -284,6 +312,7 @@ pub fn debt(levels: &Levels, config: &LsmConfig, version: u64) -> Debt {
             score,
         });
     }
+    let l0_out = crate::compaction::picker::l0_output_level(levels, targets.base_level);
     let score = out
         .iter()
         .filter(|l| l.level < LAST_LEVEL)
@@ -306,6 +335,14 @@ pub fn debt(levels: &Levels, config: &LsmConfig, version: u64) -> Debt {
         base_level: targets.base_level,
         levels: out,
         dead_bytes: 0,
+        l0_output_level: l0_out,
+        l0_file_bytes: levels
+            .l0
+            .iter()
+            .take(MAX_L0_LISTED)
+            .map(|f| f.size_bytes)
+            .collect(),
+        l0_output_files_outside_l0: outside_l0_span(levels, l0_out),
     }
 }
 
@@ -440,6 +477,26 @@ pub(crate) mod tests {
             "the last level never needs compaction"
         );
         assert_eq!(quiet.pending_bytes, 0);
+    }
+
+    #[test]
+    fn debt_lists_l0_newest_first_and_the_output_files_outside_its_span() {
+        let live = vec![
+            file(1, 0, "c", "d", 10),
+            file(2, 0, "d", "f", 20),
+            file(3, 2, "a", "b", MIB),
+            file(4, 2, "c", "e", MIB),
+            file(5, 2, "g", "h", MIB),
+            file(6, 6, "a", "z", 100 * MIB),
+        ];
+        let d = debt(&Levels::new(live), &config(), 9);
+        assert_eq!(d.l0_file_bytes, vec![20, 10]);
+        // The first non-empty level is the base level of a small tree.
+        assert_eq!((d.base_level, d.l0_output_level), (2, 2));
+        // "a".."b" and "g".."h" lie outside L0's span "c".."f".
+        assert_eq!(d.l0_output_files_outside_l0, 2);
+        let no_l0 = debt(&Levels::new(vec![file(3, 2, "a", "b", MIB)]), &config(), 1);
+        assert_eq!(no_l0.l0_output_files_outside_l0, 1);
     }
 
     #[test]

@@ -285,6 +285,18 @@ async fn invalid_skyvaults_are_rejected_naming_the_field() -> Result<()> {
             Some(json!(1)),
             "spec.purge.gracePeriodSeconds",
         ),
+        // CEL on the write stall's triggers, against the defaults filled in by the server:
+        // slowdown at the stop (36), and a stop at or below the compaction trigger.
+        (
+            "/spec/batcher/l0SlowdownFiles",
+            Some(json!(36)),
+            "l0SlowdownFiles must be below batcher.l0StopFiles",
+        ),
+        (
+            "/spec/compaction/l0TriggerFiles",
+            Some(json!(36)),
+            "spec.batcher.l0StopFiles must be 0 (off) or more than",
+        ),
     ];
     let mut failures = Vec::new();
     for (i, (pointer, value, field)) in cases.iter().enumerate() {

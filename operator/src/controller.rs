@@ -31,7 +31,7 @@ use crate::naming::{self, FIELD_MANAGER, MANAGED_SELECTOR, Role};
 use crate::security;
 use crate::statefulset;
 use crate::status::{self, ConditionInput, Problem, RoleState, reason};
-use crate::upgrade::{Migration, UpgradeCondition};
+use crate::upgrade::{self, Migration, UpgradeCondition};
 use crate::validate;
 
 #[path = "controller_upgrade.rs"]
@@ -170,19 +170,28 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
     // Maintenance Jobs, then 4. status.
     let mut status = SkyVaultStatus::default();
     let mut requeue = upgrade.requeue_after.unwrap_or(RESYNC).min(RESYNC);
-    // New Jobs wait for the upgrade like the batcher (their last results stay in status).
-    let upgrading = upgrade.state.holds_maintenance_jobs();
-    if upgrading {
+    // New Jobs run the batchers' image, and wait only where that cannot start (their last
+    // results stay in status meanwhile).
+    let batcher = desired
+        .stateful_sets
+        .iter()
+        .find(|(r, _)| *r == Role::Batcher);
+    let image = upgrade::maintenance_image(sv, &upgrade.state, batcher.map(|(_, s)| s));
+    let jobs_sv = image.map(|image| with_image(sv, image));
+    if jobs_sv.is_none() {
         let old = sv.status.clone().unwrap_or_default();
         status.compaction = old.compaction;
         status.purge = old.purge;
     }
-    for kind in JobKind::ALL.into_iter().filter(|_| !upgrading) {
+    for (kind, jobs_sv) in JobKind::ALL
+        .into_iter()
+        .filter_map(|k| Some((k, jobs_sv.as_ref()?)))
+    {
         let debt = match kind {
             JobKind::Compact => reading.as_ref().ok(),
             JobKind::Purge => None,
         };
-        let plan = run_jobs(sv, ctx, &ns, kind, now, &desired.config_checksum, debt).await?;
+        let plan = run_jobs(jobs_sv, ctx, &ns, kind, now, &desired.config_checksum, debt).await?;
         requeue = requeue.min(plan.requeue_after.unwrap_or(RESYNC));
         match kind {
             JobKind::Compact => status.compaction = Some(plan.status),
@@ -218,6 +227,14 @@ async fn reconcile_inner(sv: &SkyVault, ctx: &Context) -> Result<Action> {
     ));
     write_status(&ctx.client, sv, &ns, &status).await?;
     Ok(Action::requeue(requeue))
+}
+
+/// `sv` as its compaction and purge Jobs are built: with `image` (see
+/// [`upgrade::maintenance_image`]).
+fn with_image(sv: &SkyVault, image: String) -> SkyVault {
+    let mut sv = sv.clone();
+    sv.spec.image = image;
+    sv
 }
 
 /// `GET /lsm` on the index (over TLS trusting `tls_ca` when the SkyVault serves TLS);

@@ -36,6 +36,7 @@ pub const MAX_NAME_LEN: usize = 40;
     derive = "PartialEq",
     doc = "A SkyVault key-value store: batcher, index and cache tiers on an S3-compatible object store with metadata in PostgreSQL, plus scheduled compaction and purge Jobs.",
     validation = Rule::new("size(self.metadata.name) <= 40").message("metadata.name must be at most 40 characters: child names such as NAME-compact-<minute> must fit in 63"),
+    validation = Rule::new("self.spec.batcher.l0StopFiles == 0 || self.spec.batcher.l0StopFiles > self.spec.compaction.l0TriggerFiles").message("spec.batcher.l0StopFiles must be 0 (off) or more than spec.compaction.l0TriggerFiles: writes would stop before level 0 is due for compaction, and nothing would ever start it"),
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a DNS-1035 label (lowercase letters, digits, '-', starting with a letter) because it names Services"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether every role has all replicas ready"),
     printcolumn(name = "Batcher", type_ = "string", json_path = ".status.batcher.summary", description = "Ready/desired batcher replicas"),
@@ -237,6 +238,7 @@ impl Default for DisruptionBudgetSpec {
 /// The batcher (write) tier.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.l0SlowdownFiles == 0 || self.l0StopFiles == 0 || self.l0SlowdownFiles < self.l0StopFiles").message("batcher.l0SlowdownFiles must be below batcher.l0StopFiles (or either 0, off): writers must be slowed before they are stopped"))]
 #[x_kube(validation = Rule::new("self.walStopBytes == 0 || self.walStopBytes > self.walFlushBytes").message("batcher.walStopBytes must be 0 or more than batcher.walFlushBytes: writes would stop before the WAL tier is due for its flush"))]
 pub struct BatcherSpec {
     /// Number of batcher Pods.

@@ -242,6 +242,60 @@ fn cel_requires_the_wal_stop_above_the_wal_flush_or_off() {
 }
 
 #[test]
+fn cel_orders_the_l0_triggers() {
+    let mut spec = minimal_spec();
+    // Defaults (trigger 8 < slowdown 20 < stop 36) pass; so does either bound off.
+    for (batcher, compaction) in [
+        (json!({"replicas": 1}), json!({})),
+        (json!({"l0SlowdownFiles": 0, "l0StopFiles": 12}), json!({})),
+        (
+            json!({"l0SlowdownFiles": 50, "l0StopFiles": 0}),
+            json!({"l0TriggerFiles": 60}),
+        ),
+        (
+            json!({"l0SlowdownFiles": 10, "l0StopFiles": 11}),
+            json!({"l0TriggerFiles": 10}),
+        ),
+    ] {
+        spec["batcher"] = batcher.clone();
+        spec["compaction"] = compaction.clone();
+        let errors = cel_errors(&object(spec.clone()), None);
+        assert_eq!(errors, Vec::<String>::new(), "{batcher} {compaction}");
+    }
+    let refused = [
+        (
+            json!({"l0SlowdownFiles": 36}),
+            json!({}),
+            "l0SlowdownFiles must be below",
+        ),
+        (
+            json!({"l0SlowdownFiles": 40, "l0StopFiles": 30}),
+            json!({}),
+            "l0SlowdownFiles must be below",
+        ),
+        (
+            json!({"l0StopFiles": 8, "l0SlowdownFiles": 4}),
+            json!({}),
+            "l0StopFiles must be 0 (off) or more than",
+        ),
+        (
+            json!({}),
+            json!({"l0TriggerFiles": 40}),
+            "l0StopFiles must be 0 (off) or more than",
+        ),
+    ];
+    for (batcher, compaction, message) in refused {
+        spec["batcher"] = batcher.clone();
+        spec["compaction"] = compaction.clone();
+        let errors = cel_errors(&object(spec.clone()), None);
+        assert!(
+            errors.iter().any(|e| e.contains(message)),
+            "{batcher} {compaction}: {errors:?}"
+        );
+    }
+}
+
+#[test]
 fn cel_requires_the_job_budget_to_hold_the_base_level() {
     let mut spec = minimal_spec();
     for ok in [

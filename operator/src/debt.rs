@@ -15,6 +15,7 @@ use tokio_rustls::rustls::{
 };
 
 use crate::crd::{CompactionDebtStatus, CompactionSpec, JobResult, JobRun, LevelDebtStatus};
+use crate::l0_jobs::{L0Bounds, l0_jobs};
 
 /// What the index answers on `GET /lsm` (the data plane's planner, one implementation).
 #[derive(Deserialize, Clone, Debug, PartialEq)]
@@ -31,6 +32,16 @@ pub struct LsmDebt {
     pub needs_compaction: bool,
     #[serde(default)]
     pub levels: Vec<LevelDebt>,
+    /// The level L0 compacts into (absent from data planes before issue 23).
+    #[serde(default)]
+    pub l0_output_level: Option<u32>,
+    /// L0 file sizes, newest first (the newest 1,024).
+    #[serde(default)]
+    pub l0_file_bytes: Vec<u64>,
+    /// Files of the output level outside L0's key span: what a job into the next level
+    /// can take beside an L0 Job.
+    #[serde(default)]
+    pub l0_output_files_outside_l0: Option<u64>,
 }
 
 /// One level in [`LsmDebt`].
@@ -175,50 +186,106 @@ where
     }
 }
 
-/// Bounded pieces of work the debt asks for: one Job while level 0 is over its trigger
-/// (level-0 files overlap, so one L0->L1 merge runs at a time), plus, per deeper level over
-/// its target, one Job per target-size file of excess (each moves about one file down);
-/// the last (deepest listed) level never counts. At least one while `needs_compaction`.
-pub fn wanted_jobs(debt: &LsmDebt, target_file_bytes: i64) -> usize {
+/// Bounded pieces of work the debt asks for, i.e. compaction Jobs that can do work at once:
+/// while level 0 is due, as many L0 Jobs as the picker can run side by side
+/// ([`l0_jobs`]: 0 when nothing can be picked, up to 2); per deeper level over its target,
+/// one Job per target-size file of excess (each moves about one file down), but on L0's
+/// output level only the files outside L0's key span while an L0 Job runs (an L0 Job's
+/// claim holds the rest); the last (deepest listed) level never counts. From a data plane
+/// that does not report the L0 files: one L0 Job, and at least one Job while
+/// `needs_compaction`. `held_l0`: see [`l0_jobs`] (from [`DebtInput::held_l0`]).
+pub fn wanted_jobs(debt: &LsmDebt, spec: &CompactionSpec, held_l0: Option<u64>) -> usize {
     if !debt.needs_compaction {
         return 0;
     }
-    let file = u64::try_from(target_file_bytes.max(1)).unwrap_or(1);
+    let file = u64::try_from(spec.target_file_bytes.max(1)).unwrap_or(1);
     // The deepest level is the last one: nothing below to compact into (its target is its
     // own size, so its score is about 1 whenever it holds data).
     let last = debt.levels.iter().map(|l| l.level).max().unwrap_or(0);
-    let mut wanted = 0usize;
     let due = |l: &&LevelDebt| l.score >= 1.0 && (l.level == 0 || l.level < last);
-    for level in debt.levels.iter().filter(due) {
-        wanted += if level.level == 0 {
-            1
-        } else {
-            let excess = level.bytes.saturating_sub(level.target_bytes);
-            usize::try_from(excess.div_ceil(file))
-                .unwrap_or(usize::MAX)
-                .max(1)
-        };
+    let l0 = if debt.levels.iter().filter(due).any(|l| l.level == 0) {
+        l0_jobs(debt, &L0Bounds::of(spec), held_l0)
+    } else {
+        Some(0)
+    };
+    let l0_jobs = l0.unwrap_or(1);
+    let mut wanted = l0_jobs;
+    for level in debt.levels.iter().filter(due).filter(|l| l.level > 0) {
+        let excess = level.bytes.saturating_sub(level.target_bytes);
+        let mut jobs = excess.div_ceil(file).max(1);
+        if l0_jobs > 0 && Some(level.level) == debt.l0_output_level {
+            jobs = jobs.min(debt.l0_output_files_outside_l0.unwrap_or(u64::MAX));
+        }
+        wanted = wanted.saturating_add(usize::try_from(jobs).unwrap_or(usize::MAX));
     }
-    wanted.max(1)
+    if debt.l0_output_level.is_some() {
+        wanted
+    } else {
+        wanted.max(1)
+    }
 }
 
-/// After an idle Job (nothing to do, inputs claimed) no debt Job is started for this
-/// long: the index may not have caught up with the last swap yet.
+/// After an idle Job that recorded no LSM shape (created by an older operator), no debt Job
+/// is started for this long.
 pub const IDLE_HOLD: SignedDuration = SignedDuration::from_secs(30);
+/// After a Job found nothing to pick (exit 3), no debt Job starts while the LSM keeps the
+/// shape that Job was created for (the picker is a function of the files: it would find
+/// nothing again), for at most this long (a backstop for a change the fingerprint misses).
+pub const NOTHING_TO_DO_HOLD: SignedDuration = SignedDuration::from_secs(600);
+/// After a Job found its inputs claimed (exit 4): as for nothing to pick, but at most this
+/// long: the claim of a Job that died lapses after its 60 s TTL without changing the shape.
+pub const INPUTS_CLAIMED_HOLD: SignedDuration = SignedDuration::from_secs(90);
 /// After a failed compaction Job no debt Job is started for this long, so a broken
-/// compaction does not become a Job storm (the schedule and triggers still run).
+/// compaction does not become a Job storm (the schedule and triggers still run). A Job
+/// that ran into its active deadline does not hold: it says nothing about a new Job.
 pub const FAILURE_HOLD: SignedDuration = SignedDuration::from_secs(300);
 
-/// Until when debt Jobs wait, judged by the Job that finished last.
-pub fn hold_until(last_finished: Option<&JobRun>) -> Option<Timestamp> {
+/// Until when debt Jobs wait, judged by the Job that finished last for the reason it ended
+/// with: `shape_then` is the LSM shape that Job was created for, `now` the current reading.
+pub fn hold_until(
+    last_finished: Option<&JobRun>,
+    shape_then: Option<&str>,
+    now: Option<&LsmDebt>,
+) -> Option<Timestamp> {
     let run = last_finished?;
     let finished = run.completion_time.as_ref()?.0;
+    let changed = match (shape_then, now) {
+        (Some(then), Some(d)) => shape(d) != then,
+        _ => false,
+    };
     let hold = match run.result {
+        JobResult::Succeeded | JobResult::Running => return None,
+        JobResult::Failed if ran_out_of_time(run) => return None,
         JobResult::Failed => FAILURE_HOLD,
-        r if r.is_idle() => IDLE_HOLD,
-        _ => return None,
+        _ if changed => return None,
+        _ if shape_then.is_none() => IDLE_HOLD,
+        JobResult::NothingToDo => NOTHING_TO_DO_HOLD,
+        JobResult::InputsClaimed => INPUTS_CLAIMED_HOLD,
     };
     finished.checked_add(hold).ok()
+}
+
+/// Whether a failed Job was ended by its `activeDeadlineSeconds`.
+fn ran_out_of_time(run: &JobRun) -> bool {
+    run.message
+        .as_deref()
+        .is_some_and(|m| m.starts_with("DeadlineExceeded"))
+}
+
+/// A fingerprint of the LSM's files: files and bytes per level as the index reports them
+/// (not the manifest version, which every group commit moves, nor the WAL tier, which no
+/// compaction Job picks). Recorded on debt Jobs.
+pub fn shape(debt: &LsmDebt) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for l in &debt.levels {
+        hash.update(format!("{}:{}:{};", l.level, l.files, l.bytes));
+    }
+    hash.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Everything [`debt_jobs`] decides on.
@@ -228,11 +295,15 @@ pub struct DebtInput<'a> {
     pub enabled: bool,
     /// The debt, when the index answered.
     pub debt: Option<&'a LsmDebt>,
-    pub target_file_bytes: i64,
+    /// `spec.compaction`: the Jobs' bounds.
+    pub spec: &'a CompactionSpec,
     /// `spec.compaction.maxConcurrentJobs`.
     pub max_concurrent: usize,
     /// Compaction Jobs running (of any origin), including one created in this reconcile.
     pub running: usize,
+    /// While debt Jobs run: the L0 file count when the newest of them was created
+    /// (`JobHistory::running_l0_files`).
+    pub held_l0: Option<u64>,
     /// From [`hold_until`].
     pub hold_until: Option<Timestamp>,
     pub now: Timestamp,
@@ -257,7 +328,7 @@ pub fn debt_jobs(input: DebtInput) -> DebtDecision {
     let Some(debt) = input.debt.filter(|_| input.enabled) else {
         return DebtDecision::Idle;
     };
-    let wanted = wanted_jobs(debt, input.target_file_bytes);
+    let wanted = wanted_jobs(debt, input.spec, input.held_l0);
     if wanted == 0 {
         return DebtDecision::Idle;
     }

@@ -44,8 +44,16 @@ fn debt(mut levels: Vec<LevelDebt>) -> LsmDebt {
         score,
         needs_compaction: score >= 1.0,
         levels,
+        // An older data plane: no L0 files listed.
+        l0_output_level: None,
+        l0_file_bytes: vec![],
+        l0_output_files_outside_l0: None,
     }
 }
+
+/// The default compaction settings (64 MiB files, L0 trigger 8, ratio 10, 1 GiB budget).
+static SPEC: std::sync::LazyLock<CompactionSpec> =
+    std::sync::LazyLock::new(CompactionSpec::default);
 
 #[test]
 fn parses_the_contract_body() {
@@ -61,40 +69,64 @@ fn parses_the_contract_body() {
 }
 
 #[test]
-fn wanted_jobs_one_for_level_0_and_one_per_excess_file_below() {
-    let file = 64 * MIB as i64;
+fn wanted_jobs_from_an_older_data_plane_one_for_level_0_and_one_per_excess_file_below() {
     // L0 over its trigger: one Job (L0 files overlap, one merge at a time).
     let mut l0 = level(0, 10, 1);
     l0.score = 3.0;
-    assert_eq!(wanted_jobs(&debt(vec![l0.clone()]), file), 1);
+    assert_eq!(wanted_jobs(&debt(vec![l0.clone()]), &SPEC, None), 1);
     // L1 over its 256 MiB target by 136 MiB: three 64 MiB files to move down.
     let l1 = level(1, 392 * MIB, 256 * MIB);
-    assert_eq!(wanted_jobs(&debt(vec![l1.clone()]), file), 3);
+    assert_eq!(wanted_jobs(&debt(vec![l1.clone()]), &SPEC, None), 3);
     // Both, and a level under target adds nothing.
     let l2 = level(2, MIB, 2560 * MIB);
-    assert_eq!(wanted_jobs(&debt(vec![l0, l1, l2.clone()]), file), 4);
+    assert_eq!(wanted_jobs(&debt(vec![l0, l1, l2.clone()]), &SPEC, None), 4);
     // No debt, no Jobs.
-    assert_eq!(wanted_jobs(&debt(vec![l2]), file), 0);
+    assert_eq!(wanted_jobs(&debt(vec![l2]), &SPEC, None), 0);
     // Debt without a level over 1 in the list (e.g. level 0 not listed): still one.
     let mut odd = debt(vec![]);
     odd.needs_compaction = true;
-    assert_eq!(wanted_jobs(&odd, file), 1);
+    assert_eq!(wanted_jobs(&odd, &SPEC, None), 1);
     // From the contract body: L0 (1) + L1 128 MiB over target (2); the last level at
     // score 1 does not count.
-    assert_eq!(wanted_jobs(&parsed(), file), 3);
+    assert_eq!(wanted_jobs(&parsed(), &SPEC, None), 3);
     assert_eq!(last_level().score, 1.0);
     let mut only_last = debt(vec![]);
     only_last.needs_compaction = false;
-    assert_eq!(wanted_jobs(&only_last, file), 0);
+    assert_eq!(wanted_jobs(&only_last, &SPEC, None), 0);
+}
+
+#[test]
+fn beside_l0_jobs_the_output_level_counts_only_files_outside_l0s_span() {
+    // L0 due (9 files of 64 MiB: one Job takes them all), L1 three files over its target.
+    let mut l0 = level(0, 9 * 64 * MIB, 1);
+    l0.score = 9.0 / 8.0;
+    let mut d = debt(vec![l0, level(1, 448 * MIB, 256 * MIB)]);
+    d.l0_files = 9;
+    d.l0_bytes = 9 * 64 * MIB;
+    d.l0_file_bytes = vec![64 * MIB; 9];
+    d.l0_output_level = Some(1);
+    d.l0_output_files_outside_l0 = Some(1);
+    assert_eq!(wanted_jobs(&d, &SPEC, None), 1 + 1);
+    // L0's span covers L1 (random keys): L1 Jobs would only find their inputs claimed.
+    d.l0_output_files_outside_l0 = Some(0);
+    assert_eq!(wanted_jobs(&d, &SPEC, None), 1);
+    // L0 due but nothing to pick (going down expensive, no run of small files, under twice
+    // the trigger): no L0 Job, and L1's Jobs are not held back by one.
+    d.levels[1].bytes = 3 << 30;
+    d.levels[1].score = 12.0;
+    d.l0_file_bytes = vec![20 * MIB; 9];
+    d.l0_bytes = 9 * 20 * MIB;
+    assert_eq!(wanted_jobs(&d, &SPEC, None), 44);
 }
 
 fn input(d: Option<&LsmDebt>, running: usize) -> DebtInput<'_> {
     DebtInput {
         enabled: true,
         debt: d,
-        target_file_bytes: 64 * MIB as i64,
+        spec: &SPEC,
         max_concurrent: 2,
         running,
+        held_l0: None,
         hold_until: None,
         now: ts("2030-01-01T00:00:00Z"),
     }
@@ -160,22 +192,50 @@ fn finished(result: JobResult, at: &str) -> JobRun {
 }
 
 #[test]
-fn holds_follow_the_last_finished_job() {
+fn holds_follow_the_last_finished_job_and_its_reason() {
     let at = "2030-01-01T00:00:00Z";
-    assert_eq!(hold_until(None), None);
-    assert_eq!(hold_until(Some(&finished(JobResult::Succeeded, at))), None);
+    let d = parsed();
+    let then = shape(&d);
+    let hold =
+        |result, shape: Option<&str>| hold_until(Some(&finished(result, at)), shape, Some(&d));
+    assert_eq!(hold_until(None, None, Some(&d)), None);
+    assert_eq!(hold(JobResult::Succeeded, Some(&then)), None);
+    // Idle on the LSM as it still is: nothing to pick holds long, claimed inputs until a
+    // dead Job's claim would have lapsed.
     assert_eq!(
-        hold_until(Some(&finished(JobResult::NothingToDo, at))),
-        Some(ts("2030-01-01T00:00:30Z"))
+        hold(JobResult::NothingToDo, Some(&then)),
+        Some(ts("2030-01-01T00:10:00Z"))
     );
     assert_eq!(
-        hold_until(Some(&finished(JobResult::InputsClaimed, at))),
+        hold(JobResult::InputsClaimed, Some(&then)),
+        Some(ts("2030-01-01T00:01:30Z"))
+    );
+    // The files changed since (a flush, a swap): no hold at all.
+    let mut flushed = d.clone();
+    flushed.levels[0].files += 1;
+    flushed.version += 100;
+    assert_ne!(shape(&flushed), then);
+    for idle in [JobResult::NothingToDo, JobResult::InputsClaimed] {
+        let run = finished(idle, at);
+        assert_eq!(hold_until(Some(&run), Some(&then), Some(&flushed)), None);
+    }
+    // Group commits move the version, not the shape.
+    let mut committed = d.clone();
+    committed.version += 100;
+    assert_eq!(shape(&committed), then);
+    // A Job from an older operator recorded no shape: the short hold as before.
+    assert_eq!(
+        hold(JobResult::NothingToDo, None),
         Some(ts("2030-01-01T00:00:30Z"))
     );
+    // A crash holds longer whatever the shape; running into the deadline does not hold.
     assert_eq!(
-        hold_until(Some(&finished(JobResult::Failed, at))),
+        hold(JobResult::Failed, Some(&then)),
         Some(ts("2030-01-01T00:05:00Z"))
     );
+    let mut late = finished(JobResult::Failed, at);
+    late.message = Some("DeadlineExceeded: Job was active longer than specified deadline".into());
+    assert_eq!(hold_until(Some(&late), Some(&then), Some(&d)), None);
 }
 
 #[test]

@@ -12,44 +12,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sha2::{Digest, Sha256};
 
 use crate::crd::{
-    CompactionSpec, DEFAULT_COMPACTION_SCHEDULE, DEFAULT_PURGE_SCHEDULE, JobResult, JobRun,
-    JobScheduleSpec, SkyVault,
+    DEFAULT_COMPACTION_SCHEDULE, DEFAULT_PURGE_SCHEDULE, JobResult, JobRun, JobScheduleSpec,
+    SkyVault,
 };
+use crate::debt::LsmDebt;
+use crate::job_memory;
 use crate::naming::{
-    self, DEBT_ANNOTATION, JOB_KIND_LABEL, SCHEDULED_TIME_ANNOTATION, TRIGGER_VALUE_ANNOTATION,
+    self, DEBT_ANNOTATION, JOB_KIND_LABEL, L0_FILES_ANNOTATION, LSM_SHAPE_ANNOTATION,
+    SCHEDULED_TIME_ANNOTATION, TRIGGER_VALUE_ANNOTATION,
 };
 use crate::pod::{self, ContainerPlan};
 use crate::schedule::unix_minute;
-
-const MIB: i64 = 1024 * 1024;
-/// Memory of a purge Job.
-const JOB_BASE_MEMORY: i64 = 256 * MIB;
-/// A compaction Job's peak memory, by the data plane's bounds: a base for the runtime,
-/// metadata and buffers, a few prefetched blocks per input file, and two multipart parts
-/// (one being built, one uploading). Independent of file and dataset size.
-const COMPACT_BASE_MEMORY: i64 = 64 * MIB;
-const COMPACT_PER_INPUT_MEMORY: i64 = 256 * 1024;
-const COMPACT_PARTS_MEMORY: i64 = 2 * 8 * MIB;
-/// Level-0 files one Job merges at most (the data plane's bound).
-const COMPACT_MAX_L0_INPUTS: i64 = 256;
-/// The data plane's default `--max-input-bytes`.
-const COMPACT_DEFAULT_MAX_INPUT_BYTES: i64 = 1 << 30;
-/// Smallest memory request of a compaction Job the operator sizes.
-pub const COMPACT_MIN_MEMORY_REQUEST: i64 = 256 * MIB;
-
-/// Memory request and limit of a compaction Job when the spec gives none:
-/// `inputs = 256 level-0 files + maxInputBytes / targetFileBytes` (deeper levels' files are
-/// cut at the target size), `peak = 64 MiB + inputs x 256 KiB + 2 x 8 MiB`; the request is
-/// the peak, at least 256 MiB, and the limit twice the request (allocator headroom). With
-/// the defaults (1 GiB, 64 MiB): peak 148 MiB, so 256 MiB / 512 MiB.
-pub fn compaction_memory(c: &CompactionSpec) -> (i64, i64) {
-    let max_input = c.max_input_bytes.unwrap_or(COMPACT_DEFAULT_MAX_INPUT_BYTES);
-    let file = c.target_file_bytes.max(1);
-    let inputs = COMPACT_MAX_L0_INPUTS + (max_input + file - 1) / file;
-    let peak = COMPACT_BASE_MEMORY + inputs * COMPACT_PER_INPUT_MEMORY + COMPACT_PARTS_MEMORY;
-    let request = peak.max(COMPACT_MIN_MEMORY_REQUEST);
-    (request, 2 * request)
-}
 
 /// Where the Job writes its JSON summary, so it lands in the Pod's
 /// `status.containerStatuses[].state.terminated.message`.
@@ -160,18 +133,20 @@ pub fn debt_job_name(sv: &SkyVault, time: Timestamp, slot: u32) -> String {
     format!("{}-d{slot}", job_name(sv, JobKind::Compact, time, None))
 }
 
-/// A compaction Job started because the index reported debt; `debt` (a one-line summary of
-/// it) is kept as an annotation.
+/// A compaction Job started because the index reported `debt`; its one-line summary, its L0
+/// file count and the LSM's shape are kept as annotations.
 pub fn build_debt_job(
     sv: &SkyVault,
     time: Timestamp,
     slot: u32,
-    debt: &str,
+    debt: &LsmDebt,
     config_checksum: &str,
 ) -> Job {
     let annotations = BTreeMap::from([
         (SCHEDULED_TIME_ANNOTATION.to_string(), time.to_string()),
-        (DEBT_ANNOTATION.to_string(), debt.to_string()),
+        (DEBT_ANNOTATION.to_string(), crate::debt::summary(debt)),
+        (L0_FILES_ANNOTATION.to_string(), debt.l0_files.to_string()),
+        (LSM_SHAPE_ANNOTATION.to_string(), crate::debt::shape(debt)),
     ]);
     let name = debt_job_name(sv, time, slot);
     build(sv, JobKind::Compact, name, annotations, config_checksum)
@@ -200,15 +175,15 @@ fn build(
             if let Some(max) = c.max_input_bytes {
                 env.push(pod::env_var("SKYVAULT_COMPACT_MAX_INPUT_BYTES", max));
             }
-            let (request, limit) = compaction_memory(c);
+            let (request, limit) = job_memory::compaction_memory(c);
             let resources = pod::fill_resources(spec.resources.as_ref(), request, Some(limit));
             (env, resources, Some(compaction_failure_policy()))
         }
-        JobKind::Purge => (
-            vec![],
-            pod::fill_resources(spec.resources.as_ref(), JOB_BASE_MEMORY, None),
-            None,
-        ),
+        JobKind::Purge => {
+            let (request, limit) = job_memory::purge_memory(sv);
+            let resources = pod::fill_resources(spec.resources.as_ref(), request, Some(limit));
+            (vec![], resources, None)
+        }
     };
     let container = pod::container(
         sv,
@@ -335,10 +310,14 @@ pub fn scheduled_time(job: &Job) -> Option<Timestamp> {
 
 /// The trigger value a manual Job was started for.
 pub fn trigger_value(job: &Job) -> Option<&str> {
+    annotation(job, TRIGGER_VALUE_ANNOTATION)
+}
+
+fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
     job.metadata
         .annotations
         .as_ref()?
-        .get(TRIGGER_VALUE_ANNOTATION)
+        .get(key)
         .map(String::as_str)
 }
 
@@ -396,6 +375,10 @@ pub struct JobHistory {
     pub latest: Option<JobRun>,
     /// The Job that finished last (any result).
     pub last_finished: Option<JobRun>,
+    /// The LSM shape that Job was created for (debt Jobs only).
+    pub last_finished_shape: Option<String>,
+    /// Of the running debt Jobs, the most L0 files one was created with.
+    pub running_l0_files: Option<u64>,
     /// The Job that finished last with a real result (Succeeded or Failed).
     pub last_result: Option<JobRun>,
     /// Completion time of the newest successful Job.
@@ -455,6 +438,13 @@ pub fn summarize(jobs: &[Job], spec: &JobScheduleSpec) -> JobHistory {
         active_not_debt: running().filter(|j| !is_debt(j)).map(|j| name(j)).collect(),
         latest: sorted.first().map(|j| job_run(j)),
         last_finished: finished.first().map(|(_, j)| job_run(j)),
+        last_finished_shape: finished
+            .first()
+            .and_then(|(_, j)| annotation(j, LSM_SHAPE_ANNOTATION))
+            .map(str::to_string),
+        running_l0_files: running()
+            .filter_map(|j| annotation(j, L0_FILES_ANNOTATION)?.parse().ok())
+            .max(),
         last_result: finished
             .iter()
             .find(|(_, j)| !job_result(j).is_idle())

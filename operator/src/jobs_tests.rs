@@ -63,10 +63,10 @@ fn job_runs_the_subcommand_once_with_the_kinds_settings() {
             .read_only_root_filesystem,
         Some(true)
     );
-    // Bounded by the streaming merge, not by file sizes: 256 MiB request, 512 MiB limit.
+    // The inputs' reads and the output being written (job_memory): 261 MiB, limit twice.
     let res = c.resources.as_ref().unwrap();
-    assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "256Mi");
-    assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "512Mi");
+    assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "261Mi");
+    assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "522Mi");
     let env: Vec<_> = c
         .env
         .as_ref()
@@ -258,24 +258,19 @@ fn compaction_job_ends_on_idle_exit_codes_and_reports_its_summary() {
 }
 
 #[test]
-fn compaction_memory_follows_the_input_bounds() {
-    let mib = 1024 * 1024;
-    let mut c = crate::crd::CompactionSpec::default();
-    // 256 + 1 GiB / 64 MiB = 272 inputs: 64 + 68 + 16 = 148 MiB, below the 256 MiB floor.
-    assert_eq!(compaction_memory(&c), (256 * mib, 512 * mib));
-    // Small files: 256 + 1 GiB / 2 MiB = 768 inputs: 64 + 192 + 16 = 272 MiB.
-    c.target_file_bytes = 2 * mib;
-    assert_eq!(compaction_memory(&c), (272 * mib, 544 * mib));
-    // A larger input bound raises it further.
-    c.max_input_bytes = Some(4 << 30);
-    assert_eq!(compaction_memory(&c), (656 * mib, 1312 * mib));
+fn compaction_jobs_get_the_memory_formula() {
     let mut sv = sample();
-    sv.spec.compaction = c;
+    sv.spec.compaction.target_file_bytes = 4 << 30;
     let job = build_job(&sv, JobKind::Compact, ts("2030-01-01T00:10:00Z"), None, "s");
     let c = &job.spec.unwrap().template.spec.unwrap().containers[0];
     let res = c.resources.as_ref().unwrap();
-    assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "656Mi");
-    assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "1312Mi");
+    assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "2068Mi");
+    assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "4136Mi");
+    let purge = build_job(&sv, JobKind::Purge, ts("2030-01-01T00:10:00Z"), None, "s");
+    let c = &purge.spec.unwrap().template.spec.unwrap().containers[0];
+    let res = c.resources.as_ref().unwrap();
+    assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "309Mi");
+    assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "618Mi");
 }
 
 #[test]
@@ -295,7 +290,12 @@ fn user_memory_replaces_the_compaction_default() {
 fn debt_jobs_are_named_by_minute_and_slot_and_marked() {
     let mut sv = sample();
     let t = ts("2030-01-01T00:10:42Z");
-    let job = build_debt_job(&sv, t, 1, "score 2.00, 1Gi pending", "sum");
+    let reading: crate::debt::LsmDebt = serde_json::from_str(
+        r#"{"version":3,"l0_files":12,"l0_bytes":1,"pending_bytes":1073741824,"score":2.0,
+            "needs_compaction":true,"levels":[{"level":0,"files":12,"bytes":1,"target_bytes":0,"score":2.0}]}"#,
+    )
+    .unwrap();
+    let job = build_debt_job(&sv, t, 1, &reading, "sum");
     assert_eq!(
         job.metadata.name.as_deref(),
         Some("vault-compact-31557610-d1")
@@ -303,7 +303,9 @@ fn debt_jobs_are_named_by_minute_and_slot_and_marked() {
     assert!(is_debt(&job));
     assert_eq!(trigger_value(&job), None);
     let ann = job.metadata.annotations.as_ref().unwrap();
-    assert_eq!(ann[DEBT_ANNOTATION], "score 2.00, 1Gi pending");
+    assert_eq!(ann[DEBT_ANNOTATION], "score 2.00, 1.0Gi pending");
+    assert_eq!(ann[L0_FILES_ANNOTATION], "12");
+    assert_eq!(ann[LSM_SHAPE_ANNOTATION], crate::debt::shape(&reading));
     assert_eq!(scheduled_time(&job), Some(t));
     assert!(job_run(&job).debt);
     assert!(!is_debt(&build_job(&sv, JobKind::Compact, t, None, "s")));

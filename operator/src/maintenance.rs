@@ -168,10 +168,15 @@ pub fn plan(
         let d = debt::debt_jobs(DebtInput {
             enabled: debt::switched_off(c).is_none(),
             debt,
-            target_file_bytes: c.target_file_bytes,
+            spec: c,
             max_concurrent: max_running,
             running,
-            hold_until: debt::hold_until(history.last_finished.as_ref()),
+            held_l0: history.running_l0_files,
+            hold_until: debt::hold_until(
+                history.last_finished.as_ref(),
+                history.last_finished_shape.as_deref(),
+                debt,
+            ),
             now,
         });
         if let (DebtDecision::Create(n), Some(reading)) = (d, debt) {
@@ -179,7 +184,7 @@ pub fn plan(
             let slots = debt::free_slots(&history.names, |s| jobs::debt_job_name(sv, now, s), n);
             let mut names = Vec::new();
             for slot in slots {
-                let job = jobs::build_debt_job(sv, now, slot, &note, config_checksum);
+                let job = jobs::build_debt_job(sv, now, slot, reading, config_checksum);
                 names.push(job.name_any());
                 create.push(job);
             }
@@ -193,7 +198,8 @@ pub fn plan(
         }
         let again = match d {
             DebtDecision::Create(_) | DebtDecision::Saturated => DEBT_REQUEUE,
-            DebtDecision::Hold(until) => duration_until(now, until),
+            // A hold may end sooner, when the LSM's shape changes: read the debt again.
+            DebtDecision::Hold(until) => duration_until(now, until).min(DEBT_POLL),
             DebtDecision::Idle => DEBT_POLL,
         };
         requeue_after = Some(requeue_after.map_or(again, |r| r.min(again)));

@@ -1,5 +1,6 @@
 use super::*;
 use crate::crd::SkyVaultStatus;
+use crate::naming::{L0_FILES_ANNOTATION, LSM_SHAPE_ANNOTATION};
 use crate::testutil::{debt_job_with, finished_at, job_with, sample, ts};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -612,28 +613,37 @@ fn scheduled_runs_still_never_overlap_and_triggers_take_a_free_slot() {
     assert!(p.create.is_empty());
 }
 
-#[test]
-fn idle_runs_hold_debt_jobs_briefly_and_failures_longer() {
-    let d = heavy_debt();
-    let idle = finished_at(
+/// The compaction plan at `t` with `job` as the only Job and `reading` as the debt.
+fn plan_beside(job: &Job, t: &str, reading: &LsmDebt) -> JobPlan {
+    let jobs = std::slice::from_ref(job);
+    plan(
+        &vault(),
+        JobKind::Compact,
+        jobs,
+        ts(t),
+        "sum",
+        Some(reading),
+    )
+    .unwrap()
+}
+
+/// A debt Job created at 00:03:00 that found nothing to pick at 00:03:10.
+fn idle_debt_job() -> Job {
+    finished_at(
         debt_job_with(
             "vault-compact-31557603-d0",
             "2030-01-01T00:03:00Z",
             Some(JobResult::NothingToDo),
         ),
         "2030-01-01T00:03:10Z",
-    );
-    let at = |t: &str| {
-        plan(
-            &vault(),
-            JobKind::Compact,
-            std::slice::from_ref(&idle),
-            ts(t),
-            "sum",
-            Some(&d),
-        )
-        .unwrap()
-    };
+    )
+}
+
+#[test]
+fn idle_runs_of_an_older_operator_hold_debt_jobs_briefly_and_failures_longer() {
+    let d = heavy_debt();
+    let idle = idle_debt_job();
+    let at = |t: &str| plan_beside(&idle, t, &d);
     let p = at("2030-01-01T00:03:20Z");
     assert!(p.create.is_empty());
     assert_eq!(p.debt, Some(DebtDecision::Hold(ts("2030-01-01T00:03:40Z"))));
@@ -665,6 +675,37 @@ fn idle_runs_hold_debt_jobs_briefly_and_failures_longer() {
     .unwrap();
     assert!(p.create.is_empty());
     assert_eq!(p.debt, Some(DebtDecision::Hold(ts("2030-01-01T00:08:10Z"))));
+}
+
+/// `job` as created for `reading` (the annotations `build_debt_job` writes).
+fn created_for(mut job: Job, reading: &LsmDebt) -> Job {
+    let ann = job
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default);
+    ann.insert(LSM_SHAPE_ANNOTATION.into(), crate::debt::shape(reading));
+    ann.insert(L0_FILES_ANNOTATION.into(), reading.l0_files.to_string());
+    job
+}
+
+#[test]
+fn an_idle_job_holds_debt_jobs_until_the_lsm_changes_not_for_a_while() {
+    let d = heavy_debt();
+    let idle = created_for(idle_debt_job(), &d);
+    let at = |t: &str, reading: &LsmDebt| plan_beside(&idle, t, reading);
+    // Minutes later, the same files: still nothing to pick, no Job (the short hold of
+    // before would have started two by now), and the debt is read again within a poll.
+    let p = at("2030-01-01T00:06:00Z", &d);
+    assert!(p.create.is_empty());
+    assert_eq!(p.debt, Some(DebtDecision::Hold(ts("2030-01-01T00:13:10Z"))));
+    assert_eq!(p.requeue_after, Some(DEBT_POLL));
+    // Group commits alone change nothing; a flush into L0 does.
+    let mut committed = d.clone();
+    committed.version += 50;
+    assert!(at("2030-01-01T00:06:00Z", &committed).create.is_empty());
+    let mut flushed = d.clone();
+    flushed.levels[0].files += 1;
+    assert_eq!(at("2030-01-01T00:03:20Z", &flushed).create.len(), 2);
 }
 
 #[test]

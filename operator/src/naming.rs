@@ -26,6 +26,12 @@ pub const SCHEDULED_TIME_ANNOTATION: &str = "skyvault.io/scheduled-time";
 pub const TRIGGER_VALUE_ANNOTATION: &str = "skyvault.io/trigger";
 /// Annotation on compaction Jobs started for compaction debt: the debt when it was created.
 pub const DEBT_ANNOTATION: &str = "skyvault.io/debt";
+/// On a debt-driven compaction Job: the level-0 file count the index reported when it was
+/// created (a running Job holds at most that many, the oldest; see `l0_jobs`).
+pub const L0_FILES_ANNOTATION: &str = "skyvault.io/l0-files";
+/// On a debt-driven compaction Job: the fingerprint of the LSM's shape it was created for
+/// (`debt::shape`); after an idle outcome no debt Job starts until the shape changes.
+pub const LSM_SHAPE_ANNOTATION: &str = "skyvault.io/lsm-shape";
 /// Label on Jobs: `compact` or `purge`.
 pub const JOB_KIND_LABEL: &str = "skyvault.io/job-kind";
 

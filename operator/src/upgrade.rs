@@ -126,12 +126,28 @@ impl Migration {
     pub fn open(&self) -> bool {
         matches!(self, Migration::NotNeeded | Migration::Succeeded { .. })
     }
+}
 
-    /// Whether new compaction and purge Jobs must wait: they would run the new image,
-    /// which migrates on start and writes files, so they go with the batcher, last: once no
-    /// StatefulSet has the old image any more.
-    pub fn holds_maintenance_jobs(&self) -> bool {
-        *self != Migration::NotNeeded
+/// The image new compaction and purge Jobs run now, or `None` while they wait. `batcher` is
+/// the batcher StatefulSet as this reconcile applies it (after [`plan_roll`]).
+///
+/// They are writers, like the batcher: they run the image the batchers run. While a
+/// migration is failing (which can last: attempts back off up to 10 min) the old batchers
+/// keep writing, so compaction and purge keep running with that image too; L0 and the
+/// dead files would otherwise pile up for as long as the migration fails. They wait only
+/// while an attempt runs and between a successful migration and the batcher's roll: every
+/// `skyvault` process migrates on start, and an older binary refuses a schema with
+/// migrations it does not know; the new image goes with the batcher, last (decision 0005).
+pub fn maintenance_image(
+    sv: &SkyVault,
+    migration: &Migration,
+    batcher: Option<&StatefulSet>,
+) -> Option<String> {
+    let running = batcher.and_then(image_of).unwrap_or(&sv.spec.image);
+    match migration {
+        Migration::NotNeeded | Migration::Failed { .. } => Some(running.to_string()),
+        Migration::Succeeded { .. } if running == sv.spec.image => Some(running.to_string()),
+        Migration::Succeeded { .. } | Migration::Running { .. } => None,
     }
 }
 
@@ -343,7 +359,8 @@ pub fn condition(
             reason: reason::MIGRATION_FAILED,
             message: format!(
                 "schema migration Job {job} for image {image} failed: {message}; {held} keep \
-                 their Pods on the old image; next attempt at {retry_at}"
+                 their Pods on the old image, and compaction and purge Jobs run it too; next \
+                 attempt at {retry_at}"
             ),
             failed: true,
         }),

@@ -173,23 +173,42 @@ fn success_opens_the_gate_and_history_keeps_only_the_latest_attempt() {
 }
 
 #[test]
-fn maintenance_jobs_wait_until_every_statefulset_has_the_new_image() {
+fn maintenance_jobs_run_the_batchers_image_and_wait_only_where_it_cannot_start() {
+    let sv = sample(); // image skyvault:test
     let job = || "j".to_string();
-    assert!(Migration::Running { job: job() }.holds_maintenance_jobs());
-    assert!(Migration::Succeeded { job: job() }.holds_maintenance_jobs());
+    let old_batcher = stored(&sv, Role::Batcher, OLD, true).1;
+    let new_batcher = stored(&sv, Role::Batcher, "skyvault:test", true).1;
+    let image = |m: &Migration, b: Option<&StatefulSet>| maintenance_image(&sv, m, b);
+    // No upgrade: the spec's image (a new store has no batcher yet).
+    assert_eq!(
+        image(&Migration::NotNeeded, None).as_deref(),
+        Some("skyvault:test")
+    );
+    assert_eq!(
+        image(&Migration::NotNeeded, Some(&new_batcher)).as_deref(),
+        Some("skyvault:test")
+    );
+    // A failing migration: the old batchers keep writing, and compaction and purge keep
+    // running with their image.
     let failed = Migration::Failed {
         job: job(),
         message: String::new(),
         retry_at: ts("2030-01-01T00:00:00Z"),
     };
-    assert!(failed.holds_maintenance_jobs());
-    // NotNeeded: no StatefulSet has another image (the batcher got it last).
-    let sv = sample();
-    let mut sets = all_stored(&sv, "skyvault:test");
-    assert!(!needed(&sv, &sets));
-    assert!(!Migration::NotNeeded.holds_maintenance_jobs());
-    sets[0] = stored(&sv, Role::Batcher, OLD, true);
-    assert!(needed(&sv, &sets), "the batcher still old: Jobs wait");
+    assert_eq!(image(&failed, Some(&old_batcher)).as_deref(), Some(OLD));
+    // An attempt running, or migrated while the batcher still runs the old image: the old
+    // binary would refuse the schema, the new one would write before the readers roll.
+    assert_eq!(
+        image(&Migration::Running { job: job() }, Some(&old_batcher)),
+        None
+    );
+    let migrated = Migration::Succeeded { job: job() };
+    assert_eq!(image(&migrated, Some(&old_batcher)), None);
+    // The batcher has the new template: the new image.
+    assert_eq!(
+        image(&migrated, Some(&new_batcher)).as_deref(),
+        Some("skyvault:test")
+    );
 }
 
 #[test]

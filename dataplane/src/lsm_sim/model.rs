@@ -85,6 +85,8 @@ pub fn record(
         min_key: key_at(m.lo).to_be_bytes().to_vec(),
         max_key: max.max(key_at(m.lo)).to_be_bytes().to_vec(),
         entry_count: entries.round() as u64,
+        // The picker's deletion trigger reads it (`lsm::tombstone_heavy`).
+        tombstone_count: (entries * m.tombstones).round() as u64,
         size_bytes: bytes.round().max(1.0) as u64,
         added_version: 0,
         removed_version: None,

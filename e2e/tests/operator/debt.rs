@@ -16,7 +16,8 @@ const NO_DEBT: &str = r#"{"version":10,"l0_files":1,"l0_bytes":4096,"pending_byt
 /// Issue 11, "it drives itself" and "honest outcomes": the debt the index
 /// reports starts bounded compaction Jobs up to maxConcurrentJobs (the
 /// schedule is a year away); Jobs ended by the pod failure policy on exit 3
-/// or 4 are neither successes nor failures; a real success is recorded; an
+/// or 4 are neither successes nor failures and hold debt Jobs until the LSM
+/// changes (issue 23: no Job every 30 s that exits 3); a real success is recorded; an
 /// index that stops answering falls back to the schedule with a condition and
 /// one Warning, not an error loop.
 #[tokio::test]
@@ -128,10 +129,24 @@ async fn compaction_debt_drives_jobs_and_idle_outcomes_count_as_neither() -> Res
     .await
     .with_context(|| env.operator_logs())?;
 
-    // After the 30 s hold the debt, still there, starts Jobs again.
+    // Idle on the LSM as the index still reports it: no Job starts again (the 30 s hold
+    // of before would have started two by now), however often the debt is read ...
+    holds_for(
+        "no debt Job while the LSM keeps the shape the idle Jobs saw",
+        Duration::from_secs(40),
+        || async {
+            let n = jobs_of_kind(&env, "compact").await?.len();
+            ensure!(n == 2, "{n} compaction Jobs");
+            Ok(())
+        },
+    )
+    .await
+    .with_context(|| env.operator_logs())?;
+    // ... until it changes (a flush added an L0 file): then the debt starts Jobs again.
+    index.set(&HEAVY_DEBT.replace(r#""files":12"#, r#""files":13"#));
     let second = wait_for(
-        "debt Jobs again after the hold",
-        Duration::from_secs(90),
+        "debt Jobs again once the LSM changed",
+        Duration::from_secs(60),
         || async {
             let jobs = jobs_of_kind(&env, "compact").await?;
             let new: Vec<String> = jobs

@@ -114,6 +114,25 @@ async fn image_upgrade_waits_for_its_migration_and_rolls_readers_first() -> Resu
     let note = event.note.unwrap_or_default();
     ensure!(note.contains(&first_name), "Event: {note}");
     expect_images(&env, "up", &[]).await?;
+    ensure!(
+        msg.contains("compaction and purge Jobs run it too"),
+        "Degraded: {msg}"
+    );
+
+    // Meanwhile the old batchers keep writing, so compaction keeps running, with their
+    // image (issue 23): a Job started now runs the old one.
+    env.merge_patch_skyvault(
+        "up",
+        json!({"metadata": {"annotations": {"skyvault.io/trigger-compaction": "mid-upgrade"}}}),
+    )
+    .await?;
+    let compact = wait_new_job(&env, "compact", &[], T).await?;
+    let pod = compact.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    let image = pod.and_then(|p| p.containers[0].image.as_deref());
+    ensure!(
+        image == Some(OLD_IMAGE),
+        "compaction Job during a failed migration runs {image:?}"
+    );
 
     // The retry after the backoff (30 s after the failure) succeeds.
     let retry = wait_new_job(&env, "migrate", &[&first_name], Duration::from_secs(120)).await?;
