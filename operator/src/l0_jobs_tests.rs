@@ -18,6 +18,7 @@ fn record(id: u64, level: u32, size: u64) -> FileRecord {
         min_key: b"a".to_vec(),
         max_key: b"z".to_vec(),
         entry_count: 1,
+        tombstone_count: 0,
         size_bytes: size,
         added_version: id,
         removed_version: None,
