@@ -39,6 +39,7 @@ pub struct Metrics {
     pub lsm_files: IntGaugeVec,
     pub batch_stalled: prometheus::IntCounter,
     pub compaction_dead_waits: prometheus::IntCounter,
+    pub objstore_slowdowns: prometheus::IntCounter,
     pub lsm_bytes: IntGaugeVec,
     pub index_files_probed: Histogram,
     pub index_tables_consulted: Histogram,
@@ -245,6 +246,12 @@ impl Metrics {
             ),
             index_files: gauge(&r, "index_live_files", "Files in the index's manifest"),
             lsm_files: gauge_vec(&r, "lsm_files", "Live files per LSM level", &["level"]),
+            objstore_slowdowns: counter(
+                &r,
+                "objstore_slowdowns_total",
+                "Requests the object-store latency model held back for its per-prefix \
+                 request rate, as S3's 503 SlowDown and the SDK's retry would (benchmarks only)",
+            ),
             compaction_dead_waits: counter(
                 &r,
                 "compaction_dead_waits_total",

@@ -12,7 +12,7 @@ use crate::config::{Limits, MAX_GRPC_MESSAGE_BYTES};
 use crate::index::{Index, IndexConfig};
 use crate::meta::DynMeta;
 use crate::metrics::metrics;
-use crate::objstore::{DEFAULT_MAX_REQUESTS, DynStore, LimitedStore, LocalStore, MeteredStore};
+use crate::objstore::{DEFAULT_MAX_REQUESTS, DynStore, LocalStore};
 use crate::purge::{self, PurgeConfig};
 use crate::server::{self, Readiness, StopSignal};
 use anyhow::Context;
@@ -128,8 +128,7 @@ fn default_store(dir: &Path) -> anyhow::Result<DynStore> {
     let objects = dir.join("objects");
     let local = LocalStore::open(&objects)
         .with_context(|| format!("opening object directory {}", objects.display()))?;
-    let limited = LimitedStore::new(MeteredStore::new(local), DEFAULT_MAX_REQUESTS);
-    Ok(Arc::new(limited))
+    crate::objstore::layered(Arc::new(local), DEFAULT_MAX_REQUESTS)
 }
 
 /// A running standalone server; dropping it does not stop it, `shutdown` does.

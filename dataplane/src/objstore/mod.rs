@@ -5,6 +5,7 @@
 //! readers may cache anything they have read from it.
 
 mod faulty;
+pub mod latency;
 mod limited;
 mod local;
 mod metered;
@@ -147,20 +148,28 @@ pub(crate) fn check_path(path: &str) -> StoreResult<()> {
 }
 
 /// Opens the store named by a URL: `file:///abs/dir` or `s3://BUCKET/PREFIX`
-/// (see `s3` for the environment it reads), wrapped in metrics.
-/// Opens the store named by `url`, metered and with at most `max_requests`
+/// (see `s3` for the environment it reads), metered and with at most `max_requests`
 /// requests in flight (queued callers wait; their wait is not in the latency
 /// histogram, it is in `skyvault_objstore_waiting_requests`).
 pub async fn open_url(url: &str, max_requests: usize) -> anyhow::Result<DynStore> {
-    if let Some(dir) = url.strip_prefix("file://") {
-        let store = MeteredStore::new(LocalStore::open(dir)?);
-        return Ok(Arc::new(LimitedStore::new(store, max_requests)));
-    }
-    if url.starts_with("s3://") {
-        let store = MeteredStore::new(S3Store::open(S3Config::from_url_and_env(url)?).await);
-        return Ok(Arc::new(LimitedStore::new(store, max_requests)));
-    }
-    anyhow::bail!(
-        "unsupported object store URL {url:?}: expected file:///absolute/dir or s3://BUCKET/PREFIX"
-    )
+    let base: DynStore = if let Some(dir) = url.strip_prefix("file://") {
+        Arc::new(LocalStore::open(dir)?)
+    } else if url.starts_with("s3://") {
+        Arc::new(S3Store::open(S3Config::from_url_and_env(url)?).await)
+    } else {
+        anyhow::bail!(
+            "unsupported object store URL {url:?}: expected file:///absolute/dir or s3://BUCKET/PREFIX"
+        )
+    };
+    layered(base, max_requests)
+}
+
+/// The layers every store gets: the benchmarks' latency model when asked
+/// for (`latency`), metrics, and the limit on requests in flight.
+pub fn layered(base: DynStore, max_requests: usize) -> anyhow::Result<DynStore> {
+    let base = latency::apply_from_env(base)?;
+    Ok(Arc::new(LimitedStore::new(
+        MeteredStore::new(base),
+        max_requests,
+    )))
 }
