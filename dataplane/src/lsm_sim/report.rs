@@ -34,6 +34,8 @@ pub struct Recorder {
     pub jobs: JobCounts,
     pub idle_nothing_picked: u64,
     pub idle_inputs_claimed: u64,
+    /// L0 files taken by all L0 -> base jobs together.
+    pub l0_job_l0_files: u64,
     pub max_job_input_bytes: u64,
     /// The part of a job's input on its own (input) level: what
     /// `max_input_bytes` bounds; the rest is what it overlaps below.
@@ -92,7 +94,10 @@ impl Recorder {
             (PickKind::Flush, ..) => j.flushes += 1,
             (PickKind::Move, ..) => j.trivial_moves += 1,
             (_, 0, 0) => j.intra_l0 += 1,
-            (_, 0, _) => j.l0_to_base += 1,
+            (_, 0, _) => {
+                j.l0_to_base += 1;
+                self.l0_job_l0_files += pick.inputs.iter().filter(|f| f.level == 0).count() as u64;
+            }
             _ => j.level_merges += 1,
         }
         if pick.kind == PickKind::Merge {
@@ -220,6 +225,9 @@ pub struct Report {
     pub max_input_bytes: u64,
     pub jobs_per_hour: f64,
     pub jobs: JobCounts,
+    /// L0 files an L0 -> base job takes on average: the old degenerate pick
+    /// (one L0 file plus the whole base level) drove it towards 1.
+    pub l0_files_per_l0_job: f64,
     /// Jobs started while nothing could be run: debt due but no candidate
     /// (`idle_nothing_picked`) or every candidate held by a running job
     /// (`idle_inputs_claimed`).
@@ -284,6 +292,7 @@ impl Report {
             max_input_bytes: cfg.compaction.max_input_bytes,
             jobs_per_hour: jobs as f64 * 3600.0 / sim.now.max(1e-9),
             jobs: rec.jobs.clone(),
+            l0_files_per_l0_job: rec.l0_job_l0_files as f64 / rec.jobs.l0_to_base.max(1) as f64,
             idle_job_starts: rec.idle_nothing_picked + rec.idle_inputs_claimed,
             idle_nothing_picked: rec.idle_nothing_picked,
             idle_inputs_claimed: rec.idle_inputs_claimed,
