@@ -34,18 +34,22 @@ pub struct Recorder {
     pub jobs: JobCounts,
     pub idle_nothing_picked: u64,
     pub idle_inputs_claimed: u64,
+    /// L0 files taken by all L0 -> base jobs together.
+    pub l0_job_l0_files: u64,
     pub max_job_input_bytes: u64,
     /// The part of a job's input on its own (input) level: what
     /// `max_input_bytes` bounds; the rest is what it overlaps below.
     pub max_job_own_level_bytes: u64,
     pub waited_l0: f64,
     pub waited_wal: f64,
+    pub peak_space_amplification: f64,
+    pub peak_pending_bytes: u64,
     csv: String,
 }
 
 impl Recorder {
     pub fn new(sample_every: f64) -> Recorder {
-        let mut csv = "seconds,logical_gib,wal_files,l0_files,l0_mib,pending_gib,score,base_level,running_jobs".to_string();
+        let mut csv = "seconds,logical_gib,wal_files,l0_files,l0_mib,pending_gib,score,base_level,space_amplification".to_string();
         for l in 1..=LAST_LEVEL {
             let _ = write!(csv, ",l{l}_gib");
         }
@@ -92,7 +96,10 @@ impl Recorder {
             (PickKind::Flush, ..) => j.flushes += 1,
             (PickKind::Move, ..) => j.trivial_moves += 1,
             (_, 0, 0) => j.intra_l0 += 1,
-            (_, 0, _) => j.l0_to_base += 1,
+            (_, 0, _) => {
+                j.l0_to_base += 1;
+                self.l0_job_l0_files += pick.inputs.iter().filter(|f| f.level == 0).count() as u64;
+            }
             _ => j.level_merges += 1,
         }
         if pick.kind == PickKind::Merge {
@@ -118,13 +125,14 @@ impl Recorder {
         }
     }
 
-    /// One CSV row of the debt at `now`.
+    /// One CSV row of the debt at `now`, when the writes so far hold
+    /// `live` bytes of distinct entries.
     pub fn sample(
         &mut self,
         now: f64,
         levels: &Levels,
         cfg: &SimConfig,
-        running: usize,
+        live: f64,
         final_row: bool,
     ) {
         if !final_row {
@@ -132,9 +140,18 @@ impl Recorder {
         }
         const GIB: f64 = (1u64 << 30) as f64;
         let d = lsm::debt(levels, &cfg.compaction.lsm, 0);
+        let stored = (d.wal_bytes + d.levels.iter().map(|l| l.bytes).sum::<u64>()) as f64;
+        // Once a key space's worth is written (before, the WAL tier and L0
+        // alone outweigh the little live data).
+        if self.logical_bytes >= cfg.key_count * (cfg.size.key + cfg.size.value) as f64
+            && live > 0.0
+        {
+            self.peak_space_amplification = self.peak_space_amplification.max(stored / live);
+        }
+        self.peak_pending_bytes = self.peak_pending_bytes.max(d.pending_bytes);
         let _ = write!(
             self.csv,
-            "{:.1},{:.3},{},{},{:.1},{:.3},{:.3},{},{}",
+            "{:.1},{:.3},{},{},{:.1},{:.3},{:.3},{},{:.4}",
             now,
             self.logical_bytes / GIB,
             d.wal_files,
@@ -143,7 +160,7 @@ impl Recorder {
             d.pending_bytes as f64 / GIB,
             d.score,
             d.base_level,
-            running
+            stored / live.max(1.0),
         );
         for l in &d.levels[1..] {
             let _ = write!(self.csv, ",{:.3}", l.bytes as f64 / GIB);
@@ -206,7 +223,13 @@ pub struct Report {
     pub overwrite_ratio: f64,
     pub write_amplification: f64,
     pub write_amplification_shape: ShapeBound,
+    /// At the end, after compaction paid its debt (as e2e/bench-amplification.sh measures).
     pub space_amplification: f64,
+    /// The highest of any sample once a key space's worth of data was
+    /// written: what the store holds while writes run at full rate.
+    pub peak_space_amplification: f64,
+    /// The highest `pending_bytes` of the debt in any sample.
+    pub peak_pending_bytes: u64,
     pub stored_bytes: u64,
     pub live_bytes: u64,
     pub max_l0_files: usize,
@@ -220,6 +243,9 @@ pub struct Report {
     pub max_input_bytes: u64,
     pub jobs_per_hour: f64,
     pub jobs: JobCounts,
+    /// L0 files an L0 -> base job takes on average: the old degenerate pick
+    /// (one L0 file plus the whole base level) drove it towards 1.
+    pub l0_files_per_l0_job: f64,
     /// Jobs started while nothing could be run: debt due but no candidate
     /// (`idle_nothing_picked`) or every candidate held by a running job
     /// (`idle_inputs_claimed`).
@@ -274,6 +300,8 @@ impl Report {
                 typical: 3.0 + (ratio + 1.0) / 2.0 * below as f64,
             },
             space_amplification: stored as f64 / (live_keys * entry).max(1.0),
+            peak_space_amplification: rec.peak_space_amplification,
+            peak_pending_bytes: rec.peak_pending_bytes,
             stored_bytes: stored,
             live_bytes: (live_keys * entry) as u64,
             max_l0_files: rec.max_l0,
@@ -284,6 +312,7 @@ impl Report {
             max_input_bytes: cfg.compaction.max_input_bytes,
             jobs_per_hour: jobs as f64 * 3600.0 / sim.now.max(1e-9),
             jobs: rec.jobs.clone(),
+            l0_files_per_l0_job: rec.l0_job_l0_files as f64 / rec.jobs.l0_to_base.max(1) as f64,
             idle_job_starts: rec.idle_nothing_picked + rec.idle_inputs_claimed,
             idle_nothing_picked: rec.idle_nothing_picked,
             idle_inputs_claimed: rec.idle_inputs_claimed,

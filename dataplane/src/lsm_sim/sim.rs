@@ -97,7 +97,7 @@ impl Sim {
             self.start_jobs();
             if self.finished() {
                 self.rec
-                    .sample(self.now, &self.levels, &self.cfg, self.jobs.len(), true);
+                    .sample(self.now, &self.levels, &self.cfg, self.live_bytes(), true);
                 return Ok(());
             }
             let next = self.next_event();
@@ -114,6 +114,15 @@ impl Sim {
             && self.jobs.is_empty()
             && !self.flush_due()
             && !self.debt().needs_compaction
+    }
+
+    /// Bytes of the distinct live entries written so far (what a store
+    /// without any amplification would hold).
+    pub fn live_bytes(&self) -> f64 {
+        let keys = &self.keys;
+        let live =
+            keys.count * keys.coverage(self.writer.done / keys.count) * (1.0 - self.cfg.deletes);
+        live * (self.cfg.size.key + self.cfg.size.value) as f64
     }
 
     pub fn debt(&self) -> Debt {
@@ -312,7 +321,7 @@ impl Sim {
         }
         if self.rec.next_sample() <= self.now {
             self.rec
-                .sample(self.now, &self.levels, &self.cfg, self.jobs.len(), false);
+                .sample(self.now, &self.levels, &self.cfg, self.live_bytes(), false);
         }
         if self.flush.as_ref().is_some_and(|f| f.ends_at <= self.now) {
             let flush = self.flush.take().expect("checked");
