@@ -16,7 +16,10 @@
 # distributed workload (e2e/bench-sustained.sh drives it continuously instead).
 # Knobs: BENCH_MODES=standalone|distributed|all (default all), BENCH_DURATION,
 # BENCH_WARMUP, BENCH_GRPC_PORT/BENCH_HTTP_PORT (standalone), BENCH_COMPACT=0
-# (distributed without the compaction between workloads), BENCH_S3=s3s-fs|moto.
+# (distributed without the compaction between workloads), BENCH_S3=s3s-fs|moto,
+# BENCH_STORE_MODELS (default "bare s3-standard"): each deployment runs once
+# per entry, "bare" as it is and any other entry as the object-store latency
+# model's spec (SKYVAULT_STORE_LATENCY, dataplane/src/objstore/latency.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +28,7 @@ WARMUP=${BENCH_WARMUP:-2s}
 MODES=${BENCH_MODES:-all}
 COMPACT=${BENCH_COMPACT:-1}
 S3_SERVER=${BENCH_S3:-s3s-fs}
+STORE_MODELS=${BENCH_STORE_MODELS:-bare s3-standard}
 GRPC=127.0.0.1:${BENCH_GRPC_PORT:-50161}
 HTTP=127.0.0.1:${BENCH_HTTP_PORT:-9161}
 OUT=target/bench
@@ -124,19 +128,31 @@ suite() {
     run scan --workload scan --no-preload
 }
 
-if want standalone; then
+# Exports the latency model for the servers started next ("bare": none).
+use_model() {
+    if [[ $1 == bare ]]; then
+        unset SKYVAULT_STORE_LATENCY SKYVAULT_BENCHMARK
+        MODEL_NOTE=''
+    else
+        export SKYVAULT_STORE_LATENCY=$1 SKYVAULT_BENCHMARK=1
+        MODEL_NOTE="; object store under the latency model $1"
+    fi
+}
+
+standalone_suite() {
     DATA=$(mktemp -d)
     "$BIN" standalone --data-dir "$DATA" --grpc-addr "$GRPC" --http-addr "$HTTP" 2> "$OUT/server.log" &
     SERVER=$!
     for _ in $(seq 100); do curl -sf "http://$HTTP/readyz" > /dev/null && break; sleep 0.1; done
     curl -sf "http://$HTTP/readyz" > /dev/null || { echo "server did not become ready; see $OUT/server.log"; exit 1; }
-    MODE=standalone ADDR_ARGS=(--addr "$GRPC") HTTPS=$HTTP PIDS=$SERVER
-    table_header "standalone: one process, local directory + SQLite" "peak RSS MiB"
+    MODE=standalone$1 ADDR_ARGS=(--addr "$GRPC") HTTPS=$HTTP PIDS=$SERVER
+    table_header "standalone: one process, local directory + SQLite$MODEL_NOTE" "peak RSS MiB"
     suite
     kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=''
-fi
+    rm -rf "$DATA"; DATA=''
+}
 
-if want distributed; then
+distributed_suite() {
     [[ $S3_SERVER != s3s-fs ]] || bash e2e/install-s3s-fs.sh > /dev/null
     cargo build -p skyvault-e2e --bin skyvault-e2e-dataplane
     SKYVAULT_TEST_S3=$S3_SERVER SKYVAULT_BIN=$BIN "${CARGO_TARGET_DIR:-target}/debug/skyvault-e2e-dataplane" \
@@ -152,13 +168,22 @@ if want distributed; then
         { echo "distributed data plane did not become ready; see $OUT/dataplane.log"; tail -20 "$OUT/dataplane.log"; exit 1; }
     # shellcheck source=/dev/null
     . "$OUT/dataplane.env"
-    MODE=distributed
+    MODE=distributed$1
     ADDR_ARGS=(--batcher-addr "$SKYVAULT_BENCH_BATCHER" --index-addr "$SKYVAULT_BENCH_INDEX")
     HTTPS=$SKYVAULT_BENCH_HTTP PIDS=$SKYVAULT_BENCH_PIDS
     compacted=', `skyvault compact` before each workload (not counted)'
     [[ $COMPACT == 1 ]] || compacted=', no compaction'
-    table_header "distributed: PostgreSQL + $S3_SERVER S3, 1 batcher, 1 index (reads through the cache), 1 cache$compacted; health: the index; store req: all three roles" \
+    table_header "distributed: PostgreSQL + $S3_SERVER S3, 1 batcher, 1 index (reads through the cache), 1 cache$compacted; health: the index; store req: all three roles$MODEL_NOTE" \
         "peak RSS MiB (b/i/c)"
     suite
-fi
+    kill "$HARNESS"; wait "$HARNESS" 2>/dev/null || true; HARNESS=''
+}
+
+for model in $STORE_MODELS; do
+    use_model "$model"
+    tag=''
+    [[ $model == bare ]] || tag="+$model"
+    if want standalone; then standalone_suite "$tag"; fi
+    if want distributed; then distributed_suite "$tag"; fi
+done
 cat "$OUT/results.md"
