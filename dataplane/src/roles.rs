@@ -28,8 +28,20 @@ use tonic::service::RoutesBuilder;
 
 /// A path no writer uses: probing it answers "is the store reachable".
 const PROBE_OBJECT: &str = "_skyvault/probe";
-/// How often a batcher re-checks its dependencies for `/readyz`.
-const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a batcher re-checks its dependencies for `/readyz` (see
+/// `track_readiness`).
+#[derive(Clone, Copy, Debug)]
+struct ReadinessTiming {
+    /// The database, and an object store that did not answer.
+    interval: Duration,
+    /// An object store that answered.
+    store_probe: Duration,
+}
+
+const READINESS: ReadinessTiming = ReadinessTiming {
+    interval: Duration::from_secs(2),
+    store_probe: Duration::from_secs(300),
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -174,6 +186,7 @@ pub async fn run(
                 store.clone(),
                 meta.clone(),
                 readiness.clone(),
+                READINESS,
             ));
             "batcher.v1.BatcherService"
         }
@@ -277,15 +290,92 @@ pub(crate) fn space_condition(batcher: &Batcher) -> server::ReadyCondition {
     })
 }
 
-/// A batcher is ready while it can both upload and commit.
-async fn track_readiness(store: DynStore, meta: DynMeta, readiness: Readiness) {
+/// A batcher is ready while it can both upload and commit. The database is
+/// asked every `timing.interval` (2 s); the object store only every
+/// `timing.store_probe` (5 min) while it answers — each probe is a billed
+/// request, and an idle store should make few (issue 25 item 1) — and every
+/// `timing.interval` once it did not. A store that fails in between fails
+/// flushes, which their clients see at once.
+async fn track_readiness(
+    store: DynStore,
+    meta: DynMeta,
+    readiness: Readiness,
+    timing: ReadinessTiming,
+) {
+    let mut store_ok_at: Option<tokio::time::Instant> = None;
+    let mut was_ready = None;
     loop {
-        let (stored, committed) = tokio::join!(probe_store(&store), meta.current_version());
+        let probe_due = store_ok_at.is_none_or(|at| at.elapsed() >= timing.store_probe);
+        let probe = async {
+            if probe_due {
+                probe_store(&store).await
+            } else {
+                Ok(())
+            }
+        };
+        let (stored, committed) = tokio::join!(probe, meta.current_version());
+        match &stored {
+            Ok(()) if probe_due => store_ok_at = Some(tokio::time::Instant::now()),
+            Ok(()) => {}
+            Err(_) => store_ok_at = None,
+        }
         let ready = stored.is_ok() && committed.is_ok();
-        if ready != readiness.get() {
+        if was_ready != Some(ready) {
             tracing::info!(ready, store = ?stored.err(), meta = ?committed.err(), "batcher readiness changed");
+            was_ready = Some(ready);
         }
         readiness.set(ready);
-        tokio::time::sleep(READINESS_INTERVAL).await;
+        tokio::time::sleep(timing.interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objstore::{LocalStore, MeteredStore};
+
+    /// An idle batcher's readiness makes a dozen object-store requests an
+    /// hour (it made 1,800: one every 2 s), and still notices a store that
+    /// stops answering. Time runs a thousand times faster here: the hour is
+    /// 3.6 s, every interval a thousandth of the real one.
+    #[tokio::test]
+    async fn an_idle_batcher_probes_the_store_a_few_times_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalStore::open(dir.path().join("objects")).unwrap();
+        let faulty =
+            std::sync::Arc::new(crate::objstore::FaultyStore::new(MeteredStore::new(local)));
+        let store: DynStore = faulty.clone();
+        let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+        let meta = crate::meta::open_url(&url).await.unwrap();
+        let readiness = Readiness::default();
+        let timing = ReadinessTiming {
+            interval: READINESS.interval / 1000,
+            store_probe: READINESS.store_probe / 1000,
+        };
+        let task = tokio::spawn(track_readiness(store, meta, readiness.clone(), timing));
+        let requests = || {
+            let m = crate::metrics::metrics();
+            let by = |outcome| {
+                m.objstore_requests
+                    .with_label_values(&["get", outcome])
+                    .get()
+            };
+            by("ok") + by("error")
+        };
+        let before = requests();
+        tokio::time::sleep(Duration::from_millis(3600)).await;
+        let per_hour = requests() - before;
+        assert!(per_hour <= 13, "{per_hour} probes in an idle hour");
+        assert!(readiness.get());
+        faulty.set_fault(Some(crate::objstore::Fault::Down));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while readiness.get() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a store that stopped answering is never noticed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task.abort();
     }
 }
