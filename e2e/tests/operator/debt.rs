@@ -89,17 +89,13 @@ async fn compaction_debt_drives_jobs_and_idle_outcomes_count_as_neither() -> Res
     })
     .await
     .with_context(|| env.operator_logs())?;
-    holds_for(
+    compaction_jobs_stay(
+        &env,
         "no third Job while two run",
+        2,
         Duration::from_secs(5),
-        || async {
-            let n = jobs_of_kind(&env, "compact").await?.len();
-            ensure!(n == 2, "{n} compaction Jobs");
-            Ok(())
-        },
     )
-    .await
-    .with_context(|| env.operator_logs())?;
+    .await?;
 
     // Exit 3 and exit 4: the Jobs end without a success or a failure.
     let names: Vec<String> = first
@@ -131,17 +127,13 @@ async fn compaction_debt_drives_jobs_and_idle_outcomes_count_as_neither() -> Res
 
     // Idle on the LSM as the index still reports it: no Job starts again (the 30 s hold
     // of before would have started two by now), however often the debt is read ...
-    holds_for(
+    compaction_jobs_stay(
+        &env,
         "no debt Job while the LSM keeps the shape the idle Jobs saw",
+        2,
         Duration::from_secs(40),
-        || async {
-            let n = jobs_of_kind(&env, "compact").await?.len();
-            ensure!(n == 2, "{n} compaction Jobs");
-            Ok(())
-        },
     )
-    .await
-    .with_context(|| env.operator_logs())?;
+    .await?;
     // ... until it changes (a flush added an L0 file): then the debt starts Jobs again.
     index.set(&HEAVY_DEBT.replace(r#""files":12"#, r#""files":13"#));
     let second = wait_for(
@@ -251,17 +243,13 @@ async fn no_debt_job_while_level_0_is_due_but_nothing_can_be_picked() -> Result<
     })
     .await
     .with_context(|| env.operator_logs())?;
-    holds_for(
+    compaction_jobs_stay(
+        &env,
         "no Job while nothing can be picked",
+        0,
         Duration::from_secs(15),
-        || async {
-            let n = jobs_of_kind(&env, "compact").await?.len();
-            ensure!(n == 0, "{n} compaction Jobs");
-            Ok(())
-        },
     )
-    .await
-    .with_context(|| env.operator_logs())?;
+    .await?;
     index.set(&unpickable_l0(16));
     wait_for(
         "one L0 Job at twice the trigger",
