@@ -89,17 +89,13 @@ async fn compaction_debt_drives_jobs_and_idle_outcomes_count_as_neither() -> Res
     })
     .await
     .with_context(|| env.operator_logs())?;
-    holds_for(
+    compaction_jobs_stay(
+        &env,
         "no third Job while two run",
+        2,
         Duration::from_secs(5),
-        || async {
-            let n = jobs_of_kind(&env, "compact").await?.len();
-            ensure!(n == 2, "{n} compaction Jobs");
-            Ok(())
-        },
     )
-    .await
-    .with_context(|| env.operator_logs())?;
+    .await?;
 
     // Exit 3 and exit 4: the Jobs end without a success or a failure.
     let names: Vec<String> = first
@@ -131,17 +127,13 @@ async fn compaction_debt_drives_jobs_and_idle_outcomes_count_as_neither() -> Res
 
     // Idle on the LSM as the index still reports it: no Job starts again (the 30 s hold
     // of before would have started two by now), however often the debt is read ...
-    holds_for(
+    compaction_jobs_stay(
+        &env,
         "no debt Job while the LSM keeps the shape the idle Jobs saw",
+        2,
         Duration::from_secs(40),
-        || async {
-            let n = jobs_of_kind(&env, "compact").await?.len();
-            ensure!(n == 2, "{n} compaction Jobs");
-            Ok(())
-        },
     )
-    .await
-    .with_context(|| env.operator_logs())?;
+    .await?;
     // ... until it changes (a flush added an L0 file): then the debt starts Jobs again.
     index.set(&HEAVY_DEBT.replace(r#""files":12"#, r#""files":13"#));
     let second = wait_for(
@@ -212,6 +204,64 @@ async fn compaction_debt_drives_jobs_and_idle_outcomes_count_as_neither() -> Res
     );
     warning_event(&env, "debt", "CompactionDebtUnavailable").await?;
     wait_condition(&env, "debt", "Ready", "True", None).await?;
+    env.assert_no_rbac_denials()?;
+    Ok(())
+}
+
+/// Level 0 due (10 files of 20 MiB, trigger 8) over an upgraded store's 4 GiB L1, as a data
+/// plane with issue 23's `/lsm` fields reports it: going down would rewrite L1 for 200 MiB
+/// of L0, and no run of small files (under 16 MiB) has formed, so the picker has nothing.
+fn unpickable_l0(files: usize) -> String {
+    let sizes = vec![(20u64 << 20).to_string(); files].join(",");
+    let l0_bytes = (files as u64) * (20 << 20);
+    let score = files as f64 / 8.0;
+    format!(
+        r#"{{"version":3,"l0_files":{files},"l0_bytes":{l0_bytes},"pending_bytes":{l0_bytes},
+          "score":{score},"needs_compaction":true,"base_level":1,"l0_output_level":1,
+          "l0_file_bytes":[{sizes}],"l0_output_files_outside_l0":0,
+          "levels":[{{"level":0,"files":{files},"bytes":{l0_bytes},"target_bytes":0,"score":{score}}},
+                    {{"level":1,"files":64,"bytes":4294967296,"target_bytes":5368709120,"score":0.8}},
+                    {{"level":6,"files":0,"bytes":0,"target_bytes":0,"score":0.0}}]}}"#
+    )
+}
+
+/// Issue 23 item 5: with level 0 due but nothing to pick, the operator starts no Job (before,
+/// one every ~30 s that exited 3), reading the count from the real `/lsm` contract; once L0
+/// holds twice its trigger the picker sends it down regardless, and one Job starts.
+#[tokio::test]
+async fn no_debt_job_while_level_0_is_due_but_nothing_can_be_picked() -> Result<()> {
+    let index = FakeIndex::start(&unpickable_l0(10)).await?;
+    let mut env = OperatorEnv::new("op-unpickable").await?;
+    env.start_operator_with("op-a", true, &[index.url_flag()])
+        .await?;
+    env.apply_skyvault(&small_skyvault("stuck")).await?;
+    wait_for("the debt in status", T, || async {
+        let s = env.get_skyvault("stuck").await?;
+        let d = &s.data["status"]["compactionDebt"];
+        ensure!(d["l0Files"] == 10 && d["needsCompaction"] == true, "{d}");
+        Ok(())
+    })
+    .await
+    .with_context(|| env.operator_logs())?;
+    compaction_jobs_stay(
+        &env,
+        "no Job while nothing can be picked",
+        0,
+        Duration::from_secs(15),
+    )
+    .await?;
+    index.set(&unpickable_l0(16));
+    wait_for(
+        "one L0 Job at twice the trigger",
+        Duration::from_secs(45),
+        || async {
+            let n = jobs_of_kind(&env, "compact").await?.len();
+            ensure!(n == 1, "{n} compaction Jobs");
+            Ok(())
+        },
+    )
+    .await
+    .with_context(|| env.operator_logs())?;
     env.assert_no_rbac_denials()?;
     Ok(())
 }

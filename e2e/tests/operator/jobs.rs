@@ -48,17 +48,13 @@ async fn scheduled_compaction_jobs_forbid_overlap_and_bound_history() -> Result<
     // The next schedule time passes while the first Job is active: no second Job.
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let past_next_minute = Duration::from_secs((60 - now.rem_euclid(60) + 10) as u64);
-    holds_for(
+    compaction_jobs_stay(
+        &env,
         "only one compaction Job while it is active",
+        1,
         past_next_minute,
-        || async {
-            let n = jobs_of_kind(&env, "compact").await?.len();
-            ensure!(n == 1, "{n} compaction Jobs");
-            Ok(())
-        },
     )
-    .await
-    .with_context(|| env.operator_logs())?;
+    .await?;
 
     env.finish_job(&first_name, true).await?;
     // The success reaches status (lastRun may already have moved on to the

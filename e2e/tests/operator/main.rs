@@ -28,3 +28,19 @@ mod leader;
 mod security;
 mod status;
 mod upgrade;
+
+/// Fails unless the test namespace keeps exactly `n` compaction Jobs for `time`.
+async fn compaction_jobs_stay(
+    env: &OperatorEnv,
+    what: &str,
+    n: usize,
+    time: Duration,
+) -> Result<()> {
+    holds_for(what, time, || async {
+        let jobs = jobs_of_kind(env, "compact").await?.len();
+        ensure!(jobs == n, "{jobs} compaction Jobs");
+        Ok(())
+    })
+    .await
+    .with_context(|| env.operator_logs())
+}
