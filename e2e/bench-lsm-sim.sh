@@ -18,7 +18,7 @@ for size in $SIZES; do
         for deletes in 0 0.1; do
             name="$size-$keys-$deletes"
             "$BIN" lsm-sim --data-bytes "$size" --keys "$keys" --deletes "$deletes" \
-                --csv "$OUT/$name.csv" --json > "$OUT/$name.json"
+                --csv "$OUT/$name.csv" --png "$OUT/$name.png" --json > "$OUT/$name.json"
             python3 - "$OUT/$name.json" "$size" "$keys" "$deletes" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
