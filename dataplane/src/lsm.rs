@@ -510,13 +510,12 @@ pub(crate) mod tests {
         let ids = |v: Vec<FileRecord>| v.iter().map(|f| f.id).collect::<Vec<_>>();
         assert_eq!(ids(levels.overlapping(2, b"c", b"e")), vec![1, 2]);
         assert_eq!(ids(levels.overlapping(2, b"j", b"z")), Vec::<i64>::new());
-        let two = Levels::new(vec![
-            file(1, 2, "a", "c", 1),
-            file(2, 2, "d", "f", 1),
-            file(3, 3, "b", "b", 10),
-            file(4, 3, "c", "e", 100),
-            file(5, 3, "x", "y", 1000),
-        ]);
+        // L2 [a, c] [d, f] over L3 [b] (10 bytes), [c, e] (100), [x, y] (1000).
+        let mut two: Vec<FileRecord> = levels.runs[1][..2].to_vec();
+        for (id, lo, hi, size) in [(6, "b", "b", 10), (7, "c", "e", 100), (8, "x", "y", 1000)] {
+            two.push(file(id, 3, lo, hi, size));
+        }
+        let two = Levels::new(two);
         assert_eq!(two.overlapping_bytes_below(2), vec![110, 100]);
         assert_eq!(levels.overlapping_bytes_below(2), vec![0, 0, 0]);
         assert!(levels.deeper_may_hold(1, b"e"));

@@ -74,6 +74,10 @@ pub struct SimArgs {
     /// Write the debt over time to this CSV file (one row per --sample-secs).
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Plot the debt over time into this PNG file (L0 files blue, pending
+    /// bytes red, space amplification green; each on its own scale).
+    #[arg(long)]
+    pub png: Option<PathBuf>,
     #[arg(long, default_value_t = 60.0)]
     pub sample_secs: f64,
 }

@@ -45,6 +45,8 @@ pub struct Recorder {
     pub peak_space_amplification: f64,
     pub peak_pending_bytes: u64,
     csv: String,
+    /// The samples the PNG plots.
+    pub points: Vec<super::plot::Point>,
 }
 
 impl Recorder {
@@ -149,6 +151,12 @@ impl Recorder {
             self.peak_space_amplification = self.peak_space_amplification.max(stored / live);
         }
         self.peak_pending_bytes = self.peak_pending_bytes.max(d.pending_bytes);
+        self.points.push([
+            now,
+            d.l0_files as f64,
+            d.pending_bytes as f64,
+            stored / live.max(1.0),
+        ]);
         let _ = write!(
             self.csv,
             "{:.1},{:.3},{},{},{:.1},{:.3},{:.3},{},{:.4}",

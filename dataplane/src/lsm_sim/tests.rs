@@ -22,9 +22,9 @@ fn parse(flags: &str) -> Result<SimConfig, String> {
 }
 
 fn run(flags: &str) -> Report {
-    let (report, csv) = simulate(parse(flags).expect("valid flags")).expect("the run ends");
-    assert!(csv.lines().count() > 2, "the debt over time is sampled");
-    report
+    let run = simulate(parse(flags).expect("valid flags")).expect("the run ends");
+    assert!(run.csv.lines().count() > 2, "the debt over time is sampled");
+    run.report
 }
 
 #[test]
