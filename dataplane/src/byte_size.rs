@@ -65,11 +65,13 @@ impl TypedValueParser for Bytes {
         arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> Result<u64, clap::Error> {
+        // Worded as clap words its own value errors.
         let fail = |message: String| {
             let flag = arg.map_or("the value".to_string(), |a| a.to_string());
+            let given = value.to_string_lossy();
             clap::Error::raw(
                 clap::error::ErrorKind::ValueValidation,
-                format!("{flag}: {message}\n"),
+                format!("invalid value '{given}' for '{flag}': {message}\n"),
             )
             .with_cmd(cmd)
         };
