@@ -324,24 +324,100 @@ async fn purge_every(
     let mut ticks = tokio::time::interval(config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
+    let mut last: Option<LastPurge> = None;
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = purge_now.notified() => {}
+        let asked = tokio::select! {
+            _ = ticks.tick() => false,
+            _ = purge_now.notified() => true,
+        };
+        let version = meta.current_version().await.ok();
+        if asked || purge_due(last.as_ref(), version) {
+            let waiting = purge_once(&store, &meta, &config.purge).await;
+            last = Some(LastPurge {
+                at: std::time::Instant::now(),
+                version,
+                waiting,
+            });
         }
-        purge_once(&store, &meta, &config.purge).await;
         tokio::time::sleep(MIN_PURGE_GAP).await;
     }
 }
 
-async fn purge_once(store: &DynStore, meta: &DynMeta, config: &PurgeConfig) {
+/// What the previous background purge saw.
+struct LastPurge {
+    at: std::time::Instant,
+    /// The manifest version before it ran (`None`: unknown).
+    version: Option<u64>,
+    /// Whether it kept objects that a later run will delete (young ones,
+    /// outputs of running jobs) or failed.
+    waiting: bool,
+}
+
+/// An idle store runs a full purge this often at most (each is a LIST per
+/// prefix and an identity GET: billed requests; issue 25 item 1): objects a
+/// crashed flush left behind change no manifest and wait for it.
+const IDLE_PURGE_INTERVAL: Duration = Duration::from_secs(30 * 60);
+
+/// Whether a background purge can find work: the manifest moved since the
+/// last one (files replaced, flushes committed), the last one left objects
+/// waiting, or an idle interval has passed.
+fn purge_due(last: Option<&LastPurge>, version: Option<u64>) -> bool {
+    let Some(last) = last else {
+        return true;
+    };
+    last.waiting
+        || version.is_none()
+        || version != last.version
+        || last.at.elapsed() >= IDLE_PURGE_INTERVAL
+}
+
+/// One purge; returns whether objects wait for a later one (or it failed).
+async fn purge_once(store: &DynStore, meta: &DynMeta, config: &PurgeConfig) -> bool {
     match purge::purge(store, meta, config).await {
-        Ok(s) if !s.replaced_deleted.is_empty() || !s.orphans_deleted.is_empty() => tracing::info!(
-            replaced = s.replaced_deleted.len(),
-            orphans = s.orphans_deleted.len(),
-            "purged"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
+        Ok(s) => {
+            if !s.replaced_deleted.is_empty() || !s.orphans_deleted.is_empty() {
+                tracing::info!(
+                    replaced = s.replaced_deleted.len(),
+                    orphans = s.orphans_deleted.len(),
+                    "purged"
+                );
+            }
+            s.kept_young > 0 || s.kept_in_progress > 0
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "purge failed; will retry");
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle store purges every half hour (3 requests each), not every
+    /// minute; any change, a kept object or a failure brings the next one on.
+    #[test]
+    fn an_idle_store_purges_rarely() {
+        let idle = LastPurge {
+            at: std::time::Instant::now(),
+            version: Some(7),
+            waiting: false,
+        };
+        assert!(purge_due(None, Some(7)), "the first run");
+        assert!(!purge_due(Some(&idle), Some(7)), "nothing changed");
+        assert!(purge_due(Some(&idle), Some(8)), "the manifest moved");
+        assert!(purge_due(Some(&idle), None), "the version is unknown");
+        let waiting = LastPurge {
+            waiting: true,
+            ..idle
+        };
+        assert!(purge_due(Some(&waiting), Some(7)), "objects were kept");
+        let long_ago = LastPurge {
+            at: std::time::Instant::now() - IDLE_PURGE_INTERVAL,
+            waiting: false,
+            ..waiting
+        };
+        assert!(purge_due(Some(&long_ago), Some(7)), "half an hour passed");
     }
 }
