@@ -47,11 +47,12 @@ impl SpaceWatch {
         metrics().storage_full.set(1);
     }
 
+    /// Called after every successful flush: does nothing unless marked.
     pub fn clear(&self) {
         if self.cause.lock().expect("space lock").take().is_some() {
             tracing::info!("space returned: writes accepted again");
+            metrics().storage_full.set(0);
         }
-        metrics().storage_full.set(0);
     }
 
     /// While out of space, probes every [`PROBE_EVERY`] until a probe
